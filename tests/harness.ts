@@ -1,0 +1,184 @@
+/**
+ * One helper checks any op (tinygrad `test_ops` style): random inputs, the float64 reference's
+ * backward against central finite differences, then the GPU forward and backward against the
+ * reference with every output poisoned with NaN first, so an unwritten element fails.
+ */
+import { getGpu } from "../src/gpu/device.ts";
+import { type Dispatch, Kernels, type Tensor } from "../src/gpu/kernels.ts";
+import { Rng, TEST_SEED } from "./reference/random.ts";
+
+export type Arrays = Record<string, Float64Array>;
+export type Tensors = Record<string, Tensor>;
+
+export interface OpTest {
+  name: string;
+  /** Float inputs: name → shape (random normals, times `scale[name]`). */
+  inputs: Record<string, number[]>;
+  scale?: Record<string, number>;
+  /** Integer inputs (u32 on the GPU, passed to the reference as float64): name → shape, bound. */
+  ints?: Record<string, { shape: number[]; max: number }>;
+  /** Forward outputs: name → shape. */
+  outputs: Record<string, number[]>;
+  ref: (x: Arrays) => Arrays;
+  /** Gradients of the float inputs, given the gradients `dy` of the outputs. */
+  refBackward?: (x: Arrays, dy: Arrays) => Arrays;
+  /** Records the forward: reads the input tensors, writes the output tensors. */
+  gpu: (k: Kernels, t: Tensors) => Dispatch[];
+  /**
+   * Records the backward: reads t[input], t[output], t["d"+output]; writes t["d"+input] for each
+   * key `refBackward` returns.
+   */
+  gpuBackward?: (k: Kernels, t: Tensors) => Dispatch[];
+  /** Gradients the GPU accumulates into (+=): pre-filled with random values, not NaN. */
+  accumulate?: string[];
+  /** Skip the finite-difference check (e.g. a non-smooth op); default false. */
+  skipFiniteDiff?: boolean;
+  tol?: number;
+}
+
+let kernelsP: Promise<Kernels> | undefined;
+export function kernels(): Promise<Kernels> {
+  kernelsP ??= getGpu().then((g) => new Kernels(g));
+  return kernelsP;
+}
+
+const size = (s: number[]) => s.reduce((a, b) => a * b, 1);
+
+/**
+ * Pass iff max|g−r|/max|r| ≤ tol and, elementwise, |g−r| ≤ tol·max|r| + 1e-6.
+ * Returns the measured relative error; throws with the worst element otherwise.
+ */
+export function assertClose(
+  label: string,
+  got: ArrayLike<number>,
+  ref: ArrayLike<number>,
+  tol = 1e-4,
+): number {
+  if (got.length !== ref.length) throw new Error(`${label}: length ${got.length} != ${ref.length}`);
+  let maxRef = 0;
+  for (let i = 0; i < ref.length; i++) maxRef = Math.max(maxRef, Math.abs(ref[i]));
+  let maxErr = 0, worst = 0;
+  for (let i = 0; i < ref.length; i++) {
+    const e = Math.abs(got[i] - ref[i]);
+    if (!(e <= maxErr)) { // NaN-safe: NaN always becomes the worst
+      maxErr = Number.isNaN(e) ? Infinity : e;
+      worst = i;
+    }
+  }
+  const rel = maxErr / Math.max(maxRef, 1e-30);
+  if (!(maxErr <= tol * maxRef + 1e-6)) {
+    throw new Error(
+      `${label}: max error ${maxErr.toExponential(3)} (relative ${rel.toExponential(3)}) at ` +
+        `[${worst}]: got ${got[worst]}, want ${ref[worst]} (max|ref| ${maxRef.toExponential(3)}, ` +
+        `tol ${tol}, seed ${TEST_SEED})`,
+    );
+  }
+  return rel;
+}
+
+/** Check the reference backward against central finite differences of Σ dy·f(x). */
+export function finiteDiffCheck(spec: OpTest, x: Arrays, dy: Arrays, rng: Rng): void {
+  if (!spec.refBackward || spec.skipFiniteDiff) return;
+  const grads = spec.refBackward(x, dy);
+  const loss = (xs: Arrays) => {
+    const y = spec.ref(xs);
+    let s = 0;
+    for (const k of Object.keys(dy)) for (let i = 0; i < dy[k].length; i++) s += dy[k][i] * y[k][i];
+    return s;
+  };
+  for (const [name, g] of Object.entries(grads)) {
+    const xi = x[name];
+    const picks = xi.length <= 24
+      ? [...xi.keys()]
+      : Array.from({ length: 24 }, () => Math.floor(rng.uniform() * xi.length));
+    let gmax = 0;
+    for (const v of g) gmax = Math.max(gmax, Math.abs(v));
+    for (const i of picks) {
+      const h = 1e-5 * Math.max(1, Math.abs(xi[i]));
+      const orig = xi[i];
+      xi[i] = orig + h;
+      const lp = loss(x);
+      xi[i] = orig - h;
+      const lm = loss(x);
+      xi[i] = orig;
+      const num = (lp - lm) / (2 * h);
+      const err = Math.abs(num - g[i]);
+      if (!(err <= 1e-5 * Math.max(gmax, 1e-3) + 1e-7)) {
+        throw new Error(
+          `${spec.name}: reference d${name}[${i}] = ${
+            g[i]
+          }, finite difference ${num} (seed ${TEST_SEED})`,
+        );
+      }
+    }
+  }
+}
+
+/** Run the full check of one op; logs the measured errors. */
+export async function checkOp(spec: OpTest): Promise<void> {
+  const k = await kernels();
+  const rng = new Rng(TEST_SEED ^ hash(spec.name));
+  const x: Arrays = {};
+  for (const [n, s] of Object.entries(spec.inputs)) {
+    x[n] = rng.normals(size(s), spec.scale?.[n] ?? 1);
+  }
+  const t: Tensors = {};
+  for (const [n, s] of Object.entries(spec.inputs)) {
+    t[n] = k.tensor(s, n);
+    k.write(t[n], Float32Array.from(x[n]));
+  }
+  for (const [n, { shape, max }] of Object.entries(spec.ints ?? {})) {
+    const v = rng.ints(size(shape), max);
+    x[n] = Float64Array.from(v);
+    t[n] = k.tensor(shape, n);
+    k.write(t[n], Uint32Array.from(v));
+  }
+  for (const [n, s] of Object.entries(spec.outputs)) {
+    t[n] = k.tensor(s, n);
+    k.fill(t[n], NaN);
+  }
+  const ref = spec.ref(x);
+  await k.run(spec.gpu(k, t));
+  const errs: string[] = [];
+  for (const n of Object.keys(spec.outputs)) {
+    const e = assertClose(`${spec.name} forward ${n}`, await k.read(t[n]), ref[n], spec.tol);
+    errs.push(`${n} ${e.toExponential(2)}`);
+  }
+  if (spec.refBackward && spec.gpuBackward) {
+    const dy: Arrays = {};
+    for (const [n, s] of Object.entries(spec.outputs)) {
+      dy[n] = rng.normals(size(s));
+      t["d" + n] = k.tensor(s, "d" + n);
+      k.write(t["d" + n], Float32Array.from(dy[n]));
+    }
+    finiteDiffCheck(spec, x, dy, rng);
+    const grads = spec.refBackward(x, dy);
+    const init: Arrays = {};
+    for (const n of Object.keys(grads)) {
+      const shape = spec.inputs[n];
+      t["d" + n] = k.tensor(shape, "d" + n);
+      if (spec.accumulate?.includes(n)) {
+        init[n] = rng.normals(size(shape));
+        k.write(t["d" + n], Float32Array.from(init[n]));
+      } else k.fill(t["d" + n], NaN);
+    }
+    await k.run(spec.gpuBackward(k, t));
+    for (const [n, g] of Object.entries(grads)) {
+      const want = init[n] ? g.map((v, i) => v + init[n][i]) : g;
+      const e = assertClose(
+        `${spec.name} backward d${n}`,
+        await k.read(t["d" + n]),
+        want,
+        spec.tol,
+      );
+      errs.push(`d${n} ${e.toExponential(2)}`);
+    }
+  }
+  console.log(`  ${spec.name}: relative error ${errs.join(", ")}`);
+}
+
+function hash(s: string): number {
+  let h = 2166136261;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619);
+  return h >>> 0;
+}
