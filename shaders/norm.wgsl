@@ -1,0 +1,132 @@
+// LayerNorm without affine (biased variance, eps from the uniform) fused with adaLN modulate:
+//   y[b,t,:] = x̂·(1 + scale[b,:]) + shift[b,:]
+// shift and scale are columns of mod [B, nChunks·D] at offsets shiftOff and scaleOff.
+// Forward and dx: one workgroup per row, a fixed-order tree reduction in workgroup memory.
+// dmod: per (b, d), sums over t in a fixed order (4 strided slices combined in order 0..3).
+
+struct P {
+  rows: u32,      // B·T
+  T: u32,
+  D: u32,
+  modStride: u32, // nChunks·D
+  shiftOff: u32,  // shiftChunk·D
+  scaleOff: u32,  // scaleChunk·D
+  acc: u32,       // dx: 1 adds into dx, 0 overwrites
+  dGroups: u32,   // dmod: ceil(D / 64)
+  total: u32,     // dmod: B·dGroups workgroups
+  eps: f32,
+}
+
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+// Forward: stats written ([rows, 2]: mean, rstd); backward: stats read.
+@group(0) @binding(1) var<storage, read_write> stats_w: array<f32>;
+@group(0) @binding(1) var<storage, read> stats: array<f32>;
+// Forward: y; backward dx entry: dx; backward dmod entry: dmod.
+@group(0) @binding(2) var<storage, read_write> outp: array<f32>;
+@group(0) @binding(3) var<uniform> p: P;
+// Forward: mod. Backward: dy.
+@group(0) @binding(4) var<storage, read> mod_f: array<f32>;
+@group(0) @binding(4) var<storage, read> dy: array<f32>;
+// Backward dx entry only: mod.
+@group(0) @binding(5) var<storage, read> mod_b: array<f32>;
+
+const WG: u32 = 256u;
+var<workgroup> red: array<vec2f, WG>;
+
+// Sum of v over the workgroup, fixed tree order; every invocation gets the result.
+fn wg_sum(v: vec2f, lid: u32) -> vec2f {
+  red[lid] = v;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s >>= 1u) {
+    if (lid < s) { red[lid] += red[lid + s]; }
+    workgroupBarrier();
+  }
+  let r = red[0];
+  workgroupBarrier();
+  return r;
+}
+
+fn row_index(wid: vec3u, nw: vec3u) -> u32 { return wid.x + wid.y * nw.x; }
+
+@compute @workgroup_size(WG)
+fn ln_mod_fwd(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw: vec3u,
+              @builtin(local_invocation_index) lid: u32) {
+  let row = row_index(wid, nw);
+  if (row >= p.rows) { return; }
+  let D = p.D;
+  let base = row * D;
+  var s = 0.0;
+  for (var d = lid; d < D; d += WG) { s += x[base + d]; }
+  let mean = wg_sum(vec2f(s, 0.0), lid).x / f32(D);
+  var v = 0.0;
+  for (var d = lid; d < D; d += WG) {
+    let c = x[base + d] - mean;
+    v += c * c;
+  }
+  let rstd = inverseSqrt(wg_sum(vec2f(v, 0.0), lid).x / f32(D) + p.eps);
+  let mb = (row / p.T) * p.modStride;
+  for (var d = lid; d < D; d += WG) {
+    let xh = (x[base + d] - mean) * rstd;
+    outp[base + d] = xh * (1.0 + mod_f[mb + p.scaleOff + d]) + mod_f[mb + p.shiftOff + d];
+  }
+  if (lid == 0u) {
+    stats_w[2u * row] = mean;
+    stats_w[2u * row + 1u] = rstd;
+  }
+}
+
+// dx = rstd·(g − mean(g) − x̂·mean(g·x̂)), g = dy·(1 + scale).
+@compute @workgroup_size(WG)
+fn ln_mod_bwd_dx(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw: vec3u,
+                 @builtin(local_invocation_index) lid: u32) {
+  let row = row_index(wid, nw);
+  if (row >= p.rows) { return; }
+  let D = p.D;
+  let base = row * D;
+  let mean = stats[2u * row];
+  let rstd = stats[2u * row + 1u];
+  let sb = (row / p.T) * p.modStride + p.scaleOff;
+  var s = vec2f(0.0);
+  for (var d = lid; d < D; d += WG) {
+    let xh = (x[base + d] - mean) * rstd;
+    let g = dy[base + d] * (1.0 + mod_b[sb + d]);
+    s += vec2f(g, g * xh);
+  }
+  let m = wg_sum(s, lid) / f32(D);
+  for (var d = lid; d < D; d += WG) {
+    let xh = (x[base + d] - mean) * rstd;
+    let g = dy[base + d] * (1.0 + mod_b[sb + d]);
+    let v = rstd * (g - m.x - xh * m.y);
+    if (p.acc != 0u) { outp[base + d] += v; } else { outp[base + d] = v; }
+  }
+}
+
+// dshift[b,d] = Σ_t dy, dscale[b,d] = Σ_t dy·x̂. Workgroup: 64 columns × 4 slices of t.
+var<workgroup> part: array<vec2f, 256>;
+
+@compute @workgroup_size(64, 4)
+fn ln_mod_bwd_dmod(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw: vec3u,
+                   @builtin(local_invocation_id) l: vec3u) {
+  let w = row_index(wid, nw);
+  if (w >= p.total) { return; }
+  let b = w / p.dGroups;
+  let d = (w % p.dGroups) * 64u + l.x;
+  let D = p.D;
+  var s = vec2f(0.0);
+  if (d < D) {
+    for (var t = l.y; t < p.T; t += 4u) {
+      let row = b * p.T + t;
+      let xh = (x[row * D + d] - stats[2u * row]) * stats[2u * row + 1u];
+      let g = dy[row * D + d];
+      s += vec2f(g, g * xh);
+    }
+  }
+  part[l.y * 64u + l.x] = s;
+  workgroupBarrier();
+  if (l.y == 0u && d < D) {
+    let r = ((part[l.x] + part[64u + l.x]) + part[128u + l.x]) + part[192u + l.x];
+    let mb = b * p.modStride;
+    outp[mb + p.shiftOff + d] = r.x;
+    outp[mb + p.scaleOff + d] = r.y;
+  }
+}

@@ -1,0 +1,107 @@
+/**
+ * LayerNorm (no affine, biased variance, eps 1e-6) fused with adaLN modulate, forward and
+ * backward: y[b,t,:] = x̂·(1 + scale[b,:]) + shift[b,:] where shift and scale are chunks of a
+ * modulation tensor mod [B, nChunks·D] (chunk i is columns i·D .. i·D+D−1).
+ */
+import { type Dispatch, f32, type Kernels, type Tensor } from "../gpu/kernels.ts";
+import code from "../../shaders/norm.wgsl" with { type: "text" };
+
+export const LN_EPS = 1e-6;
+
+interface Dims {
+  B: number;
+  T: number;
+  D: number;
+  nChunks: number;
+}
+
+function dims(name: string, x: Tensor, mod: Tensor, chunks: number[]): Dims {
+  if (x.shape.length !== 3) throw new Error(`${name}: x must be [B, T, D], got [${x.shape}]`);
+  const [B, T, D] = x.shape;
+  if (mod.length % (B * D) !== 0) {
+    throw new Error(`${name}: mod of ${mod.length} elements is not [B=${B}, nChunks·D=${D}·k]`);
+  }
+  const nChunks = mod.length / (B * D);
+  for (const c of chunks) {
+    if (!Number.isInteger(c) || c < 0 || c >= nChunks) {
+      throw new Error(`${name}: chunk ${c} out of range 0..${nChunks - 1}`);
+    }
+  }
+  return { B, T, D, nChunks };
+}
+
+function uniform(
+  k: Kernels,
+  d: Dims,
+  shiftChunk: number,
+  scaleChunk: number,
+  acc: boolean,
+): GPUBuffer {
+  const dGroups = Math.ceil(d.D / 64);
+  return k.uniform([
+    d.B * d.T,
+    d.T,
+    d.D,
+    d.nChunks * d.D,
+    shiftChunk * d.D,
+    scaleChunk * d.D,
+    acc ? 1 : 0,
+    dGroups,
+    d.B * dGroups,
+    f32(LN_EPS),
+  ]);
+}
+
+function sameLength(name: string, a: Tensor, ...ts: Tensor[]): void {
+  for (const t of ts) {
+    if (t.length !== a.length) throw new Error(`${name}: tensor lengths differ`);
+  }
+}
+
+/**
+ * y = LN(x)·(1 + mod[:, scaleChunk]) + mod[:, shiftChunk]; x, y [B, T, D]; mod [B, nChunks·D];
+ * stats [B·T·2] receives each row's mean and rstd for the backward.
+ */
+export function layerNormModulateForward(
+  k: Kernels,
+  x: Tensor,
+  mod: Tensor,
+  shiftChunk: number,
+  scaleChunk: number,
+  y: Tensor,
+  stats: Tensor,
+): Dispatch[] {
+  const d = dims("layerNormModulate", x, mod, [shiftChunk, scaleChunk]);
+  sameLength("layerNormModulate", x, y);
+  if (stats.length !== d.B * d.T * 2) throw new Error("layerNormModulate: stats must be [B·T·2]");
+  const u = uniform(k, d, shiftChunk, scaleChunk, false);
+  return [k.dispatch(code, "ln_mod_fwd", [x, stats, y, u, mod], d.B * d.T)];
+}
+
+/**
+ * Backward of `layerNormModulateForward`: writes dx (adds into it with `accumulate`) and writes
+ * only the shift and scale chunk columns of dmod (dshift = Σ_t dy, dscale = Σ_t dy·x̂); the other
+ * columns of dmod are left untouched.
+ */
+export function layerNormModulateBackward(
+  k: Kernels,
+  x: Tensor,
+  mod: Tensor,
+  shiftChunk: number,
+  scaleChunk: number,
+  stats: Tensor,
+  dy: Tensor,
+  dx: Tensor,
+  dmod: Tensor,
+  opts: { accumulate?: boolean } = {},
+): Dispatch[] {
+  const d = dims("layerNormModulateBackward", x, mod, [shiftChunk, scaleChunk]);
+  sameLength("layerNormModulateBackward", x, dy, dx);
+  sameLength("layerNormModulateBackward", mod, dmod);
+  if (shiftChunk === scaleChunk) throw new Error("layerNormModulateBackward: shift = scale chunk");
+  const u = uniform(k, d, shiftChunk, scaleChunk, opts.accumulate ?? false);
+  return [
+    k.dispatch(code, "ln_mod_bwd_dx", [x, stats, dx, u, dy, mod], d.B * d.T),
+    k.dispatch(code, "ln_mod_bwd_dmod", [x, stats, dmod, u, dy], d.B * Math.ceil(d.D / 64)),
+  ];
+}
