@@ -1,0 +1,68 @@
+// Gated residual: out = x + gate[b,:]·y, gate being columns gateOff.. of mod [B, nChunks·D].
+// Forward and dy: one thread per element. dgate: per (b, d), Σ_t dout·y in a fixed order
+// (4 strided slices of t combined in order 0..3).
+
+struct P {
+  n: u32,         // B·T·D
+  T: u32,
+  D: u32,
+  modStride: u32, // nChunks·D
+  gateOff: u32,   // gateChunk·D
+  dGroups: u32,   // dgate: ceil(D / 64)
+  total: u32,     // dgate: B·dGroups workgroups
+}
+
+// gate_fwd: in0 = x, in1 = y, outp = out, in2 = mod.
+// gate_bwd_dy: in0 = dout, in1 = mod, outp = dy.
+// gate_bwd_dmod: in0 = dout, in1 = y, outp = dmod.
+@group(0) @binding(0) var<storage, read> in0: array<f32>;
+@group(0) @binding(1) var<storage, read> in1: array<f32>;
+@group(0) @binding(2) var<storage, read_write> outp: array<f32>;
+@group(0) @binding(3) var<uniform> p: P;
+@group(0) @binding(4) var<storage, read> in2: array<f32>;
+
+fn index(g: vec3u, nw: vec3u) -> u32 { return g.x + g.y * nw.x * 256u; }
+
+// Column of mod holding the gate of element i of a [B, T, D] tensor.
+fn gate_index(i: u32) -> u32 {
+  return (i / (p.T * p.D)) * p.modStride + p.gateOff + i % p.D;
+}
+
+@compute @workgroup_size(256)
+fn gate_fwd(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nw: vec3u) {
+  let i = index(g, nw);
+  if (i >= p.n) { return; }
+  outp[i] = in0[i] + in2[gate_index(i)] * in1[i];
+}
+
+@compute @workgroup_size(256)
+fn gate_bwd_dy(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nw: vec3u) {
+  let i = index(g, nw);
+  if (i >= p.n) { return; }
+  outp[i] = in1[gate_index(i)] * in0[i];
+}
+
+var<workgroup> part: array<f32, 256>;
+
+@compute @workgroup_size(64, 4)
+fn gate_bwd_dmod(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw: vec3u,
+                 @builtin(local_invocation_id) l: vec3u) {
+  let w = wid.x + wid.y * nw.x;
+  if (w >= p.total) { return; }
+  let b = w / p.dGroups;
+  let d = (w % p.dGroups) * 64u + l.x;
+  let D = p.D;
+  var s = 0.0;
+  if (d < D) {
+    for (var t = l.y; t < p.T; t += 4u) {
+      let i = (b * p.T + t) * D + d;
+      s += in0[i] * in1[i];
+    }
+  }
+  part[l.y * 64u + l.x] = s;
+  workgroupBarrier();
+  if (l.y == 0u && d < D) {
+    outp[b * p.modStride + p.gateOff + d] =
+      ((part[l.x] + part[64u + l.x]) + part[128u + l.x]) + part[192u + l.x];
+  }
+}
