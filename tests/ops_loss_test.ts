@@ -1,6 +1,7 @@
 import * as ref from "./reference/loss.ts";
 import { checkOp } from "./harness.ts";
-import { flowTargetForward, mseBackward, mseForward, reductionPlan } from "../src/ops/loss.ts";
+import { flowTargetForward, mseBackward, mseForward } from "../src/ops/loss.ts";
+import { reductionPlan } from "../src/ops/reduce.ts";
 
 // Small (3 partial sums of 256) and large enough for chunks of 512 over 733 partial sums.
 for (const shape of [[3, 5, 7, 9], [2, 3, 250, 250]]) {

@@ -5,15 +5,7 @@
 import type { Dispatch, Kernels, Tensor } from "../gpu/kernels.ts";
 import { f32 } from "../gpu/kernels.ts";
 import code from "../../shaders/loss.wgsl" with { type: "text" };
-
-/**
- * A fixed split of n elements for a two-stage sum: `parts` workgroups of 256 threads, each
- * summing `chunk` consecutive elements (a multiple of 256); parts ≤ 1024.
- */
-export function reductionPlan(n: number): { chunk: number; parts: number } {
-  const chunk = 256 * Math.max(1, Math.ceil(n / (256 * 1024)));
-  return { chunk, parts: Math.max(1, Math.ceil(n / chunk)) };
-}
+import { reductionPlan } from "./reduce.ts";
 
 function same(name: string, ...ts: Tensor[]): number {
   const n = ts[0].length;
