@@ -1,0 +1,210 @@
+// Multi-head self-attention over timm/DiT's qkv layout, flash-style (no T×T matrix stored).
+//   qkv [B, T, 3·D], last axis (3, heads, dh); out [B, T, D], heads concatenated.
+//   aux [2, B, heads, T]: aux[0] = logsumexp of each query row's scaled scores (natural log,
+//   written by the forward); aux[1] = Σ_j dout·out of each row (written by attn_bwd_dq, read by
+//   attn_bwd_dk).
+// One thread per row (query row for attn_fwd / attn_bwd_dq, key row for attn_bwd_dk / dv) holding
+// its dh-vectors in registers; the other side streams through workgroup memory in tiles of BK
+// rows. Every sum runs in a fixed order: no atomics, each output written by exactly one thread.
+//
+// Template (expanded by src/ops/attention.ts before `specialise`): a line ending in `// unroll`
+// is repeated DH4 times with `$` replaced by 0..DH4-1; `sum$(e)` becomes the balanced sum of e
+// over $ = 0..DH4-1. Scores are kept in base-2 units (q pre-multiplied by log2(e)/sqrt(dh)).
+
+struct P {
+  T: u32,
+  H: u32,
+  D4: u32,    // D / 4
+  nblk: u32,  // blocks of BQ rows per (b, h)
+  total: u32, // workgroups: B·H·nblk
+  BHT: u32,   // B·H·T: offset of aux[1]
+  qs: f32,    // log2(e) / sqrt(dh)
+  scale: f32, // 1 / sqrt(dh)
+}
+
+const DH4: u32 = {{DH4}}u; // dh / 4
+const BQ: u32 = {{BQ}}u;   // rows (threads) per workgroup
+const BK: u32 = {{BK}}u;   // rows per tile in workgroup memory
+const LOG2E: f32 = 1.4426950408889634;
+const LN2: f32 = 0.6931471805599453;
+const NEG: f32 = -3.0e38;
+
+@group(0) @binding(0) var<storage, read> qkv: array<vec4f>;
+// attn_fwd: out. Backward: dqkv.
+@group(0) @binding(1) var<storage, read_write> o_rw: array<vec4f>;
+@group(0) @binding(2) var<storage, read_write> aux: array<f32>;
+@group(0) @binding(3) var<uniform> p: P;
+@group(0) @binding(4) var<storage, read> dout: array<vec4f>;
+// attn_bwd_dq only: the forward's out.
+@group(0) @binding(5) var<storage, read> outr: array<vec4f>;
+
+var<workgroup> ta: array<vec4f, BK * DH4>; // K tile (fwd, dq) or Q tile (dk, dv)
+var<workgroup> tb: array<vec4f, BK * DH4>; // V tile (fwd, dq) or dO tile (dk, dv)
+var<workgroup> tl: array<f32, BK>;         // base-2 logsumexp of the Q tile's rows (dk, dv)
+var<workgroup> td: array<f32, BK>;         // aux[1] of the Q tile's rows (dk)
+
+struct Blk { bh: u32, b: u32, h: u32, row: u32 }
+
+fn block(wid: vec3u, nw: vec3u, lid: u32) -> Blk {
+  let w = wid.x + wid.y * nw.x;
+  let bh = w / p.nblk;
+  return Blk(bh, bh / p.H, bh % p.H, (w % p.nblk) * BQ + lid);
+}
+
+fn in_grid(wid: vec3u, nw: vec3u) -> bool { return wid.x + wid.y * nw.x < p.total; }
+
+// Load K and V rows k0.. of (b, h) into ta / tb (rows past T are not loaded nor read).
+fn load_kv(b: u32, h: u32, k0: u32, nk: u32, lid: u32) {
+  let rs = 3u * p.D4;
+  let base = b * p.T * rs + p.D4 + h * DH4;
+  for (var e = lid; e < nk * DH4; e += BQ) {
+    let g = base + (k0 + e / DH4) * rs + e % DH4;
+    ta[e] = qkv[g];
+    tb[e] = qkv[g + p.D4];
+  }
+}
+
+// Load Q and dO rows q0.. of (b, h) into ta / tb, and their logsumexp (base 2) into tl.
+fn load_qdo(b: u32, h: u32, q0: u32, nq: u32, lid: u32) {
+  let rs = 3u * p.D4;
+  let qbase = b * p.T * rs + h * DH4;
+  let obase = b * p.T * p.D4 + h * DH4;
+  for (var e = lid; e < nq * DH4; e += BQ) {
+    let r = q0 + e / DH4;
+    let c = e % DH4;
+    ta[e] = qkv[qbase + r * rs + c];
+    tb[e] = dout[obase + r * p.D4 + c];
+  }
+  let lb = (b * p.H + h) * p.T + q0;
+  for (var e = lid; e < nq; e += BQ) { tl[e] = aux[lb + e] * LOG2E; }
+}
+
+@compute @workgroup_size(BQ)
+fn attn_fwd(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw: vec3u,
+            @builtin(local_invocation_index) lid: u32) {
+  if (!in_grid(wid, nw)) { return; }
+  let k = block(wid, nw, lid);
+  let T = p.T;
+  let i = min(k.row, T - 1u);
+  let qb = (k.b * T + i) * 3u * p.D4 + k.h * DH4;
+  let q$ = qkv[qb + $u] * p.qs; // unroll
+  var a$ = vec4f(0.0); // unroll
+  var m = NEG;
+  var l = 0.0;
+  for (var k0 = 0u; k0 < T; k0 += BK) {
+    let nk = min(BK, T - k0);
+    workgroupBarrier();
+    load_kv(k.b, k.h, k0, nk, lid);
+    workgroupBarrier();
+    for (var r = 0u; r < nk; r++) {
+      let kb = r * DH4;
+      let s = sum$(dot(q$, ta[kb + $u]));
+      if (s > m) { // rescale only when the running max grows
+        let alpha = exp2(m - s);
+        l *= alpha;
+        a$ *= alpha; // unroll
+        m = s;
+      }
+      let pr = exp2(s - m);
+      l += pr;
+      a$ += pr * tb[kb + $u]; // unroll
+    }
+  }
+  if (k.row < T) {
+    let inv = 1.0 / l;
+    let ob = (k.b * T + k.row) * p.D4 + k.h * DH4;
+    o_rw[ob + $u] = a$ * inv; // unroll
+    aux[k.bh * T + k.row] = (m + log2(l)) * LN2;
+  }
+}
+
+// dq_i = scale·Σ_j P_ij (dO_i·v_j − D_i) k_j, D_i = dO_i·O_i (stored in aux[1] for attn_bwd_dk).
+@compute @workgroup_size(BQ)
+fn attn_bwd_dq(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw: vec3u,
+               @builtin(local_invocation_index) lid: u32) {
+  if (!in_grid(wid, nw)) { return; }
+  let k = block(wid, nw, lid);
+  let T = p.T;
+  let i = min(k.row, T - 1u);
+  let qb = (k.b * T + i) * 3u * p.D4 + k.h * DH4;
+  let ob = (k.b * T + i) * p.D4 + k.h * DH4;
+  let q$ = qkv[qb + $u] * p.qs; // unroll
+  let g$ = dout[ob + $u]; // unroll
+  let di = sum$(dot(g$, outr[ob + $u]));
+  let lse = aux[k.bh * T + i] * LOG2E;
+  var dq$ = vec4f(0.0); // unroll
+  for (var k0 = 0u; k0 < T; k0 += BK) {
+    let nk = min(BK, T - k0);
+    workgroupBarrier();
+    load_kv(k.b, k.h, k0, nk, lid);
+    workgroupBarrier();
+    for (var r = 0u; r < nk; r++) {
+      let kb = r * DH4;
+      let pr = exp2(sum$(dot(q$, ta[kb + $u])) - lse);
+      let ds = pr * (sum$(dot(g$, tb[kb + $u])) - di);
+      dq$ += ds * ta[kb + $u]; // unroll
+    }
+  }
+  if (k.row < T) {
+    aux[p.BHT + k.bh * T + k.row] = di;
+    o_rw[qb + $u] = dq$ * p.scale; // unroll
+  }
+}
+
+// dk_j = scale·Σ_i P_ij (dO_i·v_j − D_i) q_i.
+@compute @workgroup_size(BQ)
+fn attn_bwd_dk(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw: vec3u,
+               @builtin(local_invocation_index) lid: u32) {
+  if (!in_grid(wid, nw)) { return; }
+  let k = block(wid, nw, lid);
+  let T = p.T;
+  let j = min(k.row, T - 1u);
+  let kb0 = (k.b * T + j) * 3u * p.D4 + p.D4 + k.h * DH4;
+  let k$ = qkv[kb0 + $u] * p.qs; // unroll
+  let v$ = qkv[kb0 + p.D4 + $u]; // unroll
+  var dk$ = vec4f(0.0); // unroll
+  let db = p.BHT + k.bh * T;
+  for (var q0 = 0u; q0 < T; q0 += BK) {
+    let nq = min(BK, T - q0);
+    workgroupBarrier();
+    load_qdo(k.b, k.h, q0, nq, lid);
+    for (var e = lid; e < nq; e += BQ) { td[e] = aux[db + q0 + e]; }
+    workgroupBarrier();
+    for (var r = 0u; r < nq; r++) {
+      let rb = r * DH4;
+      let pr = exp2(sum$(dot(k$, ta[rb + $u])) - tl[r]);
+      let ds = pr * (sum$(dot(v$, tb[rb + $u])) - td[r]);
+      dk$ += ds * ta[rb + $u]; // unroll
+    }
+  }
+  if (k.row < T) {
+    o_rw[kb0 + $u] = dk$ * p.scale; // unroll
+  }
+}
+
+// dv_j = Σ_i P_ij dO_i.
+@compute @workgroup_size(BQ)
+fn attn_bwd_dv(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw: vec3u,
+               @builtin(local_invocation_index) lid: u32) {
+  if (!in_grid(wid, nw)) { return; }
+  let k = block(wid, nw, lid);
+  let T = p.T;
+  let j = min(k.row, T - 1u);
+  let kb0 = (k.b * T + j) * 3u * p.D4 + p.D4 + k.h * DH4;
+  let k$ = qkv[kb0 + $u] * p.qs; // unroll
+  var dv$ = vec4f(0.0); // unroll
+  for (var q0 = 0u; q0 < T; q0 += BK) {
+    let nq = min(BK, T - q0);
+    workgroupBarrier();
+    load_qdo(k.b, k.h, q0, nq, lid);
+    workgroupBarrier();
+    for (var r = 0u; r < nq; r++) {
+      let rb = r * DH4;
+      let pr = exp2(sum$(dot(k$, ta[rb + $u])) - tl[r]);
+      dv$ += pr * tb[rb + $u]; // unroll
+    }
+  }
+  if (k.row < T) {
+    o_rw[kb0 + p.D4 + $u] = dv$; // unroll
+  }
+}
