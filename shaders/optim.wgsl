@@ -1,0 +1,119 @@
+// Optimizer over flat buffers (one thread per element; 2D grids past 65535 workgroups):
+// the global gradient norm (a fixed two-stage tree), one fused AdamW step with PyTorch
+// clip_grad_norm_ scaling (and optionally the EMA update), and a standalone EMA update.
+// The per-step scalars come from the uniform `h`, rewritten by the trainer before each step.
+
+struct Shape {
+  n: u32, // elements
+  chunk: u32, // norm_partial: elements per workgroup (a multiple of 256)
+  parts: u32, // number of partial sums of the norm
+}
+
+struct Hyper {
+  lr: f32,
+  beta1: f32,
+  beta2: f32,
+  eps: f32,
+  weight_decay: f32,
+  decay: f32, // 1 − lr·weight_decay (computed in float64)
+  step_size: f32, // lr / (1 − beta1^step)
+  bc2_sqrt: f32, // sqrt(1 − beta2^step)
+  max_norm: f32, // ≤ 0: no clipping
+  ema_decay: f32,
+  step: f32,
+  one_minus_beta1: f32, // 1 − beta1, 1 − beta2, 1 − ema_decay: computed in float64
+  one_minus_beta2: f32,
+  one_minus_ema: f32,
+  pad0: f32,
+  pad1: f32,
+}
+
+@group(0) @binding(0) var<uniform> u: Shape;
+// Read: gradients (adamw, norm_partial), partial sums (norm_final), parameters (ema_update).
+@group(0) @binding(1) var<storage, read> src: array<f32>;
+// Written: parameters (adamw), partial sums (norm_partial), the norm (norm_final), EMA (ema_update).
+@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(3) var<uniform> h: Hyper;
+@group(0) @binding(4) var<storage, read_write> m: array<f32>;
+@group(0) @binding(5) var<storage, read_write> v: array<f32>;
+@group(0) @binding(6) var<storage, read> gnorm: array<f32>;
+@group(0) @binding(7) var<storage, read_write> ema: array<f32>;
+
+const WG: u32 = 256u;
+var<workgroup> sh: array<f32, 256>;
+
+fn index(g: vec3u, nw: vec3u) -> u32 { return g.x + g.y * nw.x * WG; }
+
+// sh[0] = Σ sh[0..256) by a fixed pairwise tree.
+fn tree(l: u32) {
+  for (var st = WG / 2u; st > 0u; st = st / 2u) {
+    workgroupBarrier();
+    if (l < st) { sh[l] = sh[l] + sh[l + st]; }
+  }
+  workgroupBarrier();
+}
+
+// dst[w] = Σ src² over [w·chunk, (w+1)·chunk): thread l sums l, l+256, … in order.
+@compute @workgroup_size(256)
+fn norm_partial(
+  @builtin(workgroup_id) wid: vec3u,
+  @builtin(num_workgroups) nw: vec3u,
+  @builtin(local_invocation_index) l: u32,
+) {
+  let w = wid.x + wid.y * nw.x;
+  let start = w * u.chunk;
+  let end = min(start + u.chunk, u.n);
+  var acc = 0.0;
+  for (var i = start + l; i < end; i += WG) { acc = acc + src[i] * src[i]; }
+  sh[l] = acc;
+  tree(l);
+  if (l == 0u && w < u.parts) { dst[w] = sh[0]; }
+}
+
+// dst[0] = sqrt(Σ src[0..parts)), one workgroup.
+@compute @workgroup_size(256)
+fn norm_final(@builtin(local_invocation_index) l: u32) {
+  var acc = 0.0;
+  for (var i = l; i < u.parts; i += WG) { acc = acc + src[i]; }
+  sh[l] = acc;
+  tree(l);
+  if (l == 0u) { dst[0] = sqrt(sh[0]); }
+}
+
+// One AdamW step of element i (PyTorch semantics); returns the new parameter.
+fn adamw_at(i: u32) -> f32 {
+  var coef = 1.0;
+  if (h.max_norm > 0.0) { coef = min(1.0, h.max_norm / (gnorm[0] + 1e-6)); }
+  let g = src[i] * coef;
+  let mi = h.beta1 * m[i] + h.one_minus_beta1 * g;
+  let vi = h.beta2 * v[i] + h.one_minus_beta2 * g * g;
+  m[i] = mi;
+  v[i] = vi;
+  let denom = sqrt(vi) / h.bc2_sqrt + h.eps;
+  let p = dst[i] * h.decay - h.step_size * (mi / denom);
+  dst[i] = p;
+  return p;
+}
+
+@compute @workgroup_size(256)
+fn adamw(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nw: vec3u) {
+  let i = index(g, nw);
+  if (i >= u.n) { return; }
+  _ = adamw_at(i);
+}
+
+@compute @workgroup_size(256)
+fn adamw_ema(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nw: vec3u) {
+  let i = index(g, nw);
+  if (i >= u.n) { return; }
+  let p = adamw_at(i);
+  ema[i] = h.ema_decay * ema[i] + h.one_minus_ema * p;
+}
+
+// dst = EMA ← d·EMA + (1 − d)·params (src).
+@compute @workgroup_size(256)
+fn ema_update(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nw: vec3u) {
+  let i = index(g, nw);
+  if (i >= u.n) { return; }
+  dst[i] = h.ema_decay * dst[i] + h.one_minus_ema * src[i];
+}
