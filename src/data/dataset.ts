@@ -1,0 +1,285 @@
+/**
+ * Datasets and the batcher that feeds training: images as [C,H,W] float arrays in [-1,1], seeded
+ * shuffling per epoch with a state ({epoch, position, seed}) that can be saved and restored so a
+ * resumed run sees exactly the same batches, and an optional seeded horizontal flip.
+ * Web-standard only.
+ */
+
+/** One example: an image [C,H,W] in [-1,1] and its class (0 for an unconditional dataset). */
+export interface Sample {
+  image: Float32Array;
+  label: number;
+}
+
+/** A random-access image dataset; `numClasses` 0 means unconditional (every label 0). */
+export interface Dataset {
+  length: number;
+  imageSize: number;
+  channels: number;
+  numClasses: number;
+  /** Optional class names, `numClasses` long. */
+  classNames?: string[];
+  get(i: number): Sample;
+}
+
+/** A dataset held in memory as bytes (N × C·H·W, 0..255) and labels; pixels map to [-1,1]. */
+export class ArrayDataset implements Dataset {
+  readonly length: number;
+  private readonly size: number;
+
+  constructor(
+    /** N·C·H·W bytes, image-major, each image [C,H,W]. */
+    readonly pixels: Uint8Array,
+    readonly labels: Uint8Array | Int32Array,
+    readonly channels: number,
+    readonly imageSize: number,
+    readonly numClasses: number,
+    readonly classNames?: string[],
+  ) {
+    this.size = channels * imageSize * imageSize;
+    if (pixels.length % this.size !== 0) {
+      throw new Error(
+        `dataset: ${pixels.length} pixel bytes is not a multiple of one image ` +
+          `(${channels}×${imageSize}×${imageSize})`,
+      );
+    }
+    this.length = pixels.length / this.size;
+    if (labels.length !== this.length) {
+      throw new Error(`dataset: ${this.length} images but ${labels.length} labels`);
+    }
+    for (let i = 0; i < labels.length; i++) {
+      const l = labels[i];
+      if (l < 0 || (numClasses > 0 ? l >= numClasses : l !== 0)) {
+        throw new Error(`dataset: label ${l} of example ${i} is outside [0, ${numClasses})`);
+      }
+    }
+  }
+
+  get(i: number): Sample {
+    if (!(i >= 0 && i < this.length) || !Number.isInteger(i)) {
+      throw new RangeError(`dataset: index ${i} outside [0, ${this.length})`);
+    }
+    const image = new Float32Array(this.size);
+    const base = i * this.size;
+    for (let j = 0; j < this.size; j++) image[j] = this.pixels[base + j] / 127.5 - 1;
+    return { image, label: this.labels[i] };
+  }
+}
+
+/** One 32-bit mix (splitmix32 finaliser). */
+export function mix32(x: number): number {
+  x = (x + 0x9e3779b9) >>> 0;
+  x = Math.imul(x ^ (x >>> 16), 0x85ebca6b) >>> 0;
+  x = Math.imul(x ^ (x >>> 13), 0xc2b2ae35) >>> 0;
+  return (x ^ (x >>> 16)) >>> 0;
+}
+
+/** Serialisable state of a `SeededRng`: four u32 words. */
+export type RngState = [number, number, number, number];
+
+/**
+ * xoshiro128** with a 128-bit state (period 2^128 − 1): small, fast, seeded, and its state is
+ * four numbers that survive JSON, so a resumed run continues the same stream.
+ */
+export class SeededRng {
+  private s: Uint32Array;
+
+  constructor(seed: number | RngState = 0) {
+    this.s = new Uint32Array(4);
+    if (typeof seed === "number") {
+      let x = seed >>> 0;
+      for (let i = 0; i < 4; i++) {
+        x = mix32(x + i);
+        this.s[i] = x;
+      }
+      if ((this.s[0] | this.s[1] | this.s[2] | this.s[3]) === 0) this.s[0] = 1;
+    } else this.setState(seed);
+  }
+
+  /** The state, to save; `new SeededRng(state)` or `setState` continues the same stream. */
+  state(): RngState {
+    return [this.s[0], this.s[1], this.s[2], this.s[3]];
+  }
+
+  setState(st: RngState): void {
+    if (st.length !== 4 || st.every((w) => (w >>> 0) === 0)) {
+      throw new Error(`rng: invalid state ${JSON.stringify(st)}`);
+    }
+    for (let i = 0; i < 4; i++) this.s[i] = st[i] >>> 0;
+  }
+
+  /** A uniform u32. */
+  u32(): number {
+    const s = this.s;
+    const r = Math.imul(rotl(Math.imul(s[1], 5) >>> 0, 7), 9) >>> 0;
+    const t = (s[1] << 9) >>> 0;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 11);
+    return r;
+  }
+
+  /** Uniform in [0, 1) with 32 random bits. */
+  uniform(): number {
+    return this.u32() / 4294967296;
+  }
+
+  /** Uniform integer in [0, n) (n ≤ 2^32), without modulo bias. */
+  int(n: number): number {
+    if (n <= 1) return 0;
+    const limit = 4294967296 - (4294967296 % n);
+    let x: number;
+    do x = this.u32(); while (x >= limit);
+    return x % n;
+  }
+
+  /** Fill `out` with standard normals (Box–Muller; both values of each pair used). */
+  normals(out: Float32Array | Float64Array): typeof out {
+    for (let i = 0; i < out.length; i += 2) {
+      const u1 = (this.u32() + 1) / 4294967297; // (0, 1]: no log(0)
+      const u2 = this.uniform();
+      const r = Math.sqrt(-2 * Math.log(u1));
+      out[i] = r * Math.cos(2 * Math.PI * u2);
+      if (i + 1 < out.length) out[i + 1] = r * Math.sin(2 * Math.PI * u2);
+    }
+    return out;
+  }
+
+  /** One standard normal (uses a fresh pair). */
+  normal(): number {
+    const a = new Float64Array(1);
+    return this.normals(a)[0];
+  }
+}
+
+function rotl(x: number, k: number): number {
+  return ((x << k) | (x >>> (32 - k))) >>> 0;
+}
+
+/** In-place seeded Fisher–Yates shuffle. */
+export function shuffle<T extends { length: number; [i: number]: number }>(
+  a: T,
+  rng: SeededRng,
+): T {
+  for (let i = a.length - 1; i > 0; i--) {
+    const j = rng.int(i + 1);
+    const t = a[i];
+    a[i] = a[j];
+    a[j] = t;
+  }
+  return a;
+}
+
+/** Where a batcher is: the epoch, the position inside its permutation, and the seed. */
+export interface BatcherState {
+  epoch: number;
+  position: number;
+  seed: number;
+}
+
+export interface BatcherOptions {
+  seed?: number;
+  /** Flip each image horizontally with probability 1/2 (seeded; for CIFAR-like data). */
+  flip?: boolean;
+}
+
+/** A batch: images [B,C,H,W], labels [B], and the dataset indices they came from. */
+export interface Batch {
+  images: Float32Array;
+  labels: Int32Array;
+  indices: Int32Array;
+}
+
+/**
+ * Shuffled batches over epochs. Epoch e visits the permutation drawn from (seed, e), so every
+ * index appears exactly once per epoch; a batch that reaches the end of an epoch continues into
+ * the next. Flips are a pure function of (seed, epoch, position), so `state()` / `restore()`
+ * reproduce the remaining batches exactly, mid-epoch too.
+ */
+export class Batcher {
+  private seed: number;
+  private epoch = 0;
+  private position = 0;
+  private perm: Int32Array | undefined;
+  private permEpoch = -1;
+  readonly flip: boolean;
+
+  constructor(readonly dataset: Dataset, opts: BatcherOptions = {}) {
+    if (dataset.length === 0) throw new Error("batcher: the dataset is empty");
+    this.seed = (opts.seed ?? 0) >>> 0;
+    this.flip = opts.flip ?? false;
+  }
+
+  state(): BatcherState {
+    return { epoch: this.epoch, position: this.position, seed: this.seed };
+  }
+
+  restore(s: BatcherState): void {
+    if (
+      !Number.isInteger(s.epoch) || s.epoch < 0 || !Number.isInteger(s.position) ||
+      s.position < 0 || s.position > this.dataset.length
+    ) throw new Error(`batcher: invalid state ${JSON.stringify(s)}`);
+    this.seed = s.seed >>> 0;
+    this.epoch = s.epoch;
+    this.position = s.position;
+    this.permEpoch = -1;
+  }
+
+  /** The order of epoch `e` (dataset indices). */
+  permutation(e: number): Int32Array {
+    if (this.permEpoch !== e || !this.perm) {
+      const p = new Int32Array(this.dataset.length);
+      for (let i = 0; i < p.length; i++) p[i] = i;
+      this.perm = shuffle(p, new SeededRng(mix32(this.seed ^ mix32(e + 0x51ed27))));
+      this.permEpoch = e;
+    }
+    return this.perm;
+  }
+
+  next(batchSize: number): Batch {
+    const ds = this.dataset;
+    const size = ds.channels * ds.imageSize * ds.imageSize;
+    const images = new Float32Array(batchSize * size);
+    const labels = new Int32Array(batchSize);
+    const indices = new Int32Array(batchSize);
+    for (let b = 0; b < batchSize; b++) {
+      if (this.position >= ds.length) {
+        this.epoch++;
+        this.position = 0;
+      }
+      const idx = this.permutation(this.epoch)[this.position];
+      const { image, label } = ds.get(idx);
+      if (image.length !== size) {
+        throw new Error(`batcher: example ${idx} has ${image.length} values, expected ${size}`);
+      }
+      if (
+        this.flip && (mix32(mix32(this.seed ^ 0x7f4a7c15) ^ mix32(this.epoch) ^ this.position) & 1)
+      ) {
+        flipInto(image, ds.channels, ds.imageSize, images, b * size);
+      } else images.set(image, b * size);
+      labels[b] = label;
+      indices[b] = idx;
+      this.position++;
+    }
+    return { images, labels, indices };
+  }
+}
+
+/** Write the horizontal mirror of a [C,S,S] image into `out` at `offset`. */
+export function flipInto(
+  image: Float32Array,
+  channels: number,
+  s: number,
+  out: Float32Array,
+  offset: number,
+): void {
+  for (let c = 0; c < channels; c++) {
+    for (let y = 0; y < s; y++) {
+      const row = (c * s + y) * s;
+      for (let x = 0; x < s; x++) out[offset + row + x] = image[row + s - 1 - x];
+    }
+  }
+}
