@@ -34,6 +34,12 @@ function lnCase(B: number, T: number, D: number, accumulate: boolean) {
 // D > 256 (several strides per thread, > 64-column dmod groups, ragged) and D < 64.
 Deno.test("layerNormModulate D=300", () => lnCase(2, 37, 300, false));
 Deno.test("layerNormModulate D=20 accumulate", () => lnCase(3, 9, 20, true));
+// More than 65535 rows: the 2D workgroup grid (~15 s on llvmpipe, so opt-in).
+Deno.test({
+  name: "layerNormModulate 2D grid (FLOWGPU_SLOW_TESTS=1)",
+  ignore: !Deno.env.get("FLOWGPU_SLOW_TESTS"),
+  fn: () => lnCase(1, 65600, 4, false),
+});
 
 Deno.test("layerNormModulate backward leaves other dmod chunks untouched", async () => {
   const k = await kernels();

@@ -18,7 +18,10 @@ export function attentionAuxShape(B: number, T: number, _D: number, heads: numbe
 export interface AttentionOptions {
   /** Rows (threads) per workgroup; default 64. */
   blockRows?: number;
-  /** Rows per tile of workgroup memory; default min(64, 2048/dh) (tiles ≤ 16 KB). */
+  /**
+   * Rows per tile of workgroup memory; default min(64, 2048/dh) (K+V tiles ≤ 16 KB; half that
+   * on a device with 16 KB of workgroup memory).
+   */
   tileRows?: number;
 }
 
@@ -83,7 +86,9 @@ function setup(
     throw new Error(`${name}: aux must be [${attentionAuxShape(B, T, D, heads)}]`);
   }
   const bq = o.blockRows ?? 64;
-  const bk = o.tileRows ?? Math.max(1, Math.min(64, Math.floor(2048 / dh)));
+  // K and V (or Q and dO) tiles take 2·bk·dh·4 bytes: half the workgroup memory at most.
+  const wgMem = Math.min(k.device.limits.maxComputeWorkgroupStorageSize, 32768);
+  const bk = o.tileRows ?? Math.max(1, Math.min(64, Math.floor(wgMem / 2 / (8 * dh))));
   const nblk = Math.ceil(T / bq), total = B * heads * nblk;
   const u = k.uniform([
     T,
