@@ -192,6 +192,15 @@ export class GpuVecOps implements VecOps<Tensor> {
 
   private partials = new Map<number, Tensor>();
 
+  /** Destroy every buffer this object made (vectors from `alloc`, uniforms, partial sums). */
+  dispose(): void {
+    for (const c of this.cache.values()) c.params.destroy();
+    for (const t of [...this.owned, ...this.partials.values()]) t.buffer.destroy();
+    this.cache.clear();
+    this.owned.clear();
+    this.partials.clear();
+  }
+
   async errorNorm(err: Tensor, x: Tensor, y: Tensor, atol: number, rtol: number): Promise<number> {
     const n = err.length;
     if (x.length !== n || y.length !== n) throw new Error("errorNorm: lengths differ");
