@@ -8,8 +8,9 @@
 // rows. Every sum runs in a fixed order: no atomics, each output written by exactly one thread.
 //
 // Template (expanded by src/ops/attention.ts before `specialise`): a line ending in `// unroll`
-// is repeated DH4 times with `$` replaced by 0..DH4-1; `sum$` of an expression e becomes the balanced sum of e
-// over $ = 0..DH4-1. Scores are kept in base-2 units (q pre-multiplied by log2(e)/sqrt(dh)).
+// is repeated DH4 times with `$` replaced by 0..DH4-1; `sum$` applied to an expression e becomes
+// the balanced sum of e over $ = 0..DH4-1. Scores are kept in base-2 units (q pre-multiplied by
+// log2(e)/sqrt(dh)).
 
 struct P {
   T: u32,
