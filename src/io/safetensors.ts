@@ -116,33 +116,27 @@ export function encodeSafetensors(
     });
     offset += 4 * n;
   }
-  const dataBytes = offset;
-  const chunks: Uint8Array[] = tensors.map((t) =>
-    new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength)
-  );
+  const body = new Uint8Array(offset);
+  const bodyView = new DataView(body.buffer);
+  for (let k = 0; k < tensors.length; k++) {
+    const d = tensors[k].data, o = entries[k].begin;
+    if (LITTLE_ENDIAN) body.set(new Uint8Array(d.buffer, d.byteOffset, d.byteLength), o);
+    else for (let j = 0; j < d.length; j++) bodyView.setFloat32(o + 4 * j, d[j], true);
+  }
   let crc = crc32Update(0xffffffff, new TextEncoder().encode(canonical(entries, meta)));
-  if (LITTLE_ENDIAN) { for (const c of chunks) crc = crc32Update(crc, c); }
-  const header: Record<string, unknown> = {
-    __metadata__: { ...meta },
-  };
-  const body = new Uint8Array(dataBytes);
-  {
-    let o = 0;
-    const dv = new DataView(body.buffer);
-    for (let i = 0; i < tensors.length; i++) {
-      if (LITTLE_ENDIAN) body.set(chunks[i], o);
-      else {for (let j = 0; j < tensors[i].data.length; j++) {
-          dv.setFloat32(o + 4 * j, tensors[i].data[j], true);
-        }}
-      o += chunks[i].byteLength;
-    }
-  }
-  if (!LITTLE_ENDIAN) crc = crc32Update(crc, body);
-  (header.__metadata__ as Record<string, string>)[CHECKSUM_KEY] = hex32(~crc >>> 0);
+  crc = crc32Update(crc, body);
+  // Header text in a fixed order: __metadata__ first (so the checksum sits far from the data),
+  // then the tensors in data order (JS objects would move integer-like names first).
+  const metaOut = { ...meta, [CHECKSUM_KEY]: hex32(~crc >>> 0) };
+  const parts = [`"__metadata__":${JSON.stringify(metaOut)}`];
   for (const e of entries) {
-    header[e.name] = { dtype: e.dtype, shape: e.shape, data_offsets: [e.begin, e.end] };
+    parts.push(
+      `${JSON.stringify(e.name)}:${
+        JSON.stringify({ dtype: e.dtype, shape: e.shape, data_offsets: [e.begin, e.end] })
+      }`,
+    );
   }
-  let json = new TextEncoder().encode(JSON.stringify(header));
+  let json = new TextEncoder().encode(`{${parts.join(",")}}`);
   const padded = Math.ceil(json.length / 8) * 8;
   if (padded !== json.length) {
     const p = new Uint8Array(padded).fill(0x20);
@@ -152,7 +146,7 @@ export function encodeSafetensors(
   if (json.length > MAX_HEADER_BYTES) {
     throw new SafetensorsError(`header of ${json.length} bytes exceeds ${MAX_HEADER_BYTES}`);
   }
-  const out = new Uint8Array(8 + json.length + dataBytes);
+  const out = new Uint8Array(8 + json.length + body.length);
   const dv = new DataView(out.buffer);
   dv.setUint32(0, json.length, true);
   dv.setUint32(4, 0, true);
