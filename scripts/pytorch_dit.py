@@ -469,8 +469,13 @@ def mode_check(args):
     cfg = json.loads(meta["config"])
     model = build_dit(cfg).double()
     model.eval()
+    own_pos = model.pos_embed.detach().clone()
     model.load_state_dict(load_state(tensors, args.ema), strict=True)
     print(f"loaded {args.ckpt} into DiT (strict): config {cfg}")
+    pos_err = (model.pos_embed.detach() - own_pos).abs().max().item()
+    print(f"pos_embed vs DiT's get_2d_sincos_pos_embed: max abs difference {pos_err:.3e}")
+    if pos_err > 1e-5:
+        sys.exit("pos_embed differs from DiT's sin-cos table")
     io = tensors
     if args.io:
         io, _ = read_safetensors(args.io)
