@@ -11,6 +11,13 @@
  * the other metadata and the data bytes. The decoder accepts F32/F16/BF16 (returned as f32), from
  * any writer; when the checksum key is present it is verified, so a corrupted flowgpu file is
  * refused instead of decoding to different values. Every problem is a SafetensorsError.
+ *
+ * Checksum: 8 lowercase hex digits of the standard CRC-32 (zlib.crc32) of the UTF-8 text
+ * JSON.stringify([[[name, dtype, shape, begin, end] per tensor, sorted by (begin, end, name)],
+ * [[key, value] per other metadata entry, sorted by key]]) followed by the data buffer. A file
+ * corrupted in one place is always refused (or, for harmless edits such as whitespace, decodes
+ * to the same tensors); corruption that also renames the checksum key turns it into a file
+ * without a checksum, which is accepted as any foreign file is.
  */
 
 /** Any refusal of the decoder (or bad input to the encoder). */
@@ -378,19 +385,33 @@ function canonical(entries: Entry[], meta: Record<string, string>): string {
   ]);
 }
 
-const CRC_TABLE = (() => {
-  const t = new Uint32Array(256);
+/** CRC-32 (IEEE) tables for slicing-by-8: table k maps a byte k positions back. */
+const CRC_TABLES = (() => {
+  const t = new Uint32Array(8 * 256);
   for (let i = 0; i < 256; i++) {
     let c = i;
     for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
     t[i] = c >>> 0;
   }
+  for (let i = 0; i < 256; i++) {
+    for (let k = 1; k < 8; k++) {
+      t[k * 256 + i] = (t[(k - 1) * 256 + i] >>> 8) ^ t[t[(k - 1) * 256 + i] & 0xff];
+    }
+  }
   return t;
 })();
 
 function crc32Update(crc: number, b: Uint8Array): number {
-  let c = crc >>> 0;
-  for (let i = 0; i < b.length; i++) c = CRC_TABLE[(c ^ b[i]) & 0xff] ^ (c >>> 8);
+  const T = CRC_TABLES;
+  let c = crc >>> 0, i = 0;
+  const n8 = b.length - (b.length % 8);
+  for (; i < n8; i += 8) {
+    const lo = (c ^ (b[i] | (b[i + 1] << 8) | (b[i + 2] << 16) | (b[i + 3] << 24))) >>> 0;
+    c = T[1792 + (lo & 0xff)] ^ T[1536 + ((lo >>> 8) & 0xff)] ^ T[1280 + ((lo >>> 16) & 0xff)] ^
+      T[1024 + (lo >>> 24)] ^ T[768 + b[i + 4]] ^ T[512 + b[i + 5]] ^ T[256 + b[i + 6]] ^
+      T[b[i + 7]];
+  }
+  for (; i < b.length; i++) c = T[(c ^ b[i]) & 0xff] ^ (c >>> 8);
   return c >>> 0;
 }
 
