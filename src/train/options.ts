@@ -63,7 +63,7 @@ export const GPU_DEFAULTS: TrainOptions = {
   logit_mean: 0,
   logit_std: 1,
   seed: 0,
-  dataset: "default",
+  dataset: "fashion-mnist",
   out: "runs",
   log_every: 100,
   sample_every: 1000,
@@ -115,7 +115,8 @@ export const OPTION_HELP: Record<keyof TrainOptions, string> = {
   logit_mean: "logit-normal mean",
   logit_std: "logit-normal standard deviation",
   seed: "random seed (weights, data order, noise)",
-  dataset: "default (embedded Fashion-MNIST subset), fashion-mnist, cifar10, or folder",
+  dataset:
+    "fashion-mnist (--data DIR, else Debian's dataset-fashion-mnist, else the embedded subset), default (the embedded subset), cifar10, or folder",
   data:
     "dataset directory (fashion-mnist: the IDX .gz files; cifar10: the .bin batches; folder: class subfolders)",
   out: "parent directory of run directories",

@@ -1,0 +1,103 @@
+/**
+ * Model and training checkpoints as safetensors files: the model under DiT's names (loads into
+ * PyTorch DiT with strict=True), training checkpoints add `ema.*`, `opt.exp_avg.*`,
+ * `opt.exp_avg_sq.*` and the trainer state (step, RNG and data order) in the metadata.
+ */
+import { decodeSafetensors, encodeSafetensors } from "./safetensors.ts";
+import {
+  configFromMetadata,
+  configToMetadata,
+  loadModelState,
+  modelStateFromFlat,
+  writeFileAtomic,
+} from "./checkpoint.ts";
+import type { DiTConfig } from "../model/config.ts";
+import { Model } from "../model/model.ts";
+import { Kernels } from "../gpu/kernels.ts";
+import { getGpu } from "../gpu/device.ts";
+import type { TrainerState } from "../train/trainer.ts";
+
+export const TRAIN_STATE_KEY = "flowgpu.train";
+
+/** Everything a training checkpoint holds. */
+export interface TrainingCheckpoint {
+  cfg: DiTConfig;
+  params: Float32Array;
+  ema?: Float32Array;
+  m?: Float32Array;
+  v?: Float32Array;
+  state?: TrainerState & { options?: Record<string, unknown> };
+}
+
+/** Encode a checkpoint (model weights always; EMA, Adam moments and trainer state if given). */
+export function encodeCheckpoint(c: TrainingCheckpoint): Uint8Array {
+  const tensors = [
+    ...modelStateFromFlat(c.cfg, c.params),
+    ...(c.ema ? modelStateFromFlat(c.cfg, c.ema, "ema.") : []),
+    ...(c.m ? modelStateFromFlat(c.cfg, c.m, "opt.exp_avg.") : []),
+    ...(c.v ? modelStateFromFlat(c.cfg, c.v, "opt.exp_avg_sq.") : []),
+  ];
+  const meta: Record<string, string> = { ...configToMetadata(c.cfg) };
+  if (c.state) meta[TRAIN_STATE_KEY] = JSON.stringify(c.state);
+  return encodeSafetensors(tensors, meta);
+}
+
+/** Decode a checkpoint, checking every tensor; `configOverride` replaces the metadata config. */
+export function decodeCheckpoint(
+  bytes: Uint8Array,
+  configOverride?: DiTConfig,
+): TrainingCheckpoint {
+  const { tensors, metadata } = decodeSafetensors(bytes);
+  const cfg = configOverride ?? configFromMetadata(metadata ?? {});
+  const has = (prefix: string) => [...tensors.keys()].some((n) => n.startsWith(prefix));
+  const c: TrainingCheckpoint = { cfg, params: loadModelState(cfg, tensors) };
+  if (has("ema.")) c.ema = loadModelState(cfg, tensors, "ema.");
+  if (has("opt.exp_avg.")) c.m = loadModelState(cfg, tensors, "opt.exp_avg.", []);
+  if (has("opt.exp_avg_sq.")) c.v = loadModelState(cfg, tensors, "opt.exp_avg_sq.", []);
+  const st = metadata?.[TRAIN_STATE_KEY];
+  if (st) {
+    try {
+      c.state = JSON.parse(st);
+    } catch {
+      throw new Error(`checkpoint: metadata ${TRAIN_STATE_KEY} is not valid JSON`);
+    }
+  }
+  return c;
+}
+
+/** Read a checkpoint's bytes from a path, a URL (http(s)/file) or bytes. */
+export async function readSource(source: string | URL | Uint8Array): Promise<Uint8Array> {
+  if (source instanceof Uint8Array) return source;
+  const s = String(source);
+  if (source instanceof URL || /^(https?|file):/.test(s)) {
+    const r = await fetch(s);
+    if (!r.ok) throw new Error(`cannot fetch ${s}: HTTP ${r.status}`);
+    return new Uint8Array(await r.arrayBuffer());
+  }
+  try {
+    return await Deno.readFile(s);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) throw new Error(`checkpoint not found: ${s}`);
+    throw new Error(`cannot read checkpoint ${s}: ${(e as Error).message}`);
+  }
+}
+
+/**
+ * Load a model for inference from a checkpoint (path, URL or bytes); config from its metadata
+ * unless given. `ema: true` (the default when present) takes the EMA weights.
+ */
+export async function loadModel(
+  source: string | URL | Uint8Array,
+  opts: { config?: DiTConfig; ema?: boolean } = {},
+): Promise<Model> {
+  const c = decodeCheckpoint(await readSource(source), opts.config);
+  const k = new Kernels(await getGpu());
+  const useEma = (opts.ema ?? true) && c.ema !== undefined;
+  return new Model(k, c.cfg, useEma ? c.ema : c.params);
+}
+
+/** Save a model's weights (DiT names, config metadata) atomically. */
+export async function saveCheckpoint(model: Model, path: string): Promise<void> {
+  const bytes = encodeCheckpoint({ cfg: model.cfg, params: await model.weights() });
+  await writeFileAtomic(path, bytes);
+}
