@@ -12,6 +12,7 @@ import {
   writeFileAtomic,
 } from "./checkpoint.ts";
 import type { DiTConfig } from "../model/config.ts";
+import { paramLayout, paramSpecs } from "../model/params.ts";
 import { Model } from "../model/model.ts";
 import { Kernels } from "../gpu/kernels.ts";
 import { getGpu } from "../gpu/device.ts";
@@ -34,8 +35,8 @@ export function encodeCheckpoint(c: TrainingCheckpoint): Uint8Array {
   const tensors = [
     ...modelStateFromFlat(c.cfg, c.params),
     ...(c.ema ? modelStateFromFlat(c.cfg, c.ema, "ema.") : []),
-    ...(c.m ? modelStateFromFlat(c.cfg, c.m, "opt.exp_avg.") : []),
-    ...(c.v ? modelStateFromFlat(c.cfg, c.v, "opt.exp_avg_sq.") : []),
+    ...(c.m ? optState(c.cfg, c.m, "opt.exp_avg.") : []),
+    ...(c.v ? optState(c.cfg, c.v, "opt.exp_avg_sq.") : []),
   ];
   const meta: Record<string, string> = { ...configToMetadata(c.cfg) };
   if (c.state) meta[TRAIN_STATE_KEY] = JSON.stringify(c.state);
@@ -52,8 +53,8 @@ export function decodeCheckpoint(
   const has = (prefix: string) => [...tensors.keys()].some((n) => n.startsWith(prefix));
   const c: TrainingCheckpoint = { cfg, params: loadModelState(cfg, tensors) };
   if (has("ema.")) c.ema = loadModelState(cfg, tensors, "ema.");
-  if (has("opt.exp_avg.")) c.m = loadModelState(cfg, tensors, "opt.exp_avg.", []);
-  if (has("opt.exp_avg_sq.")) c.v = loadModelState(cfg, tensors, "opt.exp_avg_sq.", []);
+  if (has("opt.exp_avg.")) c.m = loadOptState(cfg, tensors, "opt.exp_avg.");
+  if (has("opt.exp_avg_sq.")) c.v = loadOptState(cfg, tensors, "opt.exp_avg_sq.");
   const st = metadata?.[TRAIN_STATE_KEY];
   if (st) {
     try {
@@ -63,6 +64,35 @@ export function decodeCheckpoint(
     }
   }
   return c;
+}
+
+/** Adam moments of the trainable tensors (pos_embed has none), named prefix + DiT name. */
+function optState(cfg: DiTConfig, flat: Float32Array, prefix: string) {
+  const frozen = new Set(paramSpecs(cfg).filter((s) => !s.trainable).map((s) => prefix + s.name));
+  return modelStateFromFlat(cfg, flat, prefix).filter((t) => !frozen.has(t.name));
+}
+
+/** The flat Adam-moment buffer from `prefix`-named tensors (zeros for frozen slots). */
+function loadOptState(
+  cfg: DiTConfig,
+  tensors: Map<string, { shape: number[]; data: Float32Array }>,
+  prefix: string,
+): Float32Array {
+  const layout = paramLayout(cfg);
+  const flat = new Float32Array(layout.total);
+  for (const spec of paramSpecs(cfg)) {
+    if (!spec.trainable) continue;
+    const t = tensors.get(prefix + spec.name);
+    const slot = layout.get(spec.name);
+    if (!t) throw new Error(`checkpoint: missing ${prefix}${spec.name}`);
+    if (t.data.length !== slot.length || t.shape.join() !== spec.shape.join()) {
+      throw new Error(
+        `checkpoint: ${prefix}${spec.name} has shape [${t.shape}], expected [${spec.shape}]`,
+      );
+    }
+    flat.set(t.data, slot.offset);
+  }
+  return flat;
 }
 
 /** Read a checkpoint's bytes from a path, a URL (http(s)/file) or bytes. */

@@ -1,0 +1,82 @@
+/**
+ * flowgpu: class-conditional image generation by flow matching with a DiT backbone, trained and
+ * sampled in WGSL compute kernels through WebGPU.
+ *
+ * ```ts
+ * import { createModel, generateImages, loadModel, saveCheckpoint } from "./mod.ts";
+ *
+ * const model = await createModel({ preset: "tiny", image_size: 28, in_channels: 1, num_classes: 10 }, { seed: 0 });
+ * const B = 2, x = new Float32Array(B * 28 * 28).fill(0.1);
+ * const v = await model.velocity(x, new Float32Array([0.5, 0.9]), new Int32Array([3, 10])); // 10 = null label
+ * await saveCheckpoint(model, "tiny.safetensors");
+ * const again = await loadModel("tiny.safetensors");
+ * ```
+ *
+ * @module
+ */
+
+// GPU runtime
+export { describeGpu, getGpu, type Gpu } from "./src/gpu/device.ts";
+export { type Dispatch, Kernels, type Tensor } from "./src/gpu/kernels.ts";
+export { FlatBuffer, Layout } from "./src/gpu/arena.ts";
+
+// Model
+export {
+  type DiTConfig,
+  numTokens,
+  type PartialConfig,
+  type PresetName,
+  PRESETS,
+  resolveConfig,
+} from "./src/model/config.ts";
+export { initParams, paramLayout, paramSpecs, posEmbed } from "./src/model/params.ts";
+export { DiTGraph } from "./src/model/dit.ts";
+export { createModel, Model } from "./src/model/model.ts";
+export { generateImages, type GenerateOptions, imageNoise } from "./src/model/sampler.ts";
+
+// Checkpoints and images
+export { decodeSafetensors, encodeSafetensors, SafetensorsError } from "./src/io/safetensors.ts";
+export {
+  decodeCheckpoint,
+  encodeCheckpoint,
+  loadModel,
+  saveCheckpoint,
+  type TrainingCheckpoint,
+} from "./src/io/model_io.ts";
+export { imageGridPng, lossCurvePng } from "./src/io/png.ts";
+
+// Flow matching (network-agnostic)
+export {
+  cfgCombine,
+  cfgVelocity,
+  type Method,
+  sample,
+  type SampleOptions,
+  shiftSigma,
+  solveAdaptive,
+  solveFixed,
+  timeGrid,
+  type VelocityFn,
+} from "./src/flow/sample.ts";
+export { CpuVecOps, GpuVecOps, type VecOps } from "./src/flow/vecops.ts";
+export { FlowPath, interpolate, sampleTimes, type TimeSampling } from "./src/flow/path.ts";
+
+// Data and training
+export {
+  ArrayDataset,
+  Batcher,
+  type Dataset,
+  type Sample as DatasetSample,
+  SeededRng,
+} from "./src/data/dataset.ts";
+export { fashionMnistFromBytes, loadFashionMnistSubset } from "./src/data/fashion_mnist.ts";
+export { cifar10FromBytes } from "./src/data/cifar10.ts";
+export { loadDataset } from "./src/io/datasets.ts";
+export { type StepMetrics, Trainer, type TrainerState } from "./src/train/trainer.ts";
+export {
+  CPU_DEFAULTS,
+  emaDecayAt,
+  GPU_DEFAULTS,
+  learningRate,
+  type TrainOptions,
+} from "./src/train/options.ts";
