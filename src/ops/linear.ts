@@ -146,7 +146,7 @@ function operand(
   for (let j = 0; j < per; j++) {
     const reg = `p${name}${j}`;
     decls += `  var ${reg}: ${ty};\n`;
-    let idx: string, lx: string, gi: string, conds: string[], st: string;
+    let idx: string, gi: string, conds: string[], st: string;
     if (p.vec && outerContig) {
       // vec4 along x: tile row l holds ext/4 vec4s; the workgroup layout is the same.
       idx = `let xq = idx % ${ext / 4}u; let l = idx / ${ext / 4}u;`;
@@ -172,7 +172,7 @@ function operand(
       conds = [xCheck ? `${x0} + x < ${dim}u` : "", lCheck ? `l0 + l < L` : ""];
       st = `${sh}[${off} + l * ${ext / 4}u + x / 4u][x % 4u] = ${reg};`;
     }
-    lx = `let idx = t + ${j * threads}u; ${idx}`;
+    const lx = `let idx = t + ${j * threads}u; ${idx}`;
     const cond = conds.filter((c) => c).join(" && ");
     const value = cond ? `select(${ty}(0.0), ${name}[${gi}], ${cond})` : `${name}[${gi}]`;
     // Threads past the tile's end (when it does not divide the threads) load and store nothing.
