@@ -52,6 +52,8 @@ export function grid(total: number): [number, number, number] {
 export class Kernels {
   readonly device: GPUDevice;
   private pipelines = new Map<string, GPUComputePipeline>();
+  /** Bytes of the tensors allocated through `tensor()` (activations, scratch). */
+  allocatedBytes = 0;
 
   constructor(readonly gpu: Gpu) {
     this.device = gpu.device;
@@ -81,9 +83,11 @@ export class Kernels {
   /** A standalone tensor in its own buffer (storage, copyable). */
   tensor(shape: number[], label = "tensor"): Tensor {
     const length = shape.reduce((a, b) => a * b, 1);
+    const size = Math.max(16, Math.ceil(length * 4 / 16) * 16);
+    this.allocatedBytes += size;
     const buffer = this.device.createBuffer({
       label,
-      size: Math.max(16, Math.ceil(length * 4 / 16) * 16),
+      size,
       usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
     });
     return { buffer, offset: 0, length, shape: [...shape] };
