@@ -38,8 +38,9 @@ var<workgroup> Bs: array<vec4f, {{BBUF2}}>;
 fn gemm(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) t: u32) {
   let tx = t % WX;
   let ty = t / WX;
-  let r0 = wg.y * {{BM}}u;
-  let q0 = wg.x * {{BN}}u;
+  // Block tile origin (rows r0, columns q0); large grids walk the tiles in groups of rows
+  // so that workgroups running together share their B tiles in L2.
+{{ORIGIN}}
   let lbegin = wg.z * KPER;
   let ntiles = (min(L, lbegin + KPER) - lbegin + BK - 1u) / BK;
 {{DECLS}}

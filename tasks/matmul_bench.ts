@@ -51,31 +51,56 @@ for (const [n, M, N, K] of dit) {
   for (const op of ["fwd", "dx", "dw"] as Op[]) cases.push({ name: `${n}`, op, M, N, K });
 }
 if (args.has("--tune")) {
-  const tiles: [string, Tile][] = [
-    ["big bk8", { rg: 2, cg: 2, wx: 16, wy: 16, bk: 8 }],
-    ["big bk16", { rg: 2, cg: 2, wx: 16, wy: 16, bk: 16 }],
-    ["128x64 bk8", { rg: 2, cg: 1, wx: 16, wy: 16, bk: 8 }],
-    ["64x128 8x4 bk16", { rg: 1, cg: 2, wx: 16, wy: 16, bk: 16 }],
+  const t128: Tile = { rg: 2, cg: 2, wx: 16, wy: 16, bk: 8 };
+  const tiles: [string, LinearOptions][] = [
+    ["big", { tile: t128 }],
+    ["big sw8", { tile: t128, swizzle: 8 }],
+    ["big u4", { tile: t128, unroll: 4 }],
+    ["64x128/128t", { tile: { rg: 2, cg: 2, wx: 16, wy: 8, bk: 8 } }],
+    ["128x64/128t", { tile: { rg: 2, cg: 2, wx: 8, wy: 16, bk: 8 } }],
+    ["64x128/128t bk16", { tile: { rg: 2, cg: 2, wx: 16, wy: 8, bk: 16 } }],
+    ["64x256 8x16", { tile: { rg: 2, cg: 4, wx: 16, wy: 8, bk: 8 } }],
+    ["128x256 8x16", { tile: { rg: 2, cg: 4, wx: 16, wy: 16, bk: 8 } }],
   ];
   const tune: Case[] = [];
-  for (const [tn, tile] of tiles) {
-    tune.push({ name: `4096 ${tn}`, op: "fwd", M: 4096, N: 4096, K: 4096, opts: { tile } });
-    tune.push({ name: `fc2 ${tn}`, op: "fwd", M: T, N: D, K: 4 * D, opts: { tile } });
+  for (const [tn, opts] of tiles) {
+    tune.push({ name: `4096 ${tn}`, op: "fwd", M: 4096, N: 4096, K: 4096, opts });
+    if (tn.includes("sw")) continue;
+    tune.push({ name: `fc2 ${tn}`, op: "fwd", M: T, N: D, K: 4 * D, opts });
+    tune.push({ name: `fc1dx ${tn}`, op: "dx", M: T, N: 4 * D, K: D, opts });
+    tune.push({ name: `proj ${tn}`, op: "fwd", M: T, N: D, K: D, opts });
   }
-  for (const s of [4, 8, 16, 32]) {
-    tune.push({ name: `fc1 dW split ${s}`, op: "dw", M: T, N: 4 * D, K: D, opts: { splits: s } });
+  for (const s of [24, 32, 48]) {
+    tune.push({ name: `fc1 dW s${s}`, op: "dw", M: T, N: 4 * D, K: D, opts: { splits: s } });
   }
-  for (const v of ["small", "mid", "big"]) {
-    for (const s of [1, 2, 4]) {
-      tune.push({
-        name: `adaLN ${v} s${s}`,
-        op: "fwd",
-        M: 128,
-        N: 6 * D,
-        K: D,
-        opts: { variant: v, splits: s },
-      });
-    }
+  for (const s of [20, 40, 64]) {
+    tune.push({ name: `qkv dW s${s}`, op: "dw", M: T, N: 3 * D, K: D, opts: { splits: s } });
+  }
+  for (const s of [64, 98]) {
+    tune.push({ name: `proj dW s${s}`, op: "dw", M: T, N: D, K: D, opts: { splits: s } });
+  }
+  const ada: [Op, string, number][] = [
+    ["fwd", "mid", 4],
+    ["fwd", "mid", 3],
+    ["fwd", "small", 2],
+    ["dx", "mid", 8],
+    ["dx", "mid", 16],
+    ["dx", "mid", 24],
+    ["dx", "small", 8],
+    ["dx", "big", 18],
+    ["dw", "mid", 1],
+    ["dw", "small", 1],
+    ["dw", "big", 1],
+  ];
+  for (const [op, v, s] of ada) {
+    tune.push({
+      name: `adaLN ${v} s${s}`,
+      op,
+      M: 128,
+      N: 6 * D,
+      K: D,
+      opts: { variant: v, splits: s },
+    });
   }
   cases = tune;
 }

@@ -30,6 +30,8 @@ export interface LinearOptions {
   unroll?: number;
   /** Tuning: override the variant's block tiling. */
   tile?: Tile;
+  /** Tuning: walk block tiles in groups of this many rows (L2 reuse); 1 = row-major. */
+  swizzle?: number;
 }
 
 /** A block tiling: BM = 4·rg·wy rows by BN = 4·cg·wx columns, BK reduction steps per tile. */
@@ -68,6 +70,8 @@ interface Plan {
   tile: Tile;
   /** Inner-product steps unrolled per loop iteration (BK: fully unrolled). */
   unroll: number;
+  /** Block-tile rows per group of the grid walk (1: row-major). */
+  swizzle: number;
   vec: boolean;
   splits: number;
   kper: number;
@@ -120,7 +124,8 @@ function plan(g: Gemm, opts: LinearOptions, name: string): Plan {
   if (tile.bk % unroll !== 0) {
     throw new Error(`${name}: unroll ${unroll} does not divide ${tile.bk}`);
   }
-  return { tile, vec, splits, kper, unroll };
+  const swizzle = opts.swizzle ?? 1;
+  return { tile, vec, splits, kper, unroll, swizzle };
 }
 
 /** Loads of one operand tile into registers p{name}{j}, and their stores to workgroup memory. */
@@ -181,6 +186,20 @@ function operand(
     store += `      { ${lx} ${guard}{ ${st} } }\n`;
   }
   return { decls, load, store };
+}
+
+/** WGSL computing the block tile origin r0, q0 from the workgroup id (grouped when swizzled). */
+function origin(g: Gemm, p: Plan): string {
+  const BM = blockM(p.tile), BN = blockN(p.tile);
+  const nx = cdiv(g.Q, BN), ny = cdiv(g.R, BM), G = p.swizzle;
+  if (G <= 1 || ny <= G) return `  let r0 = wg.y * ${BM}u;\n  let q0 = wg.x * ${BN}u;`;
+  return [
+    `  let pid = wg.y * ${nx}u + wg.x;`,
+    `  let first = pid / ${G * nx}u * ${G}u;`,
+    `  let rows = min(${ny}u - first, ${G}u);`,
+    `  let r0 = (first + pid % ${G * nx}u % rows) * ${BM}u;`,
+    `  let q0 = (pid % ${G * nx}u / rows) * ${BN}u;`,
+  ].join("\n");
 }
 
 function gemmCode(g: Gemm, p: Plan, bias: boolean, accumulate: boolean): string {
@@ -278,8 +297,7 @@ function gemmCode(g: Gemm, p: Plan, bias: boolean, accumulate: boolean): string 
     ABUF2: 2 * bk * BM / 4,
     BBUF2: 2 * bk * BN / 4,
     THREADS: wx * wy,
-    BM,
-    BN,
+    ORIGIN: origin(g, p),
     DECLS: decls,
     LOAD: A.load + B.load,
     STORE: A.store + B.store,
