@@ -16,7 +16,6 @@ import {
   linearBackwardWeight,
   linearForward,
   type LinearOptions,
-  type Tile,
 } from "../src/ops/linear.ts";
 
 type Op = "fwd" | "dx" | "dw";
@@ -51,24 +50,18 @@ for (const [n, M, N, K] of dit) {
   for (const op of ["fwd", "dx", "dw"] as Op[]) cases.push({ name: `${n}`, op, M, N, K });
 }
 if (args.has("--tune")) {
-  const t128: Tile = { rg: 2, cg: 2, wx: 16, wy: 16, bk: 8 };
   const tiles: [string, LinearOptions][] = [
-    ["big", { tile: t128 }],
-    ["big sw8", { tile: t128, swizzle: 8 }],
-    ["big u4", { tile: t128, unroll: 4 }],
-    ["64x128/128t", { tile: { rg: 2, cg: 2, wx: 16, wy: 8, bk: 8 } }],
-    ["128x64/128t", { tile: { rg: 2, cg: 2, wx: 8, wy: 16, bk: 8 } }],
-    ["64x128/128t bk16", { tile: { rg: 2, cg: 2, wx: 16, wy: 8, bk: 16 } }],
-    ["64x256 8x16", { tile: { rg: 2, cg: 4, wx: 16, wy: 8, bk: 8 } }],
-    ["128x256 8x16", { tile: { rg: 2, cg: 4, wx: 16, wy: 16, bk: 8 } }],
+    ["default", {}],
+    ["128x128 bk8", { tile: { rg: 2, cg: 2, wx: 16, wy: 16, bk: 8 }, swizzle: 8 }],
+    ["64x256 bk16", { tile: { rg: 2, cg: 4, wx: 16, wy: 8, bk: 16 }, swizzle: 8 }],
+    ["64x256 bk8", { tile: { rg: 2, cg: 4, wx: 16, wy: 8, bk: 8 }, swizzle: 8 }],
+    ["128x64 bk16", { tile: { rg: 2, cg: 2, wx: 8, wy: 16, bk: 16 } }],
   ];
   const tune: Case[] = [];
   for (const [tn, opts] of tiles) {
     tune.push({ name: `4096 ${tn}`, op: "fwd", M: 4096, N: 4096, K: 4096, opts });
-    if (tn.includes("sw")) continue;
     tune.push({ name: `fc2 ${tn}`, op: "fwd", M: T, N: D, K: 4 * D, opts });
     tune.push({ name: `fc1dx ${tn}`, op: "dx", M: T, N: 4 * D, K: D, opts });
-    tune.push({ name: `proj ${tn}`, op: "fwd", M: T, N: D, K: D, opts });
   }
   for (const s of [24, 32, 48]) {
     tune.push({ name: `fc1 dW s${s}`, op: "dw", M: T, N: 4 * D, K: D, opts: { splits: s } });

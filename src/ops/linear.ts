@@ -4,9 +4,10 @@
  * product is unrolled (see the shader's header for the layouts).
  *
  * Variants (opts.variant; the default picks by shape):
- *   "big"    128×128 block tile, 16×16 threads, 8×8 outputs per thread (large M and N)
- *   "mid"    64×64 block tile, 16×16 threads, 4×4 outputs per thread
- *   "small"  32×32 block tile, 8×8 threads, 4×4 outputs per thread (small M, e.g. adaLN)
+ *   "big"    64×128 block tile, 16×8 threads, 8×8 outputs per thread, BK 16 (large M and N)
+ *   "mid"    64×64 block tile, 16×16 threads, 4×4 outputs per thread, BK 8
+ *   "small"  32×32 block tile, 8×8 threads, 4×4 outputs per thread, BK 16 (small outputs, e.g.
+ *            adaLN; split over the reduction by default when the grid is small)
  *   "splitk" the big tile with the reduction split over workgroups (few output tiles and a long
  *            reduction, e.g. dW with L = tokens); partial sums go to a scratch tensor and are
  *            summed in a fixed split order by a second dispatch (deterministic, no atomics)
@@ -45,12 +46,12 @@ export interface Tile {
 }
 
 const TILES: Record<string, Tile> = {
-  big: { rg: 2, cg: 2, wx: 16, wy: 16, bk: 8 },
+  big: { rg: 2, cg: 2, wx: 16, wy: 8, bk: 16 },
   mid: { rg: 1, cg: 1, wx: 16, wy: 16, bk: 8 },
   small: { rg: 1, cg: 1, wx: 8, wy: 8, bk: 16 },
 };
 
-/** Streaming multiprocessors to fill (an H100 has 132); sizes the default split count. */
+/** Workgroups that fill an H100 (132 SMs, about two each); sizes the default grids. */
 const TARGET_WORKGROUPS = 264;
 /** Split-K scratch limit, in floats (shared by every split-K dispatch of a Kernels). */
 const MAX_SCRATCH = 16 * 1024 * 1024;
@@ -92,29 +93,37 @@ function vecOk(g: Gemm): boolean {
   return g.Q % 4 === 0 && g.L % 4 === 0 && (g.a === "rl" || g.R % 4 === 0);
 }
 
-function plan(g: Gemm, opts: LinearOptions, name: string): Plan {
+function plan(g: Gemm, opts: LinearOptions, name: string, cpu: boolean): Plan {
   let variant = opts.variant;
   const vec = vecOk(g) && variant !== "scalar";
+  const tiles = (t: Tile) => cdiv(g.R, blockM(t)) * cdiv(g.Q, blockN(t));
   if (variant === undefined) {
-    const tiles = (t: Tile) => cdiv(g.R, blockM(t)) * cdiv(g.Q, blockN(t));
-    if (tiles(TILES.big) >= TARGET_WORKGROUPS) variant = "big";
-    else if (g.L >= 1024) variant = "splitk";
-    else if (tiles(TILES.mid) >= TARGET_WORKGROUPS) variant = "mid";
+    if (tiles(TILES.big) >= 2 * TARGET_WORKGROUPS) variant = "big";
+    else if (g.L >= 2048 && g.R * g.Q >= 256 * 256) variant = "splitk";
     else variant = "small";
   }
   const tileName = variant === "splitk" ? "big" : variant === "scalar" ? "small" : variant;
-  const tile = opts.tile ?? TILES[tileName];
+  let tile = opts.tile ?? TILES[tileName];
   if (!tile) {
     throw new Error(`${name}: unknown variant "${variant}" (big, mid, small, splitk, scalar)`);
   }
-  const outTiles = cdiv(g.R, blockM(tile)) * cdiv(g.Q, blockN(tile));
+  // Software adapters (llvmpipe) take minutes to compile shaders with large workgroup memory
+  // (its cost grows with the square of the size): same code, half the reduction tile.
+  if (cpu && !opts.tile && tile.bk > 8) tile = { ...tile, bk: 8 };
   let splits = opts.splits ?? 1;
   if (opts.splits === undefined && variant === "splitk") {
+    // About 4 workgroups per SM slot pair: long dW reductions over tokens.
     splits = Math.min(
-      cdiv(2 * TARGET_WORKGROUPS, outTiles),
+      cdiv(4 * TARGET_WORKGROUPS, tiles(tile)),
       Math.max(1, Math.floor(g.L / 256)),
       Math.max(1, Math.floor(MAX_SCRATCH / (g.R * g.Q))),
       64,
+    );
+  } else if (opts.splits === undefined && variant === "small" && opts.variant === undefined) {
+    // Small outputs (adaLN): split the reduction until the grid covers the GPU.
+    splits = Math.max(
+      1,
+      Math.min(cdiv(384, tiles(tile)), Math.floor(g.L / 64), 64),
     );
   }
   if (!Number.isInteger(splits) || splits < 1) throw new Error(`${name}: bad splits ${splits}`);
@@ -124,7 +133,8 @@ function plan(g: Gemm, opts: LinearOptions, name: string): Plan {
   if (tile.bk % unroll !== 0) {
     throw new Error(`${name}: unroll ${unroll} does not divide ${tile.bk}`);
   }
-  const swizzle = opts.swizzle ?? 1;
+  // Wide outputs: walk tiles in groups of 8 rows so concurrent workgroups share B in L2.
+  const swizzle = opts.swizzle ?? (cdiv(g.Q, blockN(tile)) >= 16 ? 8 : 1);
   return { tile, vec, splits, kper, unroll, swizzle };
 }
 
@@ -349,7 +359,7 @@ function gemm(
   bias: Tensor | null,
   opts: LinearOptions,
 ): Dispatch[] {
-  const p = plan(g, opts, name);
+  const p = plan(g, opts, name, k.gpu.isFallback);
   const accumulate = opts.accumulate ?? false;
   const BM = blockM(p.tile), BN = blockN(p.tile);
   const shared = 2 * p.tile.bk * (BM + BN) * 4;
@@ -474,7 +484,8 @@ function columnSums(
 ): Dispatch[] {
   const vec = N % 4 === 0;
   const cols = vec ? N / 4 : N;
-  const chunk = 128;
+  // Enough (chunk, column) threads to fill the GPU, chunks a multiple of 4 rows.
+  const chunk = Math.max(4, Math.ceil(M * cols / 16384 / 4) * 4);
   const nchunk = cdiv(M, chunk);
   const src = specialise(sections.colsum, {
     T: vec ? "vec4f" : "f32",
