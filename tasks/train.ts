@@ -249,18 +249,27 @@ async function main() {
 
   const metricsPath = join(runDir, "metrics.jsonl");
   const lossPoints: [number, number][] = [];
+  const keptRows: string[] = [];
   try {
     for (const line of (await Deno.readTextFile(metricsPath)).split("\n")) {
       if (!line.trim()) continue;
-      const r = JSON.parse(line);
-      if (r.step <= trainer.step) lossPoints.push([r.step, r.loss]);
+      let r;
+      try {
+        r = JSON.parse(line);
+      } catch {
+        continue; // a row cut short by a kill
+      }
+      if (r.step <= trainer.step) {
+        lossPoints.push([r.step, r.loss]);
+        keptRows.push(line);
+      }
     }
   } catch { /* new run */ }
-  // Keep metrics rows up to the resumed step (a killed run may have logged past its checkpoint).
+  // Keep metrics rows (all their fields) up to the resumed step: a killed run may have logged
+  // past its checkpoint.
   await Deno.writeTextFile(
     metricsPath,
-    lossPoints.map(([step, loss]) => JSON.stringify({ step, loss })).join("\n") +
-      (lossPoints.length ? "\n" : ""),
+    keptRows.join("\n") + (keptRows.length ? "\n" : ""),
   );
 
   let lastGood: string | undefined = resumeFrom?.path;

@@ -1,0 +1,292 @@
+/**
+ * `deno run -A tasks/train.ts` end to end, as subprocesses on the CPU adapter: the run directory's
+ * files, the loss falling on the embedded data, bit-identical resume from a mid-run checkpoint,
+ * kill -9 then `--resume auto`, and one-line errors for bad flags and config files.
+ */
+import { join } from "node:path";
+import { decodeCheckpoint } from "../src/io/model_io.ts";
+// deno-lint-ignore no-import-prefix -- same specifier as src/io/png.ts
+import { Image } from "npm:imagescript@1.3.1";
+
+const TRAIN = new URL("../tasks/train.ts", import.meta.url).pathname;
+
+interface Result {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+async function train(args: string[]): Promise<Result> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", TRAIN, ...args],
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+function assert(cond: unknown, msg: string): asserts cond {
+  if (!cond) throw new Error(msg);
+}
+
+function expectOk(r: Result, what: string): void {
+  assert(r.code === 0, `${what}: exit ${r.code}\n${r.stdout}\n${r.stderr}`);
+}
+
+/** Exit non-zero with exactly one line, "error: …", on stderr. */
+function expectOneLineError(r: Result, what: string, pattern?: RegExp): void {
+  assert(r.code !== 0, `${what}: exited 0\n${r.stdout}`);
+  const lines = r.stderr.trim().split("\n").filter((l) => l.startsWith("error"));
+  assert(
+    lines.length === 1 && !r.stderr.includes("    at "),
+    `${what}: expected one error line, got:\n${r.stderr}`,
+  );
+  if (pattern) assert(pattern.test(lines[0]), `${what}: "${lines[0]}" does not match ${pattern}`);
+}
+
+interface Row {
+  step: number;
+  loss: number;
+  lr: number;
+  grad_norm: number;
+  images_per_s: number;
+}
+
+async function metrics(runDir: string): Promise<Row[]> {
+  const text = await Deno.readTextFile(join(runDir, "metrics.jsonl"));
+  return text.split("\n").filter((l) => l.trim()).map((l) => JSON.parse(l));
+}
+
+/** Every row has the documented fields, and the steps are exactly from..to. */
+function checkRows(rows: Row[], from: number, to: number, what: string): void {
+  assert(
+    rows.length === to - from + 1 && rows.every((r, i) => r.step === from + i),
+    `${what}: steps ${rows.map((r) => r.step)} (want ${from}..${to})`,
+  );
+  for (const r of rows) {
+    for (const key of ["loss", "lr", "grad_norm", "images_per_s"] as const) {
+      assert(
+        typeof r[key] === "number" && Number.isFinite(r[key]),
+        `${what}: step ${r.step} has ${key} = ${r[key]}`,
+      );
+    }
+  }
+}
+
+const mean = (a: number[]) => a.reduce((s, x) => s + x, 0) / a.length;
+
+/** Training flags shared by the runs (ckpt/log cadence does not change the arithmetic). */
+const COMMON = [
+  "--preset",
+  "tiny",
+  "--dataset",
+  "default",
+  "--batch-size",
+  "4",
+  "--steps",
+  "30",
+  "--lr",
+  "3e-3",
+  "--warmup",
+  "3",
+  "--sample-every",
+  "0",
+  "--num-sampling-steps",
+  "2",
+];
+
+/** The uninterrupted run, shared by the tests below (made once). */
+let reference: Promise<{ dir: string; rows: Row[] }> | undefined;
+function referenceRun(): Promise<{ dir: string; rows: Row[] }> {
+  reference ??= (async () => {
+    const out = await Deno.makeTempDir({ prefix: "flowgpu_train_" });
+    const r = await train([
+      ...COMMON,
+      "--log-every",
+      "2",
+      "--ckpt-every",
+      "15",
+      "--out",
+      out,
+      "--name",
+      "a",
+    ]);
+    expectOk(r, "uninterrupted run");
+    const dir = join(out, "a");
+    return { dir, rows: await metrics(dir) };
+  })();
+  return reference;
+}
+
+Deno.test("train task: --help lists every flag with its default", async () => {
+  const r = await train(["--help"]);
+  expectOk(r, "--help");
+  for (
+    const flag of [
+      "--preset <value>",
+      "--batch-size <int>",
+      "--lr <number>",
+      "--train-steps <int>",
+      "--ckpt-every <int>",
+      "--resume <value>",
+      "--config <value>",
+      "--help",
+    ]
+  ) assert(r.stdout.includes(flag), `--help lacks ${flag}:\n${r.stdout}`);
+  for (const def of ["[default: 0.0001]", "[default: 128]", "[default: B]", "(alias --steps)"]) {
+    assert(r.stdout.includes(def), `--help lacks ${def}`);
+  }
+});
+
+Deno.test("train task: bad flags and config files are one-line errors", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "flowgpu_train_cfg_" });
+  const write = async (name: string, text: string) => {
+    const p = join(dir, name);
+    await Deno.writeTextFile(p, text);
+    return p;
+  };
+  const cases: [string[], RegExp][] = [
+    [["--bogus"], /bogus/],
+    [["--lr", "abc"], /--lr expects a number, got 'abc'/],
+    [["--batch-size", "2.5"], /--batch-size expects an integer/],
+    [["--preset", "XL"], /--preset must be one of/],
+    [["--steps"], /steps/],
+    [["--config", join(dir, "missing.json")], /--config .*missing\.json/],
+    [["--config", await write("broken.json", "{ lr: ")], /--config .*broken\.json/],
+    [["--config", await write("array.json", "[1, 2]")], /expected a JSON object/],
+    [["--config", await write("unknown.json", '{"learning_rate": 1}')], /unknown option/],
+    [["--config", await write("type.json", '{"lr": "fast"}')], /lr expects a number/],
+    [["--config", await write("choice.json", '{"preset": "XL"}')], /preset must be one of/],
+    [["--resume", join(dir, "nothing-here")], /--resume .*no such file/],
+  ];
+  for (const [args, pattern] of cases) {
+    expectOneLineError(await train(["--out", dir, ...args]), args.join(" "), pattern);
+  }
+});
+
+Deno.test("train task: run directory files, and the loss falls on the embedded data", async () => {
+  const { dir, rows } = await referenceRun();
+  checkRows(rows, 1, 30, "metrics.jsonl");
+  const first = mean(rows.slice(0, 5).map((r) => r.loss));
+  const last = mean(rows.slice(-5).map((r) => r.loss));
+  console.log(`  mean loss of steps 1-5 ${first.toFixed(4)}, of steps 26-30 ${last.toFixed(4)}`);
+  assert(last < 0.85 * first, `loss did not fall: ${first} → ${last}`);
+  assert(rows[0].lr === 1e-3 && rows[29].lr === 3e-3, "lr: warmup 3 steps to 3e-3");
+
+  const config = JSON.parse(await Deno.readTextFile(join(dir, "config.json")));
+  assert(config.model?.hidden_size === 64 && config.model?.image_size === 28, "config.json model");
+  assert(config.train?.batch_size === 4 && config.train?.lr === 3e-3, "config.json train");
+  const samples = [...Deno.readDirSync(join(dir, "samples"))].map((e) => e.name);
+  assert(samples.length >= 1 && samples.every((n) => n.endsWith(".png")), `samples: ${samples}`);
+  // 10 class rows × 8 columns of 28×28 images at zoom 2 with 2-pixel padding
+  const grid = await Image.decode(await Deno.readFile(join(dir, "samples", samples[0])));
+  assert(
+    grid.width === 8 * 56 + 9 * 2 && grid.height === 10 * 56 + 11 * 2,
+    `sample grid ${grid.width}×${grid.height}`,
+  );
+  const curve = await Image.decode(await Deno.readFile(join(dir, "loss.png")));
+  assert(curve.width > 0 && curve.height > 0, "loss.png");
+  const ckpts = [...Deno.readDirSync(join(dir, "checkpoints"))].map((e) => e.name).sort();
+  assert(
+    ckpts.join() === "final.safetensors,step_000015.safetensors",
+    `checkpoints: ${ckpts}`,
+  );
+  const final = decodeCheckpoint(
+    await Deno.readFile(join(dir, "checkpoints", "final.safetensors")),
+  );
+  assert(final.ema && final.m && final.v && final.state?.step === 30, "final checkpoint state");
+});
+
+Deno.test("train task: resuming from a mid-run checkpoint is bit-identical", async () => {
+  const { dir, rows } = await referenceRun();
+  // resume a copy of the step-15 checkpoint in a fresh run directory
+  const other = join(await Deno.makeTempDir({ prefix: "flowgpu_resume_" }), "b");
+  await Deno.mkdir(join(other, "checkpoints"), { recursive: true });
+  const ck = join(other, "checkpoints", "step_000015.safetensors");
+  await Deno.copyFile(join(dir, "checkpoints", "step_000015.safetensors"), ck);
+  const r = await train(["--resume", ck]);
+  expectOk(r, "resumed run");
+  assert(/resumed from .*step_000015\.safetensors at step 15/.test(r.stdout), r.stdout);
+  const resumed = await metrics(other);
+  checkRows(resumed, 16, 30, "resumed metrics.jsonl");
+  for (const row of resumed) {
+    const want = rows[row.step - 1];
+    assert(
+      row.loss === want.loss && row.grad_norm === want.grad_norm && row.lr === want.lr,
+      `step ${row.step}: resumed loss ${row.loss} grad ${row.grad_norm}, ` +
+        `uninterrupted ${want.loss} grad ${want.grad_norm}`,
+    );
+  }
+  const a = decodeCheckpoint(await Deno.readFile(join(dir, "checkpoints", "final.safetensors")));
+  const b = decodeCheckpoint(await Deno.readFile(join(other, "checkpoints", "final.safetensors")));
+  for (const key of ["params", "ema", "m", "v"] as const) {
+    const x = a[key]!, y = b[key]!;
+    assert(x.length === y.length && x.every((v, i) => Object.is(v, y[i])), `final ${key} differ`);
+  }
+  assert(JSON.stringify(a.state) === JSON.stringify(b.state), "final trainer state differs");
+});
+
+Deno.test("train task: kill -9 mid-run, then --resume auto finishes the run", async () => {
+  const { rows: want } = await referenceRun();
+  const out = await Deno.makeTempDir({ prefix: "flowgpu_kill_" });
+  const dir = join(out, "k");
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      TRAIN,
+      ...COMMON,
+      "--log-every",
+      "1",
+      "--ckpt-every",
+      "5",
+      "--out",
+      out,
+      "--name",
+      "k",
+    ],
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  // wait for the step-10 checkpoint and a metrics row after it, then kill without warning
+  const t0 = performance.now();
+  const ck10 = join(dir, "checkpoints", "step_000010.safetensors");
+  for (;;) {
+    const rows = await metrics(dir).catch(() => []);
+    const have = await Deno.stat(ck10).then(() => true, () => false);
+    if (have && rows.some((r) => r.step > 10)) break;
+    if (performance.now() - t0 > 240_000) throw new Error("no step-10 checkpoint in 240 s");
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  child.kill("SIGKILL");
+  const status = await child.status;
+  assert(!status.success, "the run finished before it was killed: make it longer");
+  const before = await metrics(dir);
+  const killedAt = before[before.length - 1].step;
+  assert(
+    !(await Deno.stat(join(dir, "checkpoints", "final.safetensors")).then(() => true, () => false)),
+    "a final checkpoint exists after kill -9",
+  );
+
+  const r = await train(["--resume", "auto", "--out", out]);
+  expectOk(r, "--resume auto");
+  const m = r.stdout.match(/resumed from (\S+) at step (\d+)/);
+  assert(m, `no "resumed from" line:\n${r.stdout}`);
+  const step = Number(m[2]);
+  assert(
+    m[1].startsWith(join(dir, "checkpoints")) && step % 5 === 0 && step >= 10 && step <= killedAt,
+    `resumed from ${m[1]} at step ${step} (killed after step ${killedAt})`,
+  );
+  assert(/done: 30 steps/.test(r.stdout), r.stdout);
+  const rows = await metrics(dir);
+  checkRows(rows, 1, 30, "metrics.jsonl after kill and resume");
+  for (const row of rows) {
+    assert(
+      row.loss === want[row.step - 1].loss,
+      `step ${row.step}: loss ${row.loss}, uninterrupted ${want[row.step - 1].loss}`,
+    );
+  }
+  console.log(`  killed after step ${killedAt}, resumed at step ${step}`);
+});
