@@ -46,6 +46,7 @@ Deno.test("linear scalar (vec4 widths)", () =>
   linearCase("linear scalar vec-widths", 37, 44, 36, { variant: "scalar" }));
 Deno.test("linear mid", () => linearCase("linear mid", 70, 68, 40, { variant: "mid" }));
 Deno.test("linear big", () => linearCase("linear big", 130, 132, 36, { variant: "big" }));
+Deno.test("linear wide", () => linearCase("linear wide", 70, 136, 20, { variant: "wide" }));
 Deno.test("linear big (ragged widths)", () =>
   linearCase("linear big ragged", 130, 131, 37, { variant: "big" }));
 Deno.test("linear splitk", () =>

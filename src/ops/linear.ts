@@ -4,7 +4,8 @@
  * product is unrolled (see the shader's header for the layouts).
  *
  * Variants (opts.variant; the default picks by shape):
- *   "big"    64×128 block tile, 16×8 threads, 8×8 outputs per thread, BK 16 (large M and N)
+ *   "big"    128×64 block tile, 8×16 threads, 8×8 outputs per thread, BK 16 (large M and N)
+ *   "wide"   64×128 block tile, 16×8 threads, 8×8 outputs per thread, BK 16 (default for dX)
  *   "mid"    64×64 block tile, 16×16 threads, 4×4 outputs per thread, BK 8
  *   "small"  32×32 block tile, 8×8 threads, 4×4 outputs per thread, BK 16 (small outputs, e.g.
  *            adaLN; split over the reduction by default when the grid is small)
@@ -23,7 +24,7 @@ import code from "../../shaders/linear.wgsl" with { type: "text" };
 export interface LinearOptions {
   /** Add into the output (+=) instead of overwriting it. */
   accumulate?: boolean;
-  /** "big" | "mid" | "small" | "splitk" | "scalar"; default: chosen by shape. */
+  /** "big" | "wide" | "mid" | "small" | "splitk" | "scalar"; default: chosen by shape. */
   variant?: string;
   /** Reduction splits (split-K); default: chosen by variant and shape. */
   splits?: number;
@@ -46,7 +47,8 @@ export interface Tile {
 }
 
 const TILES: Record<string, Tile> = {
-  big: { rg: 2, cg: 2, wx: 16, wy: 8, bk: 16 },
+  big: { rg: 2, cg: 2, wx: 8, wy: 16, bk: 16 },
+  wide: { rg: 2, cg: 2, wx: 16, wy: 8, bk: 16 },
   mid: { rg: 1, cg: 1, wx: 16, wy: 16, bk: 8 },
   small: { rg: 1, cg: 1, wx: 8, wy: 8, bk: 16 },
 };
@@ -98,14 +100,18 @@ function plan(g: Gemm, opts: LinearOptions, name: string, cpu: boolean): Plan {
   const vec = vecOk(g) && variant !== "scalar";
   const tiles = (t: Tile) => cdiv(g.R, blockM(t)) * cdiv(g.Q, blockN(t));
   if (variant === undefined) {
-    if (tiles(TILES.big) >= 2 * TARGET_WORKGROUPS) variant = "big";
-    else if (g.L >= 2048 && g.R * g.Q >= 256 * 256) variant = "splitk";
+    // dX (B row-major [L,Q]) measured faster with the wide tile, the others with the tall one.
+    if (tiles(TILES.big) >= 2 * TARGET_WORKGROUPS) {
+      variant = g.b === "lq" && g.a === "rl" ? "wide" : "big";
+    } else if (g.L >= 2048 && g.R * g.Q >= 256 * 256) variant = "splitk";
     else variant = "small";
   }
   const tileName = variant === "splitk" ? "big" : variant === "scalar" ? "small" : variant;
   let tile = opts.tile ?? TILES[tileName];
   if (!tile) {
-    throw new Error(`${name}: unknown variant "${variant}" (big, mid, small, splitk, scalar)`);
+    throw new Error(
+      `${name}: unknown variant "${variant}" (big, wide, mid, small, splitk, scalar)`,
+    );
   }
   // Software adapters (llvmpipe) take minutes to compile shaders with large workgroup memory
   // (its cost grows with the square of the size): same code, half the reduction tile.
