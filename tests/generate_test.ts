@@ -1,0 +1,327 @@
+/**
+ * `deno run -A tasks/generate.ts` end to end on the CPU adapter with tiny checkpoints written
+ * here (random non-zero weights, EMA different from the raw weights): the class grid's size and
+ * pixels against `generateImages` in-process, run directories as --checkpoint, --separate,
+ * unconditional checkpoints, seed reproducibility across batch sizes, and one-line errors.
+ */
+import { join } from "node:path";
+import { type DiTConfig, resolveConfig } from "../src/model/config.ts";
+import { paramLayout, paramSpecs, posEmbed } from "../src/model/params.ts";
+import { FlatBuffer } from "../src/gpu/arena.ts";
+import { generateImages } from "../src/model/sampler.ts";
+import { encodeCheckpoint } from "../src/io/model_io.ts";
+import { SeededRng } from "../src/data/dataset.ts";
+import { assertClose, kernels } from "./harness.ts";
+import { Rng, TEST_SEED } from "./reference/random.ts";
+// deno-lint-ignore no-import-prefix -- same specifier as src/io/png.ts
+import { Image } from "npm:imagescript@1.3.1";
+
+const GENERATE = new URL("../tasks/generate.ts", import.meta.url).pathname;
+const PAD = 2, ZOOM = 2;
+
+interface Result {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+async function generate(args: string[]): Promise<Result> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", GENERATE, ...args],
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+function assert(cond: unknown, msg: string): asserts cond {
+  if (!cond) throw new Error(msg);
+}
+
+function expectOk(r: Result, what: string): void {
+  assert(r.code === 0, `${what}: exit ${r.code}\n${r.stdout}\n${r.stderr}`);
+}
+
+function expectOneLineError(r: Result, what: string, pattern: RegExp): void {
+  assert(r.code !== 0, `${what}: exited 0\n${r.stdout}`);
+  const lines = r.stderr.trim().split("\n").filter((l) => l.startsWith("error"));
+  assert(
+    lines.length === 1 && !r.stderr.includes("    at "),
+    `${what}: expected one error line, got:\n${r.stderr}`,
+  );
+  assert(pattern.test(lines[0]), `${what}: "${lines[0]}" does not match ${pattern}`);
+}
+
+/** Random non-zero weights (pos_embed exact) in the flat layout. */
+function randomFlat(cfg: DiTConfig, rng: Rng, scale = 1): Float32Array {
+  const layout = paramLayout(cfg);
+  const flat = new Float32Array(layout.total);
+  for (const s of paramSpecs(cfg)) {
+    const slot = layout.get(s.name);
+    const fan = s.shape.length > 1 ? s.shape.slice(1).reduce((a, b) => a * b, 1) : 4;
+    const v = s.name === "pos_embed" ? posEmbed(cfg) : Float32Array.from(
+      rng.normals(slot.length, scale * (s.name.endsWith("bias") ? 0.1 : 1 / Math.sqrt(fan))),
+    );
+    flat.set(v, slot.offset);
+  }
+  return flat;
+}
+
+const COND = resolveConfig({ preset: "tiny", image_size: 8, in_channels: 1, num_classes: 3 });
+const UNCOND = resolveConfig({ preset: "tiny", image_size: 8, in_channels: 1, num_classes: 0 });
+
+interface Fixture {
+  dir: string;
+  cond: { path: string; runDir: string; params: Float32Array; ema: Float32Array };
+  uncond: { path: string; params: Float32Array };
+}
+
+let fixture: Promise<Fixture> | undefined;
+/** The checkpoints, written once per test process. */
+function fixtures(): Promise<Fixture> {
+  fixture ??= (async () => {
+    const rng = new Rng(TEST_SEED ^ 0x6e4e);
+    const dir = await Deno.makeTempDir({ prefix: "flowgpu_generate_" });
+    const params = randomFlat(COND, rng, 0.5), ema = randomFlat(COND, rng, 0.5);
+    const bytes = encodeCheckpoint({ cfg: COND, params, ema });
+    const path = join(dir, "cond.safetensors");
+    await Deno.writeFile(path, bytes);
+    const runDir = join(dir, "run");
+    await Deno.mkdir(join(runDir, "checkpoints"), { recursive: true });
+    await Deno.writeFile(join(runDir, "checkpoints", "final.safetensors"), bytes);
+    const uparams = randomFlat(UNCOND, rng, 0.5);
+    const upath = join(dir, "uncond.safetensors");
+    await Deno.writeFile(upath, encodeCheckpoint({ cfg: UNCOND, params: uparams }));
+    return {
+      dir,
+      cond: { path, runDir, params, ema },
+      uncond: { path: upath, params: uparams },
+    };
+  })();
+  return fixture;
+}
+
+/** generateImages in this process, with the weights uploaded to a fresh flat buffer. */
+async function sampleHere(
+  cfg: DiTConfig,
+  weights: Float32Array,
+  opts: Parameters<typeof generateImages>[3],
+): Promise<Float32Array> {
+  const k = await kernels();
+  const buf = new FlatBuffer(k.device, paramLayout(cfg), "params");
+  k.write(buf.all(), weights);
+  try {
+    return (await generateImages(k, cfg, buf, opts)).images;
+  } finally {
+    buf.buffer.destroy();
+  }
+}
+
+/**
+ * Check a decoded grid PNG: its size, white padding, each cell against `images` (grey, 8-bit,
+ * zoomed) within one level, and cells past the last image white.
+ */
+function checkGrid(
+  png: Image,
+  images: Float32Array,
+  rows: number,
+  cols: number,
+  H: number,
+  what: string,
+): void {
+  const cell = H * ZOOM, n = images.length / (H * H);
+  const W = cols * cell + (cols + 1) * PAD, Ht = rows * cell + (rows + 1) * PAD;
+  assert(
+    png.width === W && png.height === Ht,
+    `${what}: ${png.width}×${png.height}, want ${W}×${Ht}`,
+  );
+  const bmp = png.bitmap;
+  const at = (x: number, y: number) => bmp[(y * W + x) * 4];
+  const inCell = (x: number, y: number) => {
+    const cx = (x - PAD) % (cell + PAD), cy = (y - PAD) % (cell + PAD);
+    return x >= PAD && y >= PAD && cx < cell && cy < cell && x < W - PAD && y < Ht - PAD;
+  };
+  for (let y = 0; y < Ht; y++) {
+    for (let x = 0; x < W; x++) {
+      if (!inCell(x, y)) assert(at(x, y) === 255, `${what}: padding at (${x}, ${y})`);
+    }
+  }
+  let worst = 0;
+  for (let r = 0; r < rows; r++) {
+    for (let c = 0; c < cols; c++) {
+      const i = r * cols + c;
+      for (let y = 0; y < cell; y++) {
+        for (let x = 0; x < cell; x++) {
+          const v = i < n ? images[i * H * H + Math.floor(y / ZOOM) * H + Math.floor(x / ZOOM)] : 1;
+          const want = Math.max(0, Math.min(255, Math.round((v + 1) * 127.5)));
+          const px = PAD + c * (cell + PAD) + x, py = PAD + r * (cell + PAD) + y;
+          worst = Math.max(worst, Math.abs(at(px, py) - want));
+        }
+      }
+    }
+  }
+  assert(worst <= 1, `${what}: a pixel is ${worst} levels from the in-process sample`);
+}
+
+/** The fraction of values inside (−1, 1) (not clipped to black or white in a PNG). */
+function unclipped(images: Float32Array): number {
+  return images.filter((v) => v > -1 && v < 1).length / images.length;
+}
+
+Deno.test("generate task: --class_grid writes rows = classes, matching generateImages", async () => {
+  const f = await fixtures();
+  const out = join(f.dir, "grid.png");
+  const r = await generate([
+    "--checkpoint",
+    f.cond.path,
+    "--class_grid",
+    "--samples_per_class",
+    "2",
+    "--num_steps",
+    "3",
+    "--out",
+    out,
+  ]);
+  expectOk(r, "--class_grid");
+  assert(/EMA weights/.test(r.stdout), `uses the EMA weights by default:\n${r.stdout}`);
+  const labels = [0, 0, 1, 1, 2, 2];
+  const images = await sampleHere(COND, f.cond.ema, { labels, steps: 3, cfgScale: 3, seed: 0 });
+  assert(unclipped(images) > 0.3, `test setup: samples mostly clipped (${unclipped(images)})`);
+  checkGrid(await Image.decode(await Deno.readFile(out)), images, 3, 2, 8, "class grid");
+  // a run directory is accepted as --checkpoint (its checkpoints/final.safetensors)
+  const out2 = join(f.dir, "grid_from_run.png");
+  const r2 = await generate([
+    "--checkpoint",
+    f.cond.runDir,
+    "--class_grid",
+    "--samples_per_class",
+    "2",
+    "--num_steps",
+    "3",
+    "--out",
+    out2,
+  ]);
+  expectOk(r2, "run directory as --checkpoint");
+  assert(r2.stdout.includes(join(f.cond.runDir, "checkpoints", "final.safetensors")), r2.stdout);
+  // (pixels, not bytes: imagescript's PNG bytes vary from process to process)
+  const a = (await Image.decode(await Deno.readFile(out))).bitmap;
+  const b = (await Image.decode(await Deno.readFile(out2))).bitmap;
+  assert(a.length === b.length && a.every((x, i) => x === b[i]), "run directory: other pixels");
+});
+
+Deno.test("generate task: --separate writes one PNG per image; --no_ema takes the raw weights", async () => {
+  const f = await fixtures();
+  const dir = join(f.dir, "separate");
+  const r = await generate([
+    "--checkpoint",
+    f.cond.path,
+    "--num_samples",
+    "3",
+    "--num_steps",
+    "2",
+    "--cfg_scale",
+    "1.5",
+    "--seed",
+    "4",
+    "--separate",
+    "--no_ema",
+    "--out",
+    dir,
+  ]);
+  expectOk(r, "--separate");
+  assert(/raw weights/.test(r.stdout), r.stdout);
+  // the labels generate.ts draws for --num_samples without --class_label
+  const rng = new SeededRng(4 ^ 0x1abe1);
+  const labels = [0, 1, 2].map(() => rng.int(3));
+  const names = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
+  const want = labels.map((l, i) => `${String(i).padStart(4, "0")}_class${l}.png`);
+  assert(names.join() === want.join(), `--separate wrote ${names}, want ${want}`);
+  const images = await sampleHere(COND, f.cond.params, {
+    labels,
+    steps: 2,
+    cfgScale: 1.5,
+    seed: 4,
+  });
+  for (let i = 0; i < 3; i++) {
+    const png = await Image.decode(await Deno.readFile(join(dir, names[i])));
+    checkGrid(png, images.subarray(i * 64, (i + 1) * 64), 1, 1, 8, names[i]);
+  }
+});
+
+Deno.test("generate task: an unconditional checkpoint samples without guidance", async () => {
+  const f = await fixtures();
+  const out = join(f.dir, "uncond.png");
+  const r = await generate([
+    "--checkpoint",
+    f.uncond.path,
+    "--num_samples",
+    "3",
+    "--num_steps",
+    "2",
+    "--cfg_scale",
+    "4",
+    "--out",
+    out,
+  ]);
+  expectOk(r, "unconditional");
+  assert(/CFG off \(unconditional\)/.test(r.stdout), r.stdout);
+  assert(/raw weights/.test(r.stdout), `no EMA in this checkpoint:\n${r.stdout}`);
+  const plain = await sampleHere(UNCOND, f.uncond.params, {
+    labels: [0, 0, 0],
+    steps: 2,
+    cfgScale: 1,
+  });
+  const guided = await sampleHere(UNCOND, f.uncond.params, {
+    labels: [0, 0, 0],
+    steps: 2,
+    cfgScale: 4,
+  });
+  assertClose("unconditional: cfgScale ignored", guided, plain, 0);
+  // 3 images: a 2×2 grid, the last cell empty (white)
+  checkGrid(await Image.decode(await Deno.readFile(out)), plain, 2, 2, 8, "unconditional grid");
+});
+
+Deno.test("generateImages: the same seed gives the same images at batch 1 and batch 3", async () => {
+  const f = await fixtures();
+  const labels = [2, 0, 1, 3]; // 3 = the null label (unguided draw)
+  const opts = { labels, steps: 3, cfgScale: 2.5, seed: 11 };
+  const one = await sampleHere(COND, f.cond.ema, { ...opts, batch: 1 });
+  const three = await sampleHere(COND, f.cond.ema, { ...opts, batch: 3 });
+  const e = assertClose("batch 1 vs batch 3", three, one, 1e-5);
+  const other = await sampleHere(COND, f.cond.ema, { ...opts, batch: 3, seed: 12 });
+  let diff = 0;
+  for (let i = 0; i < one.length; i++) diff = Math.max(diff, Math.abs(other[i] - one[i]));
+  assert(diff > 0.1, `seed 12 gives the images of seed 11 (max difference ${diff})`);
+  console.log(`  batch 1 vs 3: relative difference ${e.toExponential(2)}`);
+});
+
+Deno.test("generate task: bad arguments are one-line errors", async () => {
+  const f = await fixtures();
+  const bogus = join(f.dir, "bogus.safetensors");
+  await Deno.writeFile(bogus, new TextEncoder().encode("not a safetensors file at all"));
+  const emptyRun = join(f.dir, "empty_run");
+  await Deno.mkdir(emptyRun, { recursive: true });
+  const ck = ["--checkpoint", f.cond.path];
+  const cases: [string[], RegExp][] = [
+    [[], /--checkpoint is required/],
+    [["--checkpoint", join(f.dir, "missing.safetensors")], /no such file/],
+    [["--checkpoint", emptyRun], /no checkpoints\/final\.safetensors/],
+    [["--checkpoint", bogus], /bogus\.safetensors/],
+    [[...ck, "--class_label", "3"], /--class_label 3 out of range.*0\.\.2/],
+    [[...ck, "--class_label=-1"], /out of range/],
+    [[...ck, "--num_samples", "0"], /--num_samples must be positive/],
+    [[...ck, "--num_samples=-2"], /--num_samples must be positive/],
+    [[...ck, "--num_steps", "0"], /--num_steps must be positive/],
+    [[...ck, "--num_samples", "x"], /expects a number/],
+    [[...ck, "--solver", "leapfrog"], /--solver must be one of/],
+    [[...ck, "--guidance_interval", "0.8,0.2"], /guidance-interval/],
+    [["--checkpoint", f.uncond.path, "--class_grid"], /unconditional/],
+    [["--checkpoint", f.uncond.path, "--class_label", "0"], /unconditional/],
+    [[...ck, "--bogus"], /bogus/],
+  ];
+  for (const [args, pattern] of cases) {
+    expectOneLineError(await generate(args), args.join(" ") || "(no flags)", pattern);
+  }
+});
