@@ -325,3 +325,29 @@ Deno.test("generate task: bad arguments are one-line errors", async () => {
     expectOneLineError(await generate(args), args.join(" ") || "(no flags)", pattern);
   }
 });
+
+Deno.test("generateImages: repeated calls on one weight buffer reuse the graphs (no leak)", async () => {
+  const f = await fixtures();
+  const k = await kernels();
+  const buf = new FlatBuffer(k.device, paramLayout(COND), "params");
+  k.write(buf.all(), f.cond.ema);
+  const opts = { labels: [0, 1, 2], steps: 2, cfgScale: 2, seed: 3 };
+  const b0 = k.allocatedBytes;
+  const first = await generateImages(k, COND, buf, opts);
+  const b1 = k.allocatedBytes;
+  // concurrent calls share the cached graphs but must not interleave on them
+  const [second, third] = await Promise.all([
+    generateImages(k, COND, buf, opts),
+    generateImages(k, COND, buf, { ...opts, seed: 4 }),
+  ]);
+  const b2 = k.allocatedBytes;
+  buf.buffer.destroy();
+  const perCall = (b2 - b1) / 2;
+  console.log(
+    `  first call allocated ${(b1 - b0) / 1e3} kB, later calls ${perCall / 1e3} kB each`,
+  );
+  assert(perCall < (b1 - b0) / 4, `each call allocates ${perCall} bytes (first ${b1 - b0})`);
+  assertClose("second call", second.images, first.images, 0);
+  const alone = await sampleHere(COND, f.cond.ema, { ...opts, seed: 4 });
+  assertClose("concurrent call", third.images, alone, 0);
+});

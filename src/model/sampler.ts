@@ -41,15 +41,45 @@ export function imageNoise(seed: number, index: number, size: number): Float32Ar
   return rng.normals(new Float32Array(size)) as Float32Array;
 }
 
+type Recorded = { graph: DiTGraph; forward: ReturnType<DiTGraph["forward"]> };
+
+/**
+ * Recorded forward graphs per weight buffer, reused by later calls (a training run samples a grid
+ * from its EMA buffer every few thousand steps: a new graph each time would leak its activations),
+ * and the tail of that buffer's calls, so calls sharing the graphs run one after another.
+ */
+const graphCache = new WeakMap<
+  FlatBuffer,
+  { graphs: Map<string, Recorded>; queue: Promise<unknown> }
+>();
+
 /**
  * Generate images [N, C, H, W] (values near [-1, 1]) by integrating dx/dt = v(x, t, y) from
  * t=0 (noise) to t=1 (data) with the model whose weights are `params`.
  */
-export async function generateImages(
+export function generateImages(
   k: Kernels,
   cfg: DiTConfig,
   params: FlatBuffer,
   opts: GenerateOptions,
+): Promise<{ images: Float32Array; nfe: number }> {
+  let entry = graphCache.get(params);
+  if (!entry) {
+    entry = { graphs: new Map(), queue: Promise.resolve() };
+    graphCache.set(params, entry);
+  }
+  const graphs = entry.graphs;
+  const run = entry.queue.then(() => generateWith(k, cfg, params, opts, graphs));
+  entry.queue = run.catch(() => {});
+  return run;
+}
+
+async function generateWith(
+  k: Kernels,
+  cfg: DiTConfig,
+  params: FlatBuffer,
+  opts: GenerateOptions,
+  graphs: Map<string, Recorded>,
 ): Promise<{ images: Float32Array; nfe: number }> {
   const N = opts.labels.length;
   const per = cfg.in_channels * cfg.image_size ** 2;
@@ -69,16 +99,16 @@ export async function generateImages(
   const images = new Float32Array(N * per);
   const ops = new GpuVecOps(k);
   let nfe = 0;
-  const graphs = new Map<number, { graph: DiTGraph; forward: ReturnType<DiTGraph["forward"]> }>();
   try {
     for (let s = 0; s < N; s += batch) {
       const n = Math.min(batch, N - s);
       const gb = guided ? 2 * n : n;
-      let g = graphs.get(gb);
+      const key = `${gb} ${JSON.stringify(cfg)}`;
+      let g = graphs.get(key);
       if (!g) {
         const graph = new DiTGraph(k, cfg, params, posEmbed, gb);
         g = { graph, forward: graph.forward() };
-        graphs.set(gb, g);
+        graphs.set(key, g);
       }
       const { graph, forward } = g;
       const y = new Uint32Array(gb);
