@@ -290,3 +290,28 @@ Deno.test("train task: kill -9 mid-run, then --resume auto finishes the run", as
   }
   console.log(`  killed after step ${killedAt}, resumed at step ${step}`);
 });
+
+Deno.test("train task: Ctrl-C writes a checkpoint of the current step and exits 130", async () => {
+  const out = await Deno.makeTempDir({ prefix: "flowgpu_sigint_" });
+  const dir = join(out, "s");
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", TRAIN, ...COMMON, "--log-every", "1", "--out", out, "--name", "s"],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const t0 = performance.now();
+  while (!(await metrics(dir).catch(() => [])).some((r) => r.step >= 3)) {
+    if (performance.now() - t0 > 240_000) throw new Error("no step 3 in 240 s");
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  child.kill("SIGINT");
+  const { code, stdout } = await child.output();
+  const text = new TextDecoder().decode(stdout);
+  assert(code === 130, `exit ${code} after SIGINT:\n${text}`);
+  const m = text.match(/checkpoint: (\S+step_(\d+)\.safetensors)\nresume with: .*--resume \1/);
+  assert(m, `no checkpoint/resume lines:\n${text}`);
+  const ck = decodeCheckpoint(await Deno.readFile(m[1]));
+  assert(ck.state?.step === Number(m[2]) && ck.m && ck.v && ck.ema, "interrupted checkpoint");
+  const rows = await metrics(dir);
+  checkRows(rows, 1, Number(m[2]), "metrics.jsonl after Ctrl-C");
+});
