@@ -2,7 +2,7 @@
  * `deno task train`: flow-matching training of DiT2D with EMA, checkpoints, exact resume, sample
  * grids, metrics and a loss curve. Run with --help for the flags.
  */
-import { dirname, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { describeGpu, getGpu } from "../src/gpu/device.ts";
 import { Kernels } from "../src/gpu/kernels.ts";
 import { type PartialConfig, type PresetName, resolveConfig } from "../src/model/config.ts";
@@ -147,6 +147,18 @@ async function findResume(resume: string, out: string): Promise<string> {
   return resume;
 }
 
+/** Point `<out>/latest` at the run directory (so `--checkpoint runs/latest` names the newest run). */
+async function linkLatest(runDir: string): Promise<void> {
+  const link = join(dirname(runDir), "latest");
+  if (basename(runDir) === "latest") return;
+  try {
+    const st = await Deno.lstat(link).catch(() => undefined);
+    if (st && !st.isSymlink) return; // a real directory named "latest": leave it alone
+    if (st) await Deno.remove(link);
+    await Deno.symlink(basename(runDir), link);
+  } catch { /* symlinks unsupported here: not needed for training */ }
+}
+
 function fmtTime(s: number): string {
   if (!Number.isFinite(s)) return "?";
   const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), sec = Math.floor(s % 60);
@@ -246,6 +258,7 @@ async function main() {
       `${trainer.dispatchCount} dispatches a step`,
   );
   console.log(`run directory: ${runDir}`);
+  await linkLatest(runDir);
 
   const metricsPath = join(runDir, "metrics.jsonl");
   const lossPoints: [number, number][] = [];
