@@ -170,8 +170,9 @@ async function timeLinear(
     ds = linearBackwardWeight(k, dy, x, dw, db);
   }
   const flops = 2 * s.M * s.N * s.K;
-  const reps = Math.max(1, Math.min(50, Math.round(2e11 / flops)));
-  await timer.passes([ds], 1); // warm up (compile)
+  // Enough back-to-back repetitions (≥ ~50 ms on an H100) that the clocks ramp up and stay up.
+  const reps = Math.max(3, Math.min(500, Math.round(3e12 / flops)));
+  await timer.passes([ds], reps); // warm up: compile, clocks
   const ms: number[] = [];
   for (let r = 0; r < repeats; r++) ms.push((await timer.passes([ds], reps))[0] / reps);
   for (const t of ts) t.buffer.destroy();
