@@ -1,12 +1,12 @@
-// Optimizer over flat buffers (one thread per element; 2D grids past 65535 workgroups):
-// the global gradient norm (a fixed two-stage tree), one fused AdamW step with PyTorch
-// clip_grad_norm_ scaling (and optionally the EMA update), and a standalone EMA update.
+// Optimizer over flat buffers (one thread per element; 2D grids past 65535 workgroups): one fused
+// AdamW step with PyTorch clip_grad_norm_ scaling (and optionally the EMA update), and a
+// standalone EMA update. The global gradient norm is reduce.wgsl's sum of squares (square root).
 // The per-step scalars come from the uniform `h`, rewritten by the trainer before each step.
 
 struct Shape {
   n: u32, // elements
-  chunk: u32, // norm_partial: elements per workgroup (a multiple of 256)
-  parts: u32, // number of partial sums of the norm
+  pad0: u32,
+  pad1: u32,
 }
 
 struct Hyper {
@@ -29,9 +29,9 @@ struct Hyper {
 }
 
 @group(0) @binding(0) var<uniform> u: Shape;
-// Read: gradients (adamw, norm_partial), partial sums (norm_final), parameters (ema_update).
+// Read: gradients (adamw), parameters (ema_update).
 @group(0) @binding(1) var<storage, read> src: array<f32>;
-// Written: parameters (adamw), partial sums (norm_partial), the norm (norm_final), EMA (ema_update).
+// Written: parameters (adamw), EMA (ema_update).
 @group(0) @binding(2) var<storage, read_write> dst: array<f32>;
 @group(0) @binding(3) var<uniform> h: Hyper;
 @group(0) @binding(4) var<storage, read_write> m: array<f32>;
@@ -40,45 +40,9 @@ struct Hyper {
 @group(0) @binding(7) var<storage, read_write> ema: array<f32>;
 
 const WG: u32 = 256u;
-var<workgroup> sh: array<f32, 256>;
 
 fn index(g: vec3u, nw: vec3u) -> u32 { return g.x + g.y * nw.x * WG; }
 
-// sh[0] = Σ sh[0..256) by a fixed pairwise tree.
-fn tree(l: u32) {
-  for (var st = WG / 2u; st > 0u; st = st / 2u) {
-    workgroupBarrier();
-    if (l < st) { sh[l] = sh[l] + sh[l + st]; }
-  }
-  workgroupBarrier();
-}
-
-// dst[w] = Σ src² over [w·chunk, (w+1)·chunk): thread l sums l, l+256, … in order.
-@compute @workgroup_size(256)
-fn norm_partial(
-  @builtin(workgroup_id) wid: vec3u,
-  @builtin(num_workgroups) nw: vec3u,
-  @builtin(local_invocation_index) l: u32,
-) {
-  let w = wid.x + wid.y * nw.x;
-  let start = w * u.chunk;
-  let end = min(start + u.chunk, u.n);
-  var acc = 0.0;
-  for (var i = start + l; i < end; i += WG) { acc = acc + src[i] * src[i]; }
-  sh[l] = acc;
-  tree(l);
-  if (l == 0u && w < u.parts) { dst[w] = sh[0]; }
-}
-
-// dst[0] = sqrt(Σ src[0..parts)), one workgroup.
-@compute @workgroup_size(256)
-fn norm_final(@builtin(local_invocation_index) l: u32) {
-  var acc = 0.0;
-  for (var i = l; i < u.parts; i += WG) { acc = acc + src[i]; }
-  sh[l] = acc;
-  tree(l);
-  if (l == 0u) { dst[0] = sqrt(sh[0]); }
-}
 
 // One AdamW step of element i (PyTorch semantics); returns the new parameter.
 fn adamw_at(i: u32) -> f32 {

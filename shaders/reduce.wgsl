@@ -7,7 +7,7 @@ struct Params {
   N: u32, // column sums: columns; sum of squares: elements
   rows: u32, // colsum_partial: rows per chunk; sumsq_partial: elements per workgroup
   parts: u32, // colsum_partial: chunks; sum of squares: number of partial sums
-  acc: u32, // colsum_final: 1 = add into the output
+  acc: u32, // colsum_final: 1 = add into the output; sumsq_final: 1 = take the square root
 }
 
 @group(0) @binding(0) var<storage, read> a: array<f32>;
@@ -70,12 +70,12 @@ fn sumsq_partial(
   if (l == 0u && w < u.parts) { y[w] = sh[0]; }
 }
 
-// y[0] = Σ a[0..parts) (the partial sums), one workgroup.
+// y[0] = Σ a[0..parts) (the partial sums), or its square root (a norm), one workgroup.
 @compute @workgroup_size(256)
 fn sumsq_final(@builtin(local_invocation_index) l: u32) {
   var acc = 0.0;
   for (var i = l; i < u.parts; i += WG) { acc = acc + a[i]; }
   sh[l] = acc;
   tree(l);
-  if (l == 0u) { y[0] = sh[0]; }
+  if (l == 0u) { y[0] = select(sh[0], sqrt(sh[0]), u.acc != 0u); }
 }

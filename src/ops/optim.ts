@@ -5,7 +5,7 @@
  */
 import type { Dispatch, Kernels, Tensor } from "../gpu/kernels.ts";
 import code from "../../shaders/optim.wgsl" with { type: "text" };
-import { reductionPlan } from "./reduce.ts";
+import { sumSquares } from "./reduce.ts";
 
 /** Per-step optimizer settings (PyTorch AdamW + clip_grad_norm_ + EMA). */
 export interface AdamwHyper {
@@ -78,14 +78,7 @@ function same(name: string, ...ts: Tensor[]): number {
  */
 export function gradNormForward(k: Kernels, grads: Tensor, normOut: Tensor): Dispatch[] {
   if (normOut.length !== 1) throw new Error("gradNorm: normOut must have one element");
-  const n = grads.length;
-  const { chunk, parts } = reductionPlan(n);
-  const partial = k.tensor([parts], "grad norm partials");
-  const u = k.uniform([n, chunk, parts]);
-  return [
-    k.dispatch(code, "norm_partial", [u, grads, partial], parts),
-    k.dispatch(code, "norm_final", [u, partial, normOut], 1),
-  ];
+  return sumSquares(k, grads, normOut, { sqrt: true });
 }
 
 /**

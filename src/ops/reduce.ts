@@ -53,12 +53,18 @@ export function columnSum(
 }
 
 /** out [1] = Σ x² by a fixed two-stage tree (partial sums scratch allocated here). */
-export function sumSquares(k: Kernels, x: Tensor, out: Tensor): Dispatch[] {
-  if (out.length !== 1) throw new Error("sumSquares: out must have one element");
+export function sumSquares(
+  k: Kernels,
+  x: Tensor,
+  out: Tensor,
+  opts: { sqrt?: boolean } = {},
+): Dispatch[] {
+  const name = opts.sqrt ? "norm" : "sumSquares";
+  if (out.length !== 1) throw new Error(`${name}: out must have one element`);
   const n = x.length;
   const { chunk, parts } = reductionPlan(n);
   const partial = k.tensor([parts], "sum of squares partials");
-  const u = k.uniform([0, n, chunk, parts, 0]);
+  const u = k.uniform([0, n, chunk, parts, opts.sqrt ? 1 : 0]);
   return [
     k.dispatch(code, "sumsq_partial", [x, u, partial], parts),
     k.dispatch(code, "sumsq_final", [partial, u, out], 1),
