@@ -418,7 +418,11 @@ async function main() {
   await writeFileAtomic(join(runDir, "loss.png"), await lossCurvePng(lossPoints));
   console.log(`done: ${trainer.step} steps; final checkpoint ${final}`);
   console.log(`samples: ${join(runDir, "samples")}/  loss curve: ${join(runDir, "loss.png")}`);
-  console.log(`generate: deno task generate --checkpoint ${runDir} --class_grid`);
+  console.log(
+    `generate: deno task generate --checkpoint ${runDir} ${
+      cfg.num_classes > 0 ? "--class_grid" : "--num_samples 16"
+    }`,
+  );
 }
 
 const PATCH_OF: Record<string, number> = { tiny: 4 };
