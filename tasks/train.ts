@@ -73,8 +73,8 @@ SPECS.config = { kind: "string", help: "JSON file with any of these options (fla
 const USAGE = "Usage: deno task train [options]\n\n" +
   "Trains a class-conditional DiT2D by flow matching. With no flags it trains on the embedded\n" +
   "Fashion-MNIST subset: the seed's configuration on a GPU, a small CPU profile on a software\n" +
-  "adapter (defaults shown are the GPU ones; the CPU profile: preset tiny, batch 16, lr 2e-3,\n" +
-  "300 steps, warmup 50, EMA 0.99, samples/checkpoints every 100).";
+  "adapter (defaults shown are the GPU ones; the CPU profile: preset tiny, batch 16, lr 3e-3,\n" +
+  "400 steps, warmup 50, EMA 0.99, samples every 200 steps, checkpoints every 100).";
 
 /** Options from a --config JSON file, checked like flags. */
 async function readConfigFile(path: string): Promise<Partial<TrainOptions>> {
