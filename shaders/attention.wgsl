@@ -39,8 +39,8 @@ const NEG: f32 = -3.0e38;
 // attn_bwd_dq only: the forward's out.
 @group(0) @binding(5) var<storage, read> outr: array<vec4f>;
 
-var<workgroup> ta: array<vec4f, BK * DH4>; // K tile (fwd, dq) or Q tile (dk, dv)
-var<workgroup> tb: array<vec4f, BK * DH4>; // V tile (fwd, dq) or dO tile (dk, dv)
+var<workgroup> ta: array<array<vec4f, DH4>, BK>; // K tile (fwd, dq) or Q tile (dk, dv)
+var<workgroup> tb: array<array<vec4f, DH4>, BK>; // V tile (fwd, dq) or dO tile (dk, dv)
 var<workgroup> tl: array<f32, BK>;         // base-2 logsumexp of the Q tile's rows (dk, dv)
 var<workgroup> td: array<f32, BK>;         // aux[1] of the Q tile's rows (dk)
 
@@ -60,8 +60,8 @@ fn load_kv(b: u32, h: u32, k0: u32, nk: u32, lid: u32) {
   let base = b * p.T * rs + p.D4 + h * DH4;
   for (var e = lid; e < nk * DH4; e += BQ) {
     let g = base + (k0 + e / DH4) * rs + e % DH4;
-    ta[e] = qkv[g];
-    tb[e] = qkv[g + p.D4];
+    ta[e / DH4][e % DH4] = qkv[g];
+    tb[e / DH4][e % DH4] = qkv[g + p.D4];
   }
 }
 
@@ -73,8 +73,8 @@ fn load_qdo(b: u32, h: u32, q0: u32, nq: u32, lid: u32) {
   for (var e = lid; e < nq * DH4; e += BQ) {
     let r = q0 + e / DH4;
     let c = e % DH4;
-    ta[e] = qkv[qbase + r * rs + c];
-    tb[e] = dout[obase + r * p.D4 + c];
+    ta[e / DH4][c] = qkv[qbase + r * rs + c];
+    tb[e / DH4][c] = dout[obase + r * p.D4 + c];
   }
   let lb = (b * p.H + h) * p.T + q0;
   for (var e = lid; e < nq; e += BQ) { tl[e] = aux[lb + e] * LOG2E; }
@@ -98,8 +98,7 @@ fn attn_fwd(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw: vec3
     load_kv(k.b, k.h, k0, nk, lid);
     workgroupBarrier();
     for (var r = 0u; r < nk; r++) {
-      let kb = r * DH4;
-      let s = sum$(dot(q$, ta[kb + $u]));
+      let s = sum$(dot(q$, ta[r][$u]));
       if (s > m) { // rescale only when the running max grows
         let alpha = exp2(m - s);
         l *= alpha;
@@ -108,7 +107,7 @@ fn attn_fwd(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw: vec3
       }
       let pr = exp2(s - m);
       l += pr;
-      a$ += pr * tb[kb + $u]; // unroll
+      a$ += pr * tb[r][$u]; // unroll
     }
   }
   if (k.row < T) {
@@ -140,10 +139,9 @@ fn attn_bwd_dq(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw: v
     load_kv(k.b, k.h, k0, nk, lid);
     workgroupBarrier();
     for (var r = 0u; r < nk; r++) {
-      let kb = r * DH4;
-      let pr = exp2(sum$(dot(q$, ta[kb + $u])) - lse);
-      let ds = pr * (sum$(dot(g$, tb[kb + $u])) - di);
-      dq$ += ds * ta[kb + $u]; // unroll
+      let pr = exp2(sum$(dot(q$, ta[r][$u])) - lse);
+      let ds = pr * (sum$(dot(g$, tb[r][$u])) - di);
+      dq$ += ds * ta[r][$u]; // unroll
     }
   }
   if (k.row < T) {
@@ -172,10 +170,9 @@ fn attn_bwd_dk(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw: v
     for (var e = lid; e < nq; e += BQ) { td[e] = aux[db + q0 + e]; }
     workgroupBarrier();
     for (var r = 0u; r < nq; r++) {
-      let rb = r * DH4;
-      let pr = exp2(sum$(dot(k$, ta[rb + $u])) - tl[r]);
-      let ds = pr * (sum$(dot(v$, tb[rb + $u])) - td[r]);
-      dk$ += ds * ta[rb + $u]; // unroll
+      let pr = exp2(sum$(dot(k$, ta[r][$u])) - tl[r]);
+      let ds = pr * (sum$(dot(v$, tb[r][$u])) - td[r]);
+      dk$ += ds * ta[r][$u]; // unroll
     }
   }
   if (k.row < T) {
@@ -200,9 +197,8 @@ fn attn_bwd_dv(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw: v
     load_qdo(k.b, k.h, q0, nq, lid);
     workgroupBarrier();
     for (var r = 0u; r < nq; r++) {
-      let rb = r * DH4;
-      let pr = exp2(sum$(dot(k$, ta[rb + $u])) - tl[r]);
-      dv$ += pr * tb[rb + $u]; // unroll
+      let pr = exp2(sum$(dot(k$, ta[r][$u])) - tl[r]);
+      dv$ += pr * tb[r][$u]; // unroll
     }
   }
   if (k.row < T) {

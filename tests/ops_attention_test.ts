@@ -38,7 +38,7 @@ Deno.test("attention T=37 dh=12 blocks 8/5", () =>
 Deno.test("attention T=20 dh=16 blocks 16/8", () =>
   attnCase(1, 20, 2, 16, { blockRows: 16, tileRows: 8 }));
 Deno.test("attention T=70 dh=4 default blocks", () => attnCase(1, 70, 1, 4));
-// The tiny preset's real head size with the default blocks (2 key tiles of 32): the unrolled
+// The tiny preset's real head size with the default blocks (several key tiles): the unrolled
 // dh=64 code takes llvmpipe ~90 s to compile on a cold shader cache, so it is opt-in.
 Deno.test({
   name: "attention T=49 dh=64 (FLOWGPU_SLOW_TESTS=1)",
