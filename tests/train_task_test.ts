@@ -315,3 +315,31 @@ Deno.test("train task: Ctrl-C writes a checkpoint of the current step and exits 
   const rows = await metrics(dir);
   checkRows(rows, 1, Number(m[2]), "metrics.jsonl after Ctrl-C");
 });
+
+Deno.test("train task: a non-finite loss stops the run and names the last good checkpoint", async () => {
+  const out = await Deno.makeTempDir({ prefix: "flowgpu_train_nan_" });
+  // An absurd learning rate: the first steps are fine, then the weights overflow and the loss is NaN.
+  const args = [
+    ...COMMON,
+    "--lr",
+    "1e30",
+    "--warmup",
+    "0",
+    "--log-every",
+    "1",
+    "--ckpt-every",
+    "1",
+  ];
+  const r = await train([...args, "--out", out, "--name", "nan"]);
+  assert(r.code !== 0, `a NaN run exited ${r.code}`);
+  // Whichever is seen first: the NaN loss, or non-finite weights when the checkpoint is checked.
+  expectOneLineError(
+    r,
+    "NaN loss",
+    /(loss is (NaN|Infinity|-Infinity) at step \d+: stopping|non-finite value at step \d+).*last good/,
+  );
+  const files = [];
+  for await (const e of Deno.readDir(join(out, "nan", "checkpoints"))) files.push(e.name);
+  assert(!files.includes("final.safetensors"), "a NaN run wrote final.safetensors");
+  await Deno.remove(out, { recursive: true });
+});
