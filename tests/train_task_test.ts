@@ -7,44 +7,10 @@ import { join } from "node:path";
 import { decodeCheckpoint } from "../src/io/model_io.ts";
 // deno-lint-ignore no-import-prefix -- same specifier as src/io/png.ts
 import { Image } from "npm:imagescript@1.3.1";
+import { assert, expectOk, expectOneLineError, runTask } from "./task_run.ts";
 
 const TRAIN = new URL("../tasks/train.ts", import.meta.url).pathname;
-
-interface Result {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-async function train(args: string[]): Promise<Result> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", TRAIN, ...args],
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
-}
-
-function assert(cond: unknown, msg: string): asserts cond {
-  if (!cond) throw new Error(msg);
-}
-
-function expectOk(r: Result, what: string): void {
-  assert(r.code === 0, `${what}: exit ${r.code}\n${r.stdout}\n${r.stderr}`);
-}
-
-/** Exit non-zero with exactly one line, "error: …", on stderr. */
-function expectOneLineError(r: Result, what: string, pattern?: RegExp): void {
-  assert(r.code !== 0, `${what}: exited 0\n${r.stdout}`);
-  const lines = r.stderr.trim().split("\n").filter((l) => l.startsWith("error"));
-  assert(
-    lines.length === 1 && !r.stderr.includes("    at "),
-    `${what}: expected one error line, got:\n${r.stderr}`,
-  );
-  if (pattern) assert(pattern.test(lines[0]), `${what}: "${lines[0]}" does not match ${pattern}`);
-}
+const train = (args: string[]) => runTask("train", args);
 
 interface Row {
   step: number;
