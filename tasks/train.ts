@@ -5,7 +5,12 @@
 import { basename, dirname, join } from "node:path";
 import { describeGpu, getGpu } from "../src/gpu/device.ts";
 import { Kernels } from "../src/gpu/kernels.ts";
-import { type PartialConfig, type PresetName, resolveConfig } from "../src/model/config.ts";
+import {
+  type PartialConfig,
+  type PresetName,
+  PRESETS,
+  resolveConfig,
+} from "../src/model/config.ts";
 import { Trainer, type TrainerState } from "../src/train/trainer.ts";
 import {
   CPU_DEFAULTS,
@@ -199,7 +204,7 @@ async function main() {
     );
   }
   const dataset = await loadDataset(opts.dataset as never, opts.data, {
-    patchSize: opts.patch_size ?? PATCH_OF[opts.preset] ?? 2,
+    patchSize: opts.patch_size ?? PRESETS[opts.preset as PresetName]?.patch_size ?? 2,
     imageSize: opts.image_size,
   });
   const partial: PartialConfig = {
@@ -424,7 +429,5 @@ async function main() {
     }`,
   );
 }
-
-const PATCH_OF: Record<string, number> = { tiny: 4 };
 
 if (import.meta.main) await runMain(main);

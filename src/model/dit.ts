@@ -95,8 +95,6 @@ export class DiTGraph {
     readonly cfg: DiTConfig,
     /** Parameters (training weights or EMA weights). */
     readonly params: FlatBuffer,
-    /** The fixed 2D sin-cos positional embedding [T, D]. */
-    readonly posEmbed: Tensor,
     batch: number,
   ) {
     const { in_channels: C, image_size: H, patch_size: p, hidden_size: D } = cfg;
@@ -160,7 +158,9 @@ export class DiTGraph {
     const pe = this.w("x_embedder.proj.weight");
     const peView: Tensor = { ...pe, shape: [D, C * p * p] };
     ds.push(...linearForward(k, this.cols, peView, this.w("x_embedder.proj.bias"), this.h0));
-    ds.push(...toArray(addPosEmbedForward(k, this.h0, this.posEmbed)));
+    // The fixed 2D sin-cos positional embedding: the pos_embed slot of the parameters, as [T, D].
+    const pos: Tensor = { ...this.w("pos_embed"), shape: [this.T, D] };
+    ds.push(...toArray(addPosEmbedForward(k, this.h0, pos)));
     // t_embedder: frequency embedding of t_scale·t, Linear, SiLU, Linear.
     ds.push(...toArray(timestepEmbeddingForward(k, this.t, this.tf, cfg.t_scale)));
     ds.push(

@@ -5,7 +5,7 @@
 import { getGpu } from "../gpu/device.ts";
 import { type Dispatch, Kernels, type Tensor } from "../gpu/kernels.ts";
 import { FlatBuffer, type Layout } from "../gpu/arena.ts";
-import { type DiTConfig, numTokens, type PartialConfig, resolveConfig } from "./config.ts";
+import { type DiTConfig, type PartialConfig, resolveConfig } from "./config.ts";
 import { initParams, paramLayout, paramSpecs } from "./params.ts";
 import { DiTGraph } from "./dit.ts";
 
@@ -21,16 +21,6 @@ export class Model {
     this.layout = paramLayout(cfg);
     this.params = new FlatBuffer(k.device, this.layout, "params");
     if (weights) this.setWeights(weights);
-  }
-
-  /** The fixed sin-cos positional embedding, viewed as [T, D]. */
-  get posEmbed(): Tensor {
-    return { ...this.params.view("pos_embed"), shape: [numTokens(this.cfg), this.cfg.hidden_size] };
-  }
-
-  /** The range of the flat buffer holding trainable parameters (pos_embed excluded). */
-  trainableRange(buf: FlatBuffer = this.params): Tensor {
-    return trainableView(this.cfg, this.layout, buf);
   }
 
   /** Upload a whole flat parameter vector (paramLayout order). */
@@ -50,7 +40,7 @@ export class Model {
   graph(B: number): { graph: DiTGraph; forward: Dispatch[] } {
     let g = this.graphs.get(B);
     if (!g) {
-      const graph = new DiTGraph(this.k, this.cfg, this.params, this.posEmbed, B);
+      const graph = new DiTGraph(this.k, this.cfg, this.params, B);
       g = { graph, forward: graph.forward() };
       this.graphs.set(B, g);
     }

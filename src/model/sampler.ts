@@ -6,7 +6,6 @@
 import type { Kernels, Tensor } from "../gpu/kernels.ts";
 import type { FlatBuffer } from "../gpu/arena.ts";
 import type { DiTConfig } from "./config.ts";
-import { numTokens } from "./config.ts";
 import { DiTGraph } from "./dit.ts";
 import { GpuVecOps } from "../flow/vecops.ts";
 import { guidanceActive, type Method, sample, type SolveStats } from "../flow/sample.ts";
@@ -92,10 +91,6 @@ async function generateWith(
       throw new Error(`class label ${l} out of range 0..${K - 1} (${K} = unconditional)`);
     }
   }
-  const posEmbed: Tensor = {
-    ...params.view("pos_embed"),
-    shape: [numTokens(cfg), cfg.hidden_size],
-  };
   const images = new Float32Array(N * per);
   const ops = new GpuVecOps(k);
   let nfe = 0;
@@ -106,7 +101,7 @@ async function generateWith(
       const key = `${gb} ${JSON.stringify(cfg)}`;
       let g = graphs.get(key);
       if (!g) {
-        const graph = new DiTGraph(k, cfg, params, posEmbed, gb);
+        const graph = new DiTGraph(k, cfg, params, gb);
         g = { graph, forward: graph.forward() };
         graphs.set(key, g);
       }

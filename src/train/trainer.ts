@@ -139,11 +139,6 @@ export class Trainer {
     this.k.write(this.graph.y, Uint32Array.from(draw.labels));
   }
 
-  /** Encode the step (without uploading): for benchmarks that time the GPU work alone. */
-  encodeStep(encoder: GPUCommandEncoder, timestamps?: GPUComputePassTimestampWrites): void {
-    this.k.encode(encoder, this.dispatches, timestamps);
-  }
-
   /** The dispatches of one step (for per-kernel timing). */
   get stepDispatches(): Dispatch[] {
     return this.dispatches;
