@@ -3,7 +3,7 @@
  * this interface, so the same solver code runs on both; the GPU version never reads back except
  * in `errorNorm` (the adaptive solver's step control).
  */
-import { type Dispatch, grid, type Kernels, type Tensor } from "../gpu/kernels.ts";
+import { type Dispatch, grid, type Kernels, type Tensor, tensorBytes } from "../gpu/kernels.ts";
 import code from "../../shaders/vecops.wgsl" with { type: "text" };
 
 /** The most vectors one `lincomb` combines (besides `out` itself). */
@@ -147,7 +147,7 @@ export class GpuVecOps implements VecOps<Tensor> {
     if (dst.length !== src.length) throw new Error("copy: lengths differ");
     if (dst === src) return;
     const enc = this.k.device.createCommandEncoder();
-    enc.copyBufferToBuffer(src.buffer, src.offset, dst.buffer, dst.offset, src.length * 4);
+    enc.copyBufferToBuffer(src.buffer, src.offset, dst.buffer, dst.offset, tensorBytes(src));
     this.k.device.queue.submit([enc.finish()]);
   }
 

@@ -6,15 +6,30 @@
  */
 import { type Gpu, throwDeviceErrors } from "./device.ts";
 
-/** A view of `length` f32 (or u32) elements at a byte `offset` of a GPU buffer. */
+/** Element types of tensors: 4-byte f32/u32 (the default) or 2-byte f16 (`shader-f16`). */
+export type DType = "f32" | "u32" | "f16";
+
+/** Bytes per element of a dtype. */
+export function dtypeBytes(dtype: DType | undefined): number {
+  return dtype === "f16" ? 2 : 4;
+}
+
+/** A view of `length` elements at a byte `offset` of a GPU buffer. */
 export interface Tensor {
   buffer: GPUBuffer;
   /** Byte offset into `buffer`; a multiple of 256 (WebGPU's binding alignment). */
   offset: number;
-  /** Number of 4-byte elements. */
+  /** Number of elements. */
   length: number;
   /** Logical shape (product equals length). */
   shape: number[];
+  /** Element type; absent means a 4-byte element (f32 or u32). */
+  dtype?: DType;
+}
+
+/** Size of a tensor's elements in bytes. */
+export function tensorBytes(t: Tensor): number {
+  return t.length * dtypeBytes(t.dtype);
 }
 
 /** One recorded compute dispatch. */
@@ -80,17 +95,22 @@ export class Kernels {
     return this.pipelines.size;
   }
 
-  /** A standalone tensor in its own buffer (storage, copyable). */
-  tensor(shape: number[], label = "tensor"): Tensor {
+  /** A standalone tensor in its own buffer (storage, copyable); f16 needs `shader-f16`. */
+  tensor(shape: number[], label = "tensor", dtype?: DType): Tensor {
+    if (dtype === "f16" && !this.gpu.features.has("shader-f16")) {
+      throw new Error(`${label}: f16 tensors need the adapter feature shader-f16, which it lacks`);
+    }
     const length = shape.reduce((a, b) => a * b, 1);
-    const size = Math.max(16, Math.ceil(length * 4 / 16) * 16);
+    const size = Math.max(16, Math.ceil(length * dtypeBytes(dtype) / 16) * 16);
     this.allocatedBytes += size;
     const buffer = this.device.createBuffer({
       label,
       size,
       usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
     });
-    return { buffer, offset: 0, length, shape: [...shape] };
+    return dtype === "f16"
+      ? { buffer, offset: 0, length, shape: [...shape], dtype }
+      : { buffer, offset: 0, length, shape: [...shape] };
   }
 
   /** A uniform buffer holding `values` (4 bytes each), written once. */
@@ -133,7 +153,7 @@ export class Kernels {
       }
       return {
         binding,
-        resource: { buffer: b.buffer, offset: b.offset, size: Math.max(16, b.length * 4) },
+        resource: { buffer: b.buffer, offset: b.offset, size: Math.max(16, tensorBytes(b)) },
       };
     });
     const bindGroup = this.device.createBindGroup({
@@ -174,29 +194,55 @@ export class Kernels {
     throwDeviceErrors(this.gpu);
   }
 
-  /** Write `data` into a tensor (f32 or u32 data, 4 bytes per element). */
-  write(t: Tensor, data: Float32Array | Uint32Array | Int32Array, elementOffset = 0): void {
+  /**
+   * Write `data` into a tensor: f32/u32/i32 arrays into 4-byte tensors; into an f16 tensor a
+   * Float16Array, a Uint16Array of raw halves, or a Float32Array (rounded to nearest f16).
+   */
+  write(
+    t: Tensor,
+    data: Float32Array | Uint32Array | Int32Array | Float16Array | Uint16Array,
+    elementOffset = 0,
+  ): void {
     if (data.length + elementOffset > t.length) {
       throw new Error(`write of ${data.length} elements into a tensor of ${t.length}`);
     }
+    const eb = dtypeBytes(t.dtype);
+    if (eb === 2 && data instanceof Float32Array) data = new Float16Array(data);
+    if (data.BYTES_PER_ELEMENT !== eb) {
+      throw new Error(
+        `write: ${data.BYTES_PER_ELEMENT}-byte elements into a ${t.dtype ?? "f32"} tensor`,
+      );
+    }
+    let bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    const start = t.offset + elementOffset * eb;
+    if (start % 4 !== 0 || bytes.length % 4 !== 0) {
+      // WebGPU copies whole 4-byte words: an odd f16 count is padded, but only at the tensor's
+      // end (its buffer is padded there), never over the element after a partial write.
+      if (start % 4 !== 0 || data.length + elementOffset !== t.length) {
+        throw new Error("write: f16 writes must start and end on an even element");
+      }
+      const padded = new Uint8Array(Math.ceil(bytes.length / 4) * 4);
+      padded.set(bytes);
+      bytes = padded;
+    }
     this.device.queue.writeBuffer(
       t.buffer,
-      t.offset + elementOffset * 4,
-      data.buffer as ArrayBuffer,
-      data.byteOffset,
-      data.byteLength,
+      start,
+      bytes.buffer as ArrayBuffer,
+      bytes.byteOffset,
+      bytes.length,
     );
   }
 
-  /** Fill a tensor with one f32 value (NaN to poison outputs in tests). */
+  /** Fill a tensor with one value (NaN to poison outputs in tests); f16 tensors get it rounded. */
   fill(t: Tensor, value: number): void {
     this.write(t, new Float32Array(t.length).fill(value));
   }
 
-  /** Copy a tensor back to the CPU (waits for all submitted work). */
+  /** Copy a tensor back to the CPU as f32 (f16 tensors widened; waits for submitted work). */
   async read(t: Tensor): Promise<Float32Array> {
     const bytes = await this.readBytes(t);
-    return new Float32Array(bytes);
+    return t.dtype === "f16" ? Float32Array.from(new Float16Array(bytes)) : new Float32Array(bytes);
   }
 
   /** Copy a tensor back as u32. */
@@ -205,7 +251,8 @@ export class Kernels {
   }
 
   private async readBytes(t: Tensor): Promise<ArrayBuffer> {
-    const size = Math.ceil(t.length * 4 / 4) * 4;
+    const bytes = tensorBytes(t);
+    const size = Math.ceil(bytes / 4) * 4;
     const staging = this.device.createBuffer({
       size: Math.max(4, size),
       usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
@@ -214,7 +261,7 @@ export class Kernels {
     enc.copyBufferToBuffer(t.buffer, t.offset, staging, 0, size);
     this.device.queue.submit([enc.finish()]);
     await staging.mapAsync(GPUMapMode.READ);
-    const out = staging.getMappedRange().slice(0, t.length * 4);
+    const out = staging.getMappedRange().slice(0, bytes);
     staging.unmap();
     staging.destroy();
     throwDeviceErrors(this.gpu);
