@@ -5,16 +5,16 @@
   python3 scripts/pytorch_bench.py --preset tiny --batch-size 4 --image-size 16 --device cpu \
       --iters 2 --warmup 1                                                # quick CPU check
 
-Measures, per mode (fp32 with TF32 off; bf16 = autocast around forward+loss; compiled-bf16 =
-torch.compile + autocast, skipped if compiling fails):
+Measures, per mode (fp32 with TF32 off; bf16 = autocast around forward+loss; compiled-fp32 and
+compiled-bf16 = the same under torch.compile, skipped if compiling fails):
   (a) one training step as flowgpu's trainer: x1 in [-1,1], x0 ~ N(0,1), t ~ U(0,1), labels with
       10% replaced by the null class K; xt = (1-t)x0 + t x1; MSE(model(xt,t,y), x1-x0); backward;
       clip_grad_norm_(1.0); AdamW(lr 1e-4, betas (0.9, 0.999), wd 0, fused on CUDA); EMA 0.9999.
       The batches are made on the device before timing. Median step time, images/s = B/median.
   (b) sampling: 50 Euler steps with CFG (one forward over [cond; null], 2B), images/s.
   (d) peak memory of a training step (max_memory_allocated after a reset; CUDA only).
-and (c) fp32 matmul TFLOP/s (TF32 off) at N^3 and at the model's linear shapes (forward, dX, dW;
-M/N/K named as in tasks/bench.ts). Prints a table and one final line `JSON: {...}`.
+and (c) matmul TFLOP/s, fp32 (TF32 off) and bf16, at N^3 and at the model's linear shapes
+(forward, dX, dW; M/N/K named as in tasks/bench.ts). Prints a table and one final line `JSON: {...}`.
 """
 import argparse
 import json
@@ -55,7 +55,7 @@ def parse_args():
     ap.add_argument("--iters", type=int, default=20, help="timed training steps per mode")
     ap.add_argument("--sample-runs", type=int, default=3, help="timed sampling runs per mode")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--modes", default="fp32,bf16", help="comma list of fp32,bf16,compiled-bf16")
+    ap.add_argument("--modes", default="fp32,bf16", help="comma list of fp32,bf16,compiled-fp32,compiled-bf16")
     ap.add_argument("--sampling-steps", type=int, default=50)
     ap.add_argument("--cfg-scale", type=float, default=3.0)
     ap.add_argument("--matmul-size", type=int,
@@ -111,7 +111,7 @@ def make_batches(cfg, B, device, n=4, p_drop=0.1):
 
 
 def autocast(device, mode):
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=mode != "fp32")
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=mode.endswith("bf16"))
 
 
 def bench_mode(mode, cfg, args, device, timer):
@@ -125,7 +125,7 @@ def bench_mode(mode, cfg, args, device, timer):
     ema_src = [p.detach() for p in model.parameters()]
     extra = {"fused": True} if device.type == "cuda" else {}
     opt = torch.optim.AdamW(params, lr=1e-4, betas=(0.9, 0.999), weight_decay=0.0, **extra)
-    net = torch.compile(model) if mode == "compiled-bf16" else model
+    net = torch.compile(model) if mode.startswith("compiled") else model
     batches = make_batches(cfg, args.batch_size, device)
     state = {"i": 0}
 
@@ -203,16 +203,17 @@ def model_shapes(B, T, D, P):
     return out
 
 
-def bench_matmul(name, M, N, K, device, timer, repeats):
-    """fp32 TFLOP/s of the product with the layouts autograd uses. fwd: X[M,K]·W[N,K]ᵀ;
+def bench_matmul(name, M, N, K, device, timer, repeats, dtype=torch.float32):
+    """TFLOP/s of the product with the layouts autograd uses. fwd: X[M,K]·W[N,K]ᵀ;
     dX: dY[M,K']·W[K',N] (M,N,K as named); dW: dY[K,M]ᵀ·X[K,N]."""
     kind = name.split()[-1]
+    r = lambda *s: torch.randn(*s, device=device, dtype=dtype)  # noqa: E731
     if kind == "dW":
-        a, b = torch.randn(K, M, device=device).t(), torch.randn(K, N, device=device)
+        a, b = r(K, M).t(), r(K, N)
     elif kind == "fwd":
-        a, b = torch.randn(M, K, device=device), torch.randn(N, K, device=device).t()
+        a, b = r(M, K), r(N, K).t()
     else:
-        a, b = torch.randn(M, K, device=device), torch.randn(K, N, device=device)
+        a, b = r(M, K), r(K, N)
     reps = 1
 
     def run():
@@ -250,14 +251,14 @@ def main():
 
     modes = {}
     for mode in [m.strip() for m in args.modes.split(",") if m.strip()]:
-        if mode not in ("fp32", "bf16", "compiled-bf16"):
+        if mode not in ("fp32", "bf16", "compiled-fp32", "compiled-bf16"):
             sys.exit(f"unknown mode {mode!r}")
         try:
-            if mode == "compiled-bf16" and not hasattr(torch, "compile"):
+            if mode.startswith("compiled") and not hasattr(torch, "compile"):
                 raise RuntimeError("torch.compile is not available")
             modes[mode] = bench_mode(mode, cfg, args, device, timer)
         except Exception as e:  # noqa: BLE001 (compile failures: report and go on)
-            if mode != "compiled-bf16":
+            if not mode.startswith("compiled"):
                 raise
             modes[mode] = {"error": repr(e)[:300]}
         if device.type == "cuda":
@@ -277,12 +278,16 @@ def main():
         n = args.matmul_size or (4096 if device.type == "cuda" else 512)
         P = cfg["in_channels"] * cfg["patch_size"] ** 2
         shapes = [(f"{n}³", n, n, n)] + model_shapes(args.batch_size, T, cfg["hidden_size"], P)
-        print(f"\nfp32 matmul, TF32 off (TFLOP/s, median of {args.matmul_repeats}):")
-        print(f"  {'product':12s} {'M':>7s} {'N':>6s} {'K':>7s} {'GFLOP':>8s} {'TFLOP/s':>8s}")
+        print(f"\nmatmul TFLOP/s (fp32 with TF32 off; bf16), median of {args.matmul_repeats}:")
+        print(f"  {'product':12s} {'M':>7s} {'N':>6s} {'K':>7s} {'GFLOP':>8s} {'fp32':>8s}"
+              f" {'bf16':>8s}")
         for name, M, N, K in shapes:
             tf = bench_matmul(name, M, N, K, device, timer, args.matmul_repeats)
-            matmul.append({"name": name, "M": M, "N": N, "K": K, "tflops": tf})
-            print(f"  {name:12s} {M:7d} {N:6d} {K:7d} {2 * M * N * K / 1e9:8.3g} {tf:8.3g}")
+            bf = (bench_matmul(name, M, N, K, device, timer, args.matmul_repeats, torch.bfloat16)
+                  if device.type == "cuda" else float("nan"))
+            matmul.append({"name": name, "M": M, "N": N, "K": K, "tflops": tf, "tflops_bf16": bf})
+            print(f"  {name:12s} {M:7d} {N:6d} {K:7d} {2 * M * N * K / 1e9:8.3g} {tf:8.3g}"
+                  f" {bf:8.3g}")
 
     first = next((r for r in modes.values() if "error" not in r), {})
     result = {
