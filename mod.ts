@@ -67,8 +67,8 @@ export {
   Batcher,
   type Dataset,
   type Sample as DatasetSample,
-  SeededRng,
 } from "./src/data/dataset.ts";
+export { mix32, type RngState, SeededRng } from "./src/rng.ts";
 export { fashionMnistFromBytes, loadFashionMnistSubset } from "./src/data/fashion_mnist.ts";
 export { cifar10FromBytes } from "./src/data/cifar10.ts";
 export { loadDataset } from "./src/io/datasets.ts";

@@ -11,7 +11,7 @@ import { generateImages } from "../src/model/sampler.ts";
 import { decodeCheckpoint, readSource } from "../src/io/model_io.ts";
 import { writeFileAtomic } from "../src/io/checkpoint.ts";
 import { imageGridPng } from "../src/io/png.ts";
-import { SeededRng } from "../src/data/dataset.ts";
+import { SeededRng } from "../src/rng.ts";
 import { type FlagSpec, helpText, parseFlags, runMain, UsageError } from "./cli.ts";
 import type { Method } from "../src/flow/sample.ts";
 

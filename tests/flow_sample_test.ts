@@ -29,7 +29,7 @@ import {
   type VelocityFn,
 } from "../src/flow/sample.ts";
 import { dropLabels, FlowPath, interpolate, sampleTimes } from "../src/flow/path.ts";
-import { SeededRng } from "../src/data/dataset.ts";
+import { SeededRng } from "../src/rng.ts";
 
 const N = 4096;
 

@@ -10,7 +10,7 @@ import { paramLayout, paramSpecs, posEmbed } from "../src/model/params.ts";
 import { FlatBuffer } from "../src/gpu/arena.ts";
 import { generateImages } from "../src/model/sampler.ts";
 import { encodeCheckpoint } from "../src/io/model_io.ts";
-import { SeededRng } from "../src/data/dataset.ts";
+import { SeededRng } from "../src/rng.ts";
 import { assertClose, kernels } from "./harness.ts";
 import { Rng, TEST_SEED } from "./reference/random.ts";
 // deno-lint-ignore no-import-prefix -- same specifier as src/io/png.ts

@@ -4,7 +4,7 @@
  * whose state is serialisable: times t (uniform, or SD3's logit-normal on σ = 1−t), noise normals,
  * and label dropout to the null class K for classifier-free guidance. Uploaded once per step.
  */
-import { type RngState, SeededRng } from "../data/dataset.ts";
+import { type RngState, SeededRng } from "../rng.ts";
 
 /** t ~ U(0,1), or SD3's logit-normal: σ = 1−t = sigmoid(u), u ~ N(mean, std²). */
 export type TimeSampling =

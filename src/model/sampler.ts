@@ -10,7 +10,7 @@ import { DiTGraph } from "./dit.ts";
 import { GpuVecOps } from "../flow/vecops.ts";
 import { guidanceActive, type Method, sample, type SolveStats } from "../flow/sample.ts";
 import { cfgCombineForward } from "../ops/cfg.ts";
-import { mix32, SeededRng } from "../data/dataset.ts";
+import { mix32, SeededRng } from "../rng.ts";
 
 export interface GenerateOptions {
   /** One label per image (num_classes = unconditional/null; ignored for unconditional models). */
