@@ -15,10 +15,10 @@
 import { assertClose, kernels } from "./harness.ts";
 import { Rng, TEST_SEED } from "./reference/random.ts";
 import type { Kernels, Tensor } from "../src/gpu/kernels.ts";
-import { CpuVecOps, GpuVecOps, type VecOps } from "../src/flow/vecops.ts";
+import { CpuVecOps, type VecOps } from "../src/flow/vecops.ts";
+import { GpuVecOps } from "../src/ops/vecops.ts";
+import { cfgCombine, cfgVelocity } from "../src/flow/guidance.ts";
 import {
-  cfgCombine,
-  cfgVelocity,
   type FixedMethod,
   sample,
   shiftSigma,

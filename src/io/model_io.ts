@@ -13,9 +13,8 @@ import {
 } from "./checkpoint.ts";
 import type { DiTConfig } from "../model/config.ts";
 import { paramLayout, paramSpecs } from "../model/params.ts";
-import { Model } from "../model/model.ts";
-import { Kernels } from "../gpu/kernels.ts";
-import { getGpu } from "../gpu/device.ts";
+import { defaultKernels, Model, type Precision } from "../model/model.ts";
+import type { Kernels } from "../gpu/kernels.ts";
 import type { TrainerState } from "../train/trainer.ts";
 
 export const TRAIN_STATE_KEY = "flowgpu.train";
@@ -112,22 +111,36 @@ export async function readSource(source: string | URL | Uint8Array): Promise<Uin
   }
 }
 
-/**
- * Load a model for inference from a checkpoint (path, URL or bytes); config from its metadata
- * unless given. `ema: true` (the default when present) takes the EMA weights.
- */
-export async function loadModel(
-  source: string | URL | Uint8Array,
-  opts: { config?: DiTConfig; ema?: boolean } = {},
-): Promise<Model> {
-  const c = decodeCheckpoint(await readSource(source), opts.config);
-  const k = new Kernels(await getGpu());
-  const useEma = (opts.ema ?? true) && c.ema !== undefined;
-  return new Model(k, c.cfg, useEma ? c.ema : c.params);
+export interface LoadOptions {
+  /** Replaces the config stored in the checkpoint's metadata. */
+  config?: DiTConfig;
+  /** Take the EMA weights when the checkpoint has them (default true); `model.kind` tells. */
+  ema?: boolean;
+  precision?: Precision;
+  /** Kernels (pipeline cache) to share; default: the library's shared one. */
+  kernels?: Kernels;
 }
 
-/** Save a model's weights (DiT names, config metadata) atomically. */
+/** Load a model from a checkpoint (path, URL or bytes) for inference. */
+export async function loadModel(
+  source: string | URL | Uint8Array,
+  opts: LoadOptions = {},
+): Promise<Model> {
+  const c = decodeCheckpoint(await readSource(source), opts.config);
+  const k = opts.kernels ?? await defaultKernels();
+  const ema = (opts.ema ?? true) && c.ema !== undefined;
+  return new Model(k, c.cfg, {
+    weights: ema ? c.ema : c.params,
+    kind: ema ? "ema" : "raw",
+    precision: opts.precision,
+  });
+}
+
+/**
+ * Save a model's weights (DiT names, config metadata) atomically: an inference checkpoint, which
+ * `loadModel` reads (an EMA model's weights are saved as the model's weights).
+ */
 export async function saveCheckpoint(model: Model, path: string): Promise<void> {
-  const bytes = encodeCheckpoint({ cfg: model.cfg, params: await model.weights() });
+  const bytes = encodeCheckpoint({ cfg: model.cfg, params: await model.readWeights() });
   await writeFileAtomic(path, bytes);
 }

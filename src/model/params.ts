@@ -6,6 +6,7 @@
 import { Layout } from "../gpu/arena.ts";
 import { type DiTConfig, mlpHidden, numTokens, patchDim } from "./config.ts";
 import { SeededRng } from "../rng.ts";
+import { FREQUENCY_EMBEDDING_SIZE } from "../ops/embed.ts";
 
 export interface ParamSpec {
   name: string;
@@ -31,7 +32,7 @@ export function paramSpecs(cfg: DiTConfig): ParamSpec[] {
   add("pos_embed", [1, T, D], false);
   add("x_embedder.proj.weight", [D, C, p, p]);
   add("x_embedder.proj.bias", [D]);
-  add("t_embedder.mlp.0.weight", [D, 256]);
+  add("t_embedder.mlp.0.weight", [D, FREQUENCY_EMBEDDING_SIZE]);
   add("t_embedder.mlp.0.bias", [D]);
   add("t_embedder.mlp.2.weight", [D, D]);
   add("t_embedder.mlp.2.bias", [D]);
