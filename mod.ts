@@ -33,6 +33,7 @@ export {
 } from "./src/model/config.ts";
 export { initParams, paramLayout, paramSpecs, posEmbed } from "./src/model/params.ts";
 export { DiTGraph } from "./src/model/dit.ts";
+export { GraphContext, linear, linearBackward, type Views, views } from "./src/model/component.ts";
 export { ADALN, DiTBlock } from "./src/model/block.ts";
 export { LabelEmbedder, PatchEmbed, TimestepEmbedder } from "./src/model/embedders.ts";
 export { FINAL_ADALN, FinalLayer } from "./src/model/final_layer.ts";

@@ -63,7 +63,13 @@ export class GraphContext {
 }
 
 /** y = x·Wᵀ + b with W, b = p(`${name}.weight`), p(`${name}.bias`) (nn.Linear). */
-export function linear(ctx: GraphContext, p: Views, name: string, x: Tensor, y: Tensor) {
+export function linear(
+  ctx: GraphContext,
+  p: Views,
+  name: string,
+  x: Tensor,
+  y: Tensor,
+): Dispatch[] {
   return linearForward(ctx.k, x, p(`${name}.weight`), p(`${name}.bias`), y);
 }
 
