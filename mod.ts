@@ -10,6 +10,7 @@
  * const v = await model.velocity(x, new Float32Array([0.5, 0.9]), new Int32Array([3, 10])); // 10 = null label
  * await saveCheckpoint(model, "tiny.safetensors");
  * const again = await loadModel("tiny.safetensors");
+ * const { images } = await generateImages(again, { labels: [0, 1], steps: 10, cfgScale: 2 });
  * ```
  *
  * @module
@@ -22,6 +23,7 @@ export { FlatBuffer, Layout } from "./src/gpu/arena.ts";
 
 // Model
 export {
+  CONFIG_KEYS,
   type DiTConfig,
   numTokens,
   type PartialConfig,
@@ -31,7 +33,19 @@ export {
 } from "./src/model/config.ts";
 export { initParams, paramLayout, paramSpecs, posEmbed } from "./src/model/params.ts";
 export { DiTGraph } from "./src/model/dit.ts";
-export { createModel, Model } from "./src/model/model.ts";
+export { GraphContext, linear, linearBackward, type Views, views } from "./src/model/component.ts";
+export { ADALN, DiTBlock } from "./src/model/block.ts";
+export { LabelEmbedder, PatchEmbed, TimestepEmbedder } from "./src/model/embedders.ts";
+export { FINAL_ADALN, FinalLayer } from "./src/model/final_layer.ts";
+export {
+  createModel,
+  defaultKernels,
+  type LatentDecoder,
+  Model,
+  type ModelOptions,
+  type Precision,
+  type WeightKind,
+} from "./src/model/model.ts";
 export { generateImages, type GenerateOptions, imageNoise } from "./src/model/sampler.ts";
 
 // Checkpoints and images
@@ -40,26 +54,37 @@ export {
   decodeCheckpoint,
   encodeCheckpoint,
   loadModel,
+  type LoadOptions,
+  readSource,
   saveCheckpoint,
   type TrainingCheckpoint,
 } from "./src/io/model_io.ts";
+export { writeFileAtomic } from "./src/io/checkpoint.ts";
 export { imageGridPng, lossCurvePng } from "./src/io/png.ts";
 
 // Flow matching (network-agnostic)
 export {
-  cfgCombine,
-  cfgVelocity,
   type Method,
   sample,
   type SampleOptions,
   shiftSigma,
   solveAdaptive,
   solveFixed,
+  type SolveStats,
   timeGrid,
   type VelocityFn,
 } from "./src/flow/sample.ts";
-export { CpuVecOps, GpuVecOps, type VecOps } from "./src/flow/vecops.ts";
-export { FlowPath, interpolate, sampleTimes, type TimeSampling } from "./src/flow/path.ts";
+export { cfgCombine, cfgVelocity, guidanceActive } from "./src/flow/guidance.ts";
+export { CpuVecOps, type VecOps } from "./src/flow/vecops.ts";
+export {
+  FlowPath,
+  interpolate,
+  pathCoefficients,
+  sampleTimes,
+  TARGET_COEFFICIENTS,
+  type TimeSampling,
+} from "./src/flow/path.ts";
+export { GpuVecOps } from "./src/ops/vecops.ts";
 
 // Data and training
 export {
@@ -67,11 +92,11 @@ export {
   Batcher,
   type Dataset,
   type Sample as DatasetSample,
-  SeededRng,
 } from "./src/data/dataset.ts";
+export { mix32, type RngState, SeededRng } from "./src/rng.ts";
 export { fashionMnistFromBytes, loadFashionMnistSubset } from "./src/data/fashion_mnist.ts";
 export { cifar10FromBytes } from "./src/data/cifar10.ts";
-export { loadDataset } from "./src/io/datasets.ts";
+export { type DatasetName, datasetTrainDefaults, loadDataset } from "./src/io/datasets.ts";
 export { type StepMetrics, Trainer, type TrainerState } from "./src/train/trainer.ts";
 export {
   CPU_DEFAULTS,

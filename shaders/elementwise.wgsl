@@ -1,15 +1,13 @@
 // Pointwise activations: SiLU and GELU (tanh approximation), forward and backward.
-// One thread per element; the grid is 2D when a tensor needs more than 65535 workgroups.
+// One thread per element. Bindings: forward (p, x, y); backward (p, x, dy, dx).
 
 struct P { n: u32 }
 
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read_write> y: array<f32>;
-@group(0) @binding(2) var<uniform> p: P;
-// Backward only: the upstream gradient, read alongside x.
-@group(0) @binding(3) var<storage, read> dy: array<f32>;
-
-fn index(g: vec3u, nw: vec3u) -> u32 { return g.x + g.y * nw.x * 256u; }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(2) var<storage, read> dy: array<f32>;
+@group(0) @binding(3) var<storage, read_write> dx: array<f32>;
 
 fn sigmoid(v: f32) -> f32 { return 1.0 / (1.0 + exp(-v)); }
 
@@ -21,7 +19,7 @@ fn tanh_safe(u: f32) -> f32 {
 
 const GELU_C: f32 = 0.7978845608028654; // sqrt(2/pi)
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn silu_fwd(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nw: vec3u) {
   let i = index(g, nw);
   if (i >= p.n) { return; }
@@ -29,16 +27,16 @@ fn silu_fwd(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nw
   y[i] = v * sigmoid(v);
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn silu_bwd(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nw: vec3u) {
   let i = index(g, nw);
   if (i >= p.n) { return; }
   let v = x[i];
   let s = sigmoid(v);
-  y[i] = dy[i] * s * (1.0 + v * (1.0 - s));
+  dx[i] = dy[i] * s * (1.0 + v * (1.0 - s));
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn gelu_fwd(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nw: vec3u) {
   let i = index(g, nw);
   if (i >= p.n) { return; }
@@ -46,12 +44,12 @@ fn gelu_fwd(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nw
   y[i] = 0.5 * v * (1.0 + tanh_safe(GELU_C * (v + 0.044715 * v * v * v)));
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn gelu_bwd(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nw: vec3u) {
   let i = index(g, nw);
   if (i >= p.n) { return; }
   let v = x[i];
   let th = tanh_safe(GELU_C * (v + 0.044715 * v * v * v));
   let dth = (1.0 - th * th) * GELU_C * (1.0 + 3.0 * 0.044715 * v * v);
-  y[i] = dy[i] * (0.5 * (1.0 + th) + 0.5 * v * dth);
+  dx[i] = dy[i] * (0.5 * (1.0 + th) + 0.5 * v * dth);
 }

@@ -1,5 +1,5 @@
-// Conditioning embeddings: sinusoidal timestep features (forward and d/dt), the class-label
-// table gather (forward) and its scatter-free backward, and the elementwise add c = temb + yemb.
+// Conditioning embeddings: sinusoidal timestep features (forward; t is data, so no d/dt), the
+// class-label table gather (forward) and its scatter-free backward, and c = temb + yemb.
 // Deterministic: every output element is written by one thread that loops in a fixed order.
 //
 // Timestep phases: arg_i = tScale·t·f_i can reach ~1e3 rad, where an f32 product and the
@@ -16,20 +16,19 @@ struct Params {
   acc: u32, // label backward: 1 = add into dtable
 }
 
-@group(0) @binding(0) var<storage, read> a: array<f32>;
-// Timestep entries: [128][4] = (G_hi, G_mid, G_lo, w = tScale·f_i); add: the second operand.
-@group(0) @binding(1) var<storage, read> b1: array<f32>;
-// Label entries: the class of each sample (same slot as b1; no entry point uses both).
-@group(0) @binding(1) var<storage, read> labels: array<u32>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
-@group(0) @binding(3) var<uniform> u: Params;
-// Timestep backward only: the upstream gradient [B, 256].
-@group(0) @binding(4) var<storage, read> dy: array<f32>;
+// Bindings (uniform, reads, write):
+//   timestep_fwd (u, t, table, out)   label_fwd (u, table, labels, out)
+//   label_bwd (u, dout, labels, dtable)   add_fwd (u, a, b, out)
+@group(0) @binding(0) var<uniform> u: Params;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+// Timestep table [128][4] = (G_hi, G_mid, G_lo, w = tScale·f_i), or add's second operand.
+@group(0) @binding(2) var<storage, read> b1: array<f32>;
+// The class of each sample (label entries; same slot as b1, no entry point uses both).
+@group(0) @binding(2) var<storage, read> labels: array<u32>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
 
-const HALF: u32 = 128u;
+const HALF: u32 = {{HALF}}u; // FREQUENCY_EMBEDDING_SIZE / 2 (src/ops/embed.ts)
 const TAU: f32 = 6.283185307179586;
-
-fn index(g: vec3u, nw: vec3u) -> u32 { return g.x + g.y * nw.x * 256u; }
 
 // The phase of frequency i at time t as an angle in [−π, π].
 fn phase(t: f32, i: u32) -> f32 {
@@ -45,7 +44,7 @@ fn phase(t: f32, i: u32) -> f32 {
 }
 
 // out [B, 256] = [cos(arg), sin(arg)]: one thread per element.
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn timestep_fwd(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nw: vec3u) {
   let i = index(g, nw);
   if (i >= u.n) { return; }
@@ -58,23 +57,8 @@ fn timestep_fwd(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups
   }
 }
 
-// dt [B] = Σ_i w_i·(−sin(arg_i)·dout[b, i] + cos(arg_i)·dout[b, 128 + i]), i in increasing order.
-@compute @workgroup_size(64)
-fn timestep_bwd(@builtin(global_invocation_id) g: vec3u) {
-  let b = g.x;
-  if (b >= u.B) { return; }
-  let t = a[b];
-  var s = 0.0;
-  for (var i = 0u; i < HALF; i++) {
-    let ph = phase(t, i);
-    let w = b1[4u * i + 3u];
-    s = s + w * (cos(ph) * dy[b * 2u * HALF + HALF + i] - sin(ph) * dy[b * 2u * HALF + i]);
-  }
-  y[b] = s;
-}
-
 // out [B, D] = table [R, D] rows labels[b]; a label ≥ R gives a zero row.
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn label_fwd(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nw: vec3u) {
   let i = index(g, nw);
   if (i >= u.n) { return; }
@@ -89,7 +73,7 @@ fn label_fwd(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) n
 }
 
 // dtable [R, D] (=, or += when acc) Σ_{b: labels[b] = r} dout[b, d], b increasing.
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn label_bwd(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nw: vec3u) {
   let i = index(g, nw);
   if (i >= u.n) { return; }
@@ -104,7 +88,7 @@ fn label_bwd(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) n
 }
 
 // out = a + b.
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn add_fwd(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nw: vec3u) {
   let i = index(g, nw);
   if (i >= u.n) { return; }

@@ -17,20 +17,20 @@ struct P {
   eps: f32,
 }
 
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-// Forward: stats written ([rows, 2]: mean, rstd); backward: stats read.
-@group(0) @binding(1) var<storage, read_write> stats_w: array<f32>;
-@group(0) @binding(1) var<storage, read> stats: array<f32>;
-// Forward: y; backward dx entry: dx; backward dmod entry: dmod.
-@group(0) @binding(2) var<storage, read_write> outp: array<f32>;
-@group(0) @binding(3) var<uniform> p: P;
-// Forward: mod. Backward: dy.
-@group(0) @binding(4) var<storage, read> mod_f: array<f32>;
-@group(0) @binding(4) var<storage, read> dy: array<f32>;
-// Backward dx entry only: mod.
-@group(0) @binding(5) var<storage, read> mod_b: array<f32>;
+// Bindings (uniform, reads, writes):
+//   ln_mod_fwd (p, x, mod, y, stats)   ln_mod_bwd_dx (p, x, stats, dy, mod, dx)
+//   ln_mod_bwd_dmod (p, x, stats, dy, dmod)
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> mod_f: array<f32>;
+@group(0) @binding(2) var<storage, read> stats: array<f32>; // [rows, 2]: mean, rstd
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(3) var<storage, read> dy: array<f32>;
+@group(0) @binding(4) var<storage, read_write> stats_w: array<f32>;
+@group(0) @binding(4) var<storage, read> mod_b: array<f32>;
+@group(0) @binding(4) var<storage, read_write> dmod: array<f32>;
+@group(0) @binding(5) var<storage, read_write> dx: array<f32>;
 
-const WG: u32 = 256u;
 var<workgroup> red: array<vec2f, WG>;
 
 // Sum of v over the workgroup, fixed tree order; every invocation gets the result.
@@ -67,7 +67,7 @@ fn ln_mod_fwd(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw: ve
   let mb = (row / p.T) * p.modStride;
   for (var d = lid; d < D; d += WG) {
     let xh = (x[base + d] - mean) * rstd;
-    outp[base + d] = xh * (1.0 + mod_f[mb + p.scaleOff + d]) + mod_f[mb + p.shiftOff + d];
+    y[base + d] = xh * (1.0 + mod_f[mb + p.scaleOff + d]) + mod_f[mb + p.shiftOff + d];
   }
   if (lid == 0u) {
     stats_w[2u * row] = mean;
@@ -97,7 +97,7 @@ fn ln_mod_bwd_dx(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw:
     let xh = (x[base + d] - mean) * rstd;
     let g = dy[base + d] * (1.0 + mod_b[sb + d]);
     let v = rstd * (g - m.x - xh * m.y);
-    if (p.acc != 0u) { outp[base + d] += v; } else { outp[base + d] = v; }
+    if (p.acc != 0u) { dx[base + d] += v; } else { dx[base + d] = v; }
   }
 }
 
@@ -126,7 +126,7 @@ fn ln_mod_bwd_dmod(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) n
   if (l.y == 0u && d < D) {
     let r = ((part[l.x] + part[64u + l.x]) + part[128u + l.x]) + part[192u + l.x];
     let mb = b * p.modStride;
-    outp[mb + p.shiftOff + d] = r.x;
-    outp[mb + p.scaleOff + d] = r.y;
+    dmod[mb + p.shiftOff + d] = r.x;
+    dmod[mb + p.scaleOff + d] = r.y;
   }
 }

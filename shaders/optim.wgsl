@@ -1,6 +1,6 @@
 // Optimizer over flat buffers (one thread per element; 2D grids past 65535 workgroups): one fused
-// AdamW step with PyTorch clip_grad_norm_ scaling (and optionally the EMA update), and a
-// standalone EMA update. The global gradient norm is reduce.wgsl's sum of squares (square root).
+// AdamW step with PyTorch clip_grad_norm_ scaling, optionally fused with the EMA update. The
+// global gradient norm is reduce.wgsl's sum of squares (square root).
 // The per-step scalars come from the uniform `h`, rewritten by the trainer before each step.
 
 struct Shape {
@@ -28,56 +28,43 @@ struct Hyper {
   pad1: f32,
 }
 
+// Bindings (uniforms, reads, writes): adamw (u, h, grads, gnorm, params, m, v); adamw_ema adds
+// ema after them.
 @group(0) @binding(0) var<uniform> u: Shape;
-// Read: gradients (adamw), parameters (ema_update).
-@group(0) @binding(1) var<storage, read> src: array<f32>;
-// Written: parameters (adamw), EMA (ema_update).
-@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
-@group(0) @binding(3) var<uniform> h: Hyper;
-@group(0) @binding(4) var<storage, read_write> m: array<f32>;
-@group(0) @binding(5) var<storage, read_write> v: array<f32>;
-@group(0) @binding(6) var<storage, read> gnorm: array<f32>;
+@group(0) @binding(1) var<uniform> h: Hyper;
+@group(0) @binding(2) var<storage, read> grads: array<f32>;
+@group(0) @binding(3) var<storage, read> gnorm: array<f32>;
+@group(0) @binding(4) var<storage, read_write> params: array<f32>;
+@group(0) @binding(5) var<storage, read_write> m: array<f32>;
+@group(0) @binding(6) var<storage, read_write> v: array<f32>;
 @group(0) @binding(7) var<storage, read_write> ema: array<f32>;
-
-const WG: u32 = 256u;
-
-fn index(g: vec3u, nw: vec3u) -> u32 { return g.x + g.y * nw.x * WG; }
-
 
 // One AdamW step of element i (PyTorch semantics); returns the new parameter.
 fn adamw_at(i: u32) -> f32 {
   var coef = 1.0;
   if (h.max_norm > 0.0) { coef = min(1.0, h.max_norm / (gnorm[0] + 1e-6)); }
-  let g = src[i] * coef;
+  let g = grads[i] * coef;
   let mi = h.beta1 * m[i] + h.one_minus_beta1 * g;
   let vi = h.beta2 * v[i] + h.one_minus_beta2 * g * g;
   m[i] = mi;
   v[i] = vi;
   let denom = sqrt(vi) / h.bc2_sqrt + h.eps;
-  let p = dst[i] * h.decay - h.step_size * (mi / denom);
-  dst[i] = p;
+  let p = params[i] * h.decay - h.step_size * (mi / denom);
+  params[i] = p;
   return p;
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn adamw(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nw: vec3u) {
   let i = index(g, nw);
   if (i >= u.n) { return; }
   _ = adamw_at(i);
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn adamw_ema(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nw: vec3u) {
   let i = index(g, nw);
   if (i >= u.n) { return; }
   let p = adamw_at(i);
   ema[i] = h.ema_decay * ema[i] + h.one_minus_ema * p;
-}
-
-// dst = EMA ← d·EMA + (1 − d)·params (src).
-@compute @workgroup_size(256)
-fn ema_update(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nw: vec3u) {
-  let i = index(g, nw);
-  if (i >= u.n) { return; }
-  dst[i] = h.ema_decay * dst[i] + h.one_minus_ema * src[i];
 }

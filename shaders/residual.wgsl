@@ -12,34 +12,35 @@ struct P {
   total: u32,     // dgate: B·dGroups workgroups
 }
 
-// gate_fwd: in0 = x, in1 = y, outp = out, in2 = mod.
-// gate_bwd_dy: in0 = dout, in1 = mod, outp = dy.
-// gate_bwd_dmod: in0 = dout, in1 = y, outp = dmod.
-@group(0) @binding(0) var<storage, read> in0: array<f32>;
-@group(0) @binding(1) var<storage, read> in1: array<f32>;
-@group(0) @binding(2) var<storage, read_write> outp: array<f32>;
-@group(0) @binding(3) var<uniform> p: P;
-@group(0) @binding(4) var<storage, read> in2: array<f32>;
-
-fn index(g: vec3u, nw: vec3u) -> u32 { return g.x + g.y * nw.x * 256u; }
+// Bindings (uniform, reads, writes):
+//   gate_fwd (p, x, y, mod, out)   gate_bwd_dy (p, dout, mod, dy)   gate_bwd_dmod (p, dout, y, dmod)
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> dout: array<f32>;
+@group(0) @binding(2) var<storage, read> y: array<f32>;
+@group(0) @binding(2) var<storage, read> mod_b: array<f32>;
+@group(0) @binding(3) var<storage, read> mod_f: array<f32>;
+@group(0) @binding(3) var<storage, read_write> dy: array<f32>;
+@group(0) @binding(3) var<storage, read_write> dmod: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
 // Column of mod holding the gate of element i of a [B, T, D] tensor.
 fn gate_index(i: u32) -> u32 {
   return (i / (p.T * p.D)) * p.modStride + p.gateOff + i % p.D;
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn gate_fwd(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nw: vec3u) {
   let i = index(g, nw);
   if (i >= p.n) { return; }
-  outp[i] = in0[i] + in2[gate_index(i)] * in1[i];
+  out[i] = x[i] + mod_f[gate_index(i)] * y[i];
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn gate_bwd_dy(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nw: vec3u) {
   let i = index(g, nw);
   if (i >= p.n) { return; }
-  outp[i] = in1[gate_index(i)] * in0[i];
+  dy[i] = mod_b[gate_index(i)] * dout[i];
 }
 
 var<workgroup> part: array<f32, 256>;
@@ -56,13 +57,13 @@ fn gate_bwd_dmod(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw:
   if (d < D) {
     for (var t = l.y; t < p.T; t += 4u) {
       let i = (b * p.T + t) * D + d;
-      s += in0[i] * in1[i];
+      s += dout[i] * y[i];
     }
   }
   part[l.y * 64u + l.x] = s;
   workgroupBarrier();
   if (l.y == 0u && d < D) {
-    outp[b * p.modStride + p.gateOff + d] =
+    dmod[b * p.modStride + p.gateOff + d] =
       ((part[l.x] + part[64u + l.x]) + part[128u + l.x]) + part[192u + l.x];
   }
 }

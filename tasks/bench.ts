@@ -10,6 +10,7 @@ import { Trainer } from "../src/train/trainer.ts";
 import { CPU_DEFAULTS, GPU_DEFAULTS } from "../src/train/options.ts";
 import { ArrayDataset } from "../src/data/dataset.ts";
 import { generateImages } from "../src/model/sampler.ts";
+import { createModel } from "../src/model/model.ts";
 import { linearBackwardInput, linearBackwardWeight, linearForward } from "../src/ops/linear.ts";
 import { type FlagSpec, helpText, parseFlags, runMain, UsageError } from "./cli.ts";
 
@@ -248,7 +249,11 @@ async function main() {
       train_steps: 1e9,
     };
     const before = k.allocatedBytes;
-    const trainer = new Trainer(k, cfg, opts, data);
+    const trainer = new Trainer(
+      await createModel(cfg, { seed: opts.seed, kernels: k }),
+      opts,
+      data,
+    );
     const flat = trainer.model.layout.total * 4 * 5; // params, grads, Adam m and v, EMA
     const memory = flat + k.allocatedBytes - before;
     for (let i = 0; i < 3; i++) await trainer.trainStep();
@@ -309,12 +314,10 @@ async function main() {
 
   // (b) sampling
   if (!skip.has("sample")) {
-    const { Model } = await import("../src/model/model.ts");
-    const { initParams } = await import("../src/model/params.ts");
-    const model = new Model(k, cfg, initParams(cfg, 0));
+    const model = await createModel(cfg, { seed: 0, kernels: k });
     const labels = Array.from({ length: o.batch_size }, (_, i) => i % Math.max(1, cfg.num_classes));
     const run = () =>
-      generateImages(k, cfg, model.params, {
+      generateImages(model, {
         labels,
         steps: o.sampling_steps,
         cfgScale: 3,

@@ -5,13 +5,11 @@
 import { join } from "node:path";
 import { describeGpu, getGpu } from "../src/gpu/device.ts";
 import { Kernels } from "../src/gpu/kernels.ts";
-import { FlatBuffer } from "../src/gpu/arena.ts";
-import { paramLayout } from "../src/model/params.ts";
 import { generateImages } from "../src/model/sampler.ts";
-import { decodeCheckpoint, readSource } from "../src/io/model_io.ts";
+import { loadModel } from "../src/io/model_io.ts";
 import { writeFileAtomic } from "../src/io/checkpoint.ts";
 import { imageGridPng } from "../src/io/png.ts";
-import { SeededRng } from "../src/data/dataset.ts";
+import { SeededRng } from "../src/rng.ts";
 import { type FlagSpec, helpText, parseFlags, runMain, UsageError } from "./cli.ts";
 import type { Method } from "../src/flow/sample.ts";
 
@@ -106,14 +104,15 @@ async function main() {
     interval = [parts[0], parts[1]];
   }
   const path = await resolveCheckpoint(String(v.checkpoint));
-  let ckpt;
+  const gpu = await getGpu();
+  const k = new Kernels(gpu);
+  let model;
   try {
-    ckpt = decodeCheckpoint(await readSource(path));
+    model = await loadModel(path, { ema: !v.no_ema, kernels: k });
   } catch (e) {
     throw new Error(`${path}: ${(e as Error).message}`);
   }
-  const cfg = ckpt.cfg, K = cfg.num_classes;
-  const weights = !v.no_ema && ckpt.ema ? ckpt.ema : ckpt.params;
+  const cfg = model.cfg, K = cfg.num_classes;
   let labels: number[];
   let rows: number, cols: number;
   if (
@@ -141,23 +140,19 @@ async function main() {
     cols = Math.ceil(Math.sqrt(n));
     rows = Math.ceil(n / cols);
   }
-  const gpu = await getGpu();
-  const k = new Kernels(gpu);
   console.log(`adapter: ${describeGpu(gpu)}`);
   console.log(
     `checkpoint ${path} (${
-      weights === ckpt.ema ? "EMA" : "raw"
+      model.kind === "ema" ? "EMA" : "raw"
     } weights): ${labels.length} images, ` +
       `${o.solver} ${
         o.solver === "dopri5" ? `atol ${o.atol} rtol ${o.rtol}` : `${o.num_steps} steps`
       }, ` +
       `CFG ${K > 0 ? o.cfg_scale : "off (unconditional)"}`,
   );
-  const params = new FlatBuffer(k.device, paramLayout(cfg), "params");
-  k.write(params.all(), weights);
   const t0 = performance.now();
   const enc = new TextEncoder();
-  const { images, nfe } = await generateImages(k, cfg, params, {
+  const { images, nfe } = await generateImages(model, {
     labels,
     steps: o.num_steps,
     cfgScale: o.cfg_scale,

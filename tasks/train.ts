@@ -18,7 +18,7 @@ import {
   OPTION_HELP,
   type TrainOptions,
 } from "../src/train/options.ts";
-import { loadDataset } from "../src/io/datasets.ts";
+import { datasetTrainDefaults, loadDataset } from "../src/io/datasets.ts";
 import {
   decodeCheckpoint,
   encodeCheckpoint,
@@ -27,6 +27,7 @@ import {
 } from "../src/io/model_io.ts";
 import { writeFileAtomic } from "../src/io/checkpoint.ts";
 import { generateImages } from "../src/model/sampler.ts";
+import { createModel } from "../src/model/model.ts";
 import { imageGridPng, lossCurvePng } from "../src/io/png.ts";
 import { convert, type FlagSpec, helpText, parseFlags, runMain, UsageError } from "./cli.ts";
 
@@ -67,7 +68,13 @@ const STRINGS = new Set([
 const SPECS: Record<string, FlagSpec> = {};
 for (const [name, help] of Object.entries(OPTION_HELP)) {
   SPECS[name] = {
-    kind: STRINGS.has(name) ? "string" : INT.has(name) ? "int" : "number",
+    kind: STRINGS.has(name)
+      ? "string"
+      : INT.has(name)
+      ? "int"
+      : name === "hflip"
+      ? "boolean"
+      : "number",
     help,
     choices: CHOICES[name],
     aliases: name === "train_steps" ? ["steps"] : undefined,
@@ -195,6 +202,7 @@ async function main() {
   const saved = (resumeFrom?.ckpt.state?.options ?? {}) as Partial<TrainOptions>;
   const opts: TrainOptions = { ...defaults, ...saved, ...fileOpts, ...flags } as TrainOptions;
   delete opts.resume;
+  opts.hflip ??= datasetTrainDefaults(opts.dataset).hflip;
 
   console.log(`adapter: ${describeGpu(gpu)}`);
   if (gpu.isFallback && !resumeFrom) {
@@ -244,7 +252,11 @@ async function main() {
     JSON.stringify({ model: cfg, train: opts }, null, 2) + "\n",
   );
 
-  const trainer = new Trainer(k, cfg, opts, dataset);
+  const trainer = new Trainer(
+    await createModel(cfg, { seed: opts.seed, kernels: k }),
+    opts,
+    dataset,
+  );
   if (resumeFrom) {
     const c = resumeFrom.ckpt;
     trainer.restore({ params: c.params, ema: c.ema!, m: c.m!, v: c.v! }, c.state as TrainerState);
@@ -315,7 +327,7 @@ async function main() {
     const K = cfg.num_classes;
     const rows = K > 0 ? Math.min(K, 10) : 8, cols = 8;
     const labels = Array.from({ length: rows * cols }, (_, i) => K > 0 ? Math.floor(i / cols) : 0);
-    const { images } = await generateImages(k, cfg, trainer.ema, {
+    const { images } = await generateImages(trainer.ema, {
       labels,
       steps: opts.num_sampling_steps,
       cfgScale: opts.cfg_scale,

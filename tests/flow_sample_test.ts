@@ -15,10 +15,10 @@
 import { assertClose, kernels } from "./harness.ts";
 import { Rng, TEST_SEED } from "./reference/random.ts";
 import type { Kernels, Tensor } from "../src/gpu/kernels.ts";
-import { CpuVecOps, GpuVecOps, type VecOps } from "../src/flow/vecops.ts";
+import { CpuVecOps, type VecOps } from "../src/flow/vecops.ts";
+import { GpuVecOps } from "../src/ops/vecops.ts";
+import { cfgCombine, cfgVelocity } from "../src/flow/guidance.ts";
 import {
-  cfgCombine,
-  cfgVelocity,
   type FixedMethod,
   sample,
   shiftSigma,
@@ -29,7 +29,7 @@ import {
   type VelocityFn,
 } from "../src/flow/sample.ts";
 import { dropLabels, FlowPath, interpolate, sampleTimes } from "../src/flow/path.ts";
-import { SeededRng } from "../src/data/dataset.ts";
+import { SeededRng } from "../src/rng.ts";
 
 const N = 4096;
 

@@ -7,10 +7,10 @@
 import { join } from "node:path";
 import { type DiTConfig, resolveConfig } from "../src/model/config.ts";
 import { paramLayout, paramSpecs, posEmbed } from "../src/model/params.ts";
-import { FlatBuffer } from "../src/gpu/arena.ts";
-import { generateImages } from "../src/model/sampler.ts";
+import { generateImages, type GenerateOptions } from "../src/model/sampler.ts";
+import { Model } from "../src/model/model.ts";
 import { encodeCheckpoint } from "../src/io/model_io.ts";
-import { SeededRng } from "../src/data/dataset.ts";
+import { SeededRng } from "../src/rng.ts";
 import { assertClose, kernels } from "./harness.ts";
 import { Rng, TEST_SEED } from "./reference/random.ts";
 // deno-lint-ignore no-import-prefix -- same specifier as src/io/png.ts
@@ -70,19 +70,17 @@ function fixtures(): Promise<Fixture> {
   return fixture;
 }
 
-/** generateImages in this process, with the weights uploaded to a fresh flat buffer. */
+/** generateImages in this process, with the weights uploaded to a fresh model. */
 async function sampleHere(
   cfg: DiTConfig,
   weights: Float32Array,
-  opts: Parameters<typeof generateImages>[3],
+  opts: GenerateOptions,
 ): Promise<Float32Array> {
-  const k = await kernels();
-  const buf = new FlatBuffer(k.device, paramLayout(cfg), "params");
-  k.write(buf.all(), weights);
+  const model = new Model(await kernels(), cfg, { weights });
   try {
-    return (await generateImages(k, cfg, buf, opts)).images;
+    return (await generateImages(model, opts)).images;
   } finally {
-    buf.buffer.destroy();
+    model.params.buffer.destroy();
   }
 }
 
@@ -293,22 +291,21 @@ Deno.test("generate task: bad arguments are one-line errors", async () => {
   }
 });
 
-Deno.test("generateImages: repeated calls on one weight buffer reuse the graphs (no leak)", async () => {
+Deno.test("generateImages: repeated calls on one model reuse the graphs (no leak)", async () => {
   const f = await fixtures();
   const k = await kernels();
-  const buf = new FlatBuffer(k.device, paramLayout(COND), "params");
-  k.write(buf.all(), f.cond.ema);
+  const model = new Model(k, COND, { weights: f.cond.ema, kind: "ema" });
   const opts = { labels: [0, 1, 2], steps: 2, cfgScale: 2, seed: 3 };
   const b0 = k.allocatedBytes;
-  const first = await generateImages(k, COND, buf, opts);
+  const first = await generateImages(model, opts);
   const b1 = k.allocatedBytes;
   // concurrent calls share the cached graphs but must not interleave on them
   const [second, third] = await Promise.all([
-    generateImages(k, COND, buf, opts),
-    generateImages(k, COND, buf, { ...opts, seed: 4 }),
+    generateImages(model, opts),
+    generateImages(model, { ...opts, seed: 4 }),
   ]);
   const b2 = k.allocatedBytes;
-  buf.buffer.destroy();
+  model.params.buffer.destroy();
   const perCall = (b2 - b1) / 2;
   console.log(
     `  first call allocated ${(b1 - b0) / 1e3} kB, later calls ${perCall / 1e3} kB each`,

@@ -35,8 +35,8 @@ async function checkModel(cfg: DiTConfig, B: number) {
   const k = await kernels();
   const rng = new Rng(TEST_SEED ^ 0x5eed);
   const { flat, map } = randomWeights(cfg, rng);
-  const model = new Model(k, cfg, flat);
-  const { graph, forward } = model.graph(B);
+  const model = new Model(k, cfg, { weights: flat });
+  const graph = model.graph(B);
   const x = rng.normals(B * cfg.in_channels * cfg.image_size ** 2);
   const t = Float64Array.from({ length: B }, () => Math.fround(rng.uniform()));
   const y = Int32Array.from(
@@ -47,7 +47,7 @@ async function checkModel(cfg: DiTConfig, B: number) {
   k.write(graph.t, Float32Array.from(t));
   k.write(graph.y, Uint32Array.from(y));
   k.fill(graph.out, NaN);
-  await k.run(forward);
+  await k.run(graph.forward());
   const ref = ditForwardRef(cfg, map, x, t, y);
   const e = assertClose("forward out", await k.read(graph.out), ref.out);
   // backward

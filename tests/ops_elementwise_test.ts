@@ -12,8 +12,8 @@ Deno.test("silu", () =>
     outputs: { y: shape },
     ref: ({ x }) => ({ y: ref.silu(x) }),
     refBackward: ({ x }, { y }) => ({ x: ref.siluBackward(x, y) }),
-    gpu: (k, t) => [siluForward(k, t.x, t.y)],
-    gpuBackward: (k, t) => [siluBackward(k, t.x, t.dy, t.dx)],
+    gpu: (k, t) => siluForward(k, t.x, t.y),
+    gpuBackward: (k, t) => siluBackward(k, t.x, t.dy, t.dx),
   }));
 
 Deno.test("gelu", () =>
@@ -24,6 +24,6 @@ Deno.test("gelu", () =>
     outputs: { y: shape },
     ref: ({ x }) => ({ y: ref.gelu(x) }),
     refBackward: ({ x }, { y }) => ({ x: ref.geluBackward(x, y) }),
-    gpu: (k, t) => [geluForward(k, t.x, t.y)],
-    gpuBackward: (k, t) => [geluBackward(k, t.x, t.dy, t.dx)],
+    gpu: (k, t) => geluForward(k, t.x, t.y),
+    gpuBackward: (k, t) => geluBackward(k, t.x, t.dy, t.dx),
   }));

@@ -2,6 +2,7 @@ import * as ref from "./reference/loss.ts";
 import { checkOp } from "./harness.ts";
 import { flowTargetForward, mseBackward, mseForward } from "../src/ops/loss.ts";
 import { reductionPlan } from "../src/ops/reduce.ts";
+import { interpolate } from "../src/flow/path.ts";
 
 // Small (3 partial sums of 256) and large enough for chunks of 512 over 733 partial sums.
 for (const shape of [[3, 5, 7, 9], [2, 3, 250, 250]]) {
@@ -15,7 +16,7 @@ for (const shape of [[3, 5, 7, 9], [2, 3, 250, 250]]) {
         pred: ref.mseBackward(pred, target, loss[0]),
       }),
       gpu: (k, t) => mseForward(k, t.pred, t.target, t.loss),
-      gpuBackward: (k, t) => [mseBackward(k, t.pred, t.target, t.dpred, 1, t.dloss)],
+      gpuBackward: (k, t) => mseBackward(k, t.pred, t.target, t.dpred, 1, t.dloss),
     }));
 }
 
@@ -29,7 +30,7 @@ Deno.test("mse backward with a constant upstream scale", () =>
     refBackward: ({ pred, target }) => ({ pred: ref.mseBackward(pred, target, 3) }),
     skipFiniteDiff: true,
     gpu: (k, t) => mseForward(k, t.pred, t.target, t.loss),
-    gpuBackward: (k, t) => [mseBackward(k, t.pred, t.target, t.dpred, 3)],
+    gpuBackward: (k, t) => mseBackward(k, t.pred, t.target, t.dpred, 3),
   }));
 
 Deno.test("reduction plan", () => {
@@ -51,5 +52,22 @@ Deno.test("flow target", () =>
     inputs: { x1: [3, 2, 5, 7], x0: [3, 2, 5, 7], t: [3] },
     outputs: { xt: [3, 2, 5, 7], target: [3, 2, 5, 7] },
     ref: ({ x1, x0, t }) => ref.flowTarget(x1, x0, t),
-    gpu: (k, t) => [flowTargetForward(k, t.x1, t.x0, t.t, t.xt, t.target)],
+    gpu: (k, t) => flowTargetForward(k, t.x1, t.x0, t.t, t.xt, t.target),
+  }));
+
+// The kernel computes what the flow module names: src/flow/path.ts `interpolate`.
+Deno.test("flow target = flow/path.ts interpolate", () =>
+  checkOp({
+    name: "flow target vs interpolate",
+    inputs: { x1: [4, 3, 6], x0: [4, 3, 6], t: [4] },
+    outputs: { xt: [4, 3, 6], target: [4, 3, 6] },
+    ref: ({ x1, x0, t }) => {
+      const { xt, v } = interpolate(
+        Float32Array.from(x0),
+        Float32Array.from(x1),
+        Float32Array.from(t),
+      );
+      return { xt: Float64Array.from(xt), target: Float64Array.from(v) };
+    },
+    gpu: (k, t) => flowTargetForward(k, t.x1, t.x0, t.t, t.xt, t.target),
   }));

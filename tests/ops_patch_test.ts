@@ -26,8 +26,8 @@ for (const { B, C, H, W, p } of cases) {
       outputs: { cols: [B * T, P] },
       ref: ({ img }) => ({ cols: ref.im2col(img, B, C, H, W, p) }),
       refBackward: (_, { cols }) => ({ img: ref.im2colBackward(cols, B, C, H, W, p) }),
-      gpu: (k, t) => [im2colForward(k, t.img, t.cols, p)],
-      gpuBackward: (k, t) => [im2colBackward(k, t.dcols, t.dimg, p)],
+      gpu: (k, t) => im2colForward(k, t.img, t.cols, p),
+      gpuBackward: (k, t) => im2colBackward(k, t.dcols, t.dimg, p),
     }));
 
   Deno.test(`unpatchify ${tag}`, () =>
@@ -37,8 +37,8 @@ for (const { B, C, H, W, p } of cases) {
       outputs: { img: [B, C, H, W] },
       ref: ({ o }) => ({ img: ref.unpatchify(o, B, C, H, W, p) }),
       refBackward: (_, { img }) => ({ o: ref.unpatchifyBackward(img, B, C, H, W, p) }),
-      gpu: (k, t) => [unpatchifyForward(k, t.o, t.img, p, C)],
-      gpuBackward: (k, t) => [unpatchifyBackward(k, t.dimg, t.do)],
+      gpu: (k, t) => unpatchifyForward(k, t.o, t.img, p, C),
+      gpuBackward: (k, t) => unpatchifyBackward(k, t.dimg, t.do),
     }));
 }
 
@@ -51,7 +51,7 @@ Deno.test("im2col · Wᵀ equals the stride-p Conv2d", async () => {
   const ti = k.tensor([B, C, H, W]), tc = k.tensor([B * T, P]);
   k.write(ti, Float32Array.from(img));
   k.fill(tc, NaN);
-  await k.run([im2colForward(k, ti, tc, p)]);
+  await k.run(im2colForward(k, ti, tc, p));
   const cols = await k.read(tc);
   const got = new Float64Array(B * T * D);
   for (let r = 0; r < B * T; r++) {
@@ -72,7 +72,7 @@ Deno.test("addPosEmbed (in place, broadcast over B)", async () => {
   const th = k.tensor([B * T, D]), tp = k.tensor([T, D]);
   k.write(th, Float32Array.from(h));
   k.write(tp, Float32Array.from(pos));
-  await k.run([addPosEmbedForward(k, th, tp)]);
+  await k.run(addPosEmbedForward(k, th, tp));
   const e = assertClose("addPosEmbed", await k.read(th), ref.addPosEmbed(h, pos));
   console.log(`  addPosEmbed: relative error ${e.toExponential(2)}`);
 });

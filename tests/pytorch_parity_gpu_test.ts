@@ -20,14 +20,14 @@ Deno.test("GPU DiT matches PyTorch DiT (fixture): output and all gradients", asy
     return t.data;
   };
   const k = await kernels();
-  const model = new Model(k, cfg, flat);
+  const model = new Model(k, cfg, { weights: flat });
   const x = get("in.x"), t = get("in.t"), y = get("in.y"), dout = get("in.dout");
-  const { graph, forward } = model.graph(t.length);
+  const graph = model.graph(t.length);
   k.write(graph.x, x);
   k.write(graph.t, t);
   k.write(graph.y, Uint32Array.from(y));
   k.fill(graph.out, NaN);
-  await k.run(forward);
+  await k.run(graph.forward());
   const e = assertClose("PyTorch out.v", await k.read(graph.out), get("out.v"));
   const d = k.tensor([dout.length], "dout");
   k.write(d, dout);

@@ -8,6 +8,7 @@
 import { type DiTConfig, resolveConfig } from "../src/model/config.ts";
 import { paramLayout, paramSpecs, posEmbed } from "../src/model/params.ts";
 import { Trainer } from "../src/train/trainer.ts";
+import { Model } from "../src/model/model.ts";
 import { CPU_DEFAULTS, type TrainOptions } from "../src/train/options.ts";
 import { ArrayDataset, Batcher } from "../src/data/dataset.ts";
 import { FlowPath } from "../src/flow/path.ts";
@@ -151,9 +152,9 @@ async function checkSteps(c: Case) {
     v0.set(name, m.map((x, i) => Math.fround(x * x + extra[i] * extra[i])));
   }
 
-  const trainer = new Trainer(k, cfg, o, ds);
+  const trainer = new Trainer(new Model(k, cfg), o, ds);
   // The reference replays the draws with the Trainer's seeds (see its constructor).
-  const batcher = new Batcher(ds, { seed: o.seed, flip: o.dataset === "cifar10" });
+  const batcher = new Batcher(ds, { seed: o.seed, flip: o.hflip });
   const path = new FlowPath(o.seed ^ 0x51f15e, {
     numClasses: cfg.num_classes,
     labelDropout: cfg.num_classes > 0 ? o.label_dropout : 0,
@@ -257,7 +258,7 @@ Deno.test("three training steps match float64: odd config, resumed mid-run (flip
     opts: {
       batch_size: 2,
       grad_clip: 100,
-      dataset: "cifar10",
+      hflip: true,
       time_sampling: "logit-normal",
       logit_mean: 0.2,
       logit_std: 1.1,

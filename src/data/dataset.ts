@@ -4,6 +4,7 @@
  * resumed run sees exactly the same batches, and an optional seeded horizontal flip.
  * Web-standard only.
  */
+import { mix32, SeededRng } from "../rng.ts";
 
 /** One example: an image [C,H,W] in [-1,1] and its class (0 for an unconditional dataset). */
 export interface Sample {
@@ -64,99 +65,6 @@ export class ArrayDataset implements Dataset {
     for (let j = 0; j < this.size; j++) image[j] = this.pixels[base + j] / 127.5 - 1;
     return { image, label: this.labels[i] };
   }
-}
-
-/** One 32-bit mix (splitmix32 finaliser). */
-export function mix32(x: number): number {
-  x = (x + 0x9e3779b9) >>> 0;
-  x = Math.imul(x ^ (x >>> 16), 0x85ebca6b) >>> 0;
-  x = Math.imul(x ^ (x >>> 13), 0xc2b2ae35) >>> 0;
-  return (x ^ (x >>> 16)) >>> 0;
-}
-
-/** Serialisable state of a `SeededRng`: four u32 words. */
-export type RngState = [number, number, number, number];
-
-/**
- * xoshiro128** with a 128-bit state (period 2^128 − 1): small, fast, seeded, and its state is
- * four numbers that survive JSON, so a resumed run continues the same stream.
- */
-export class SeededRng {
-  private s: Uint32Array;
-
-  constructor(seed: number | RngState = 0) {
-    this.s = new Uint32Array(4);
-    if (typeof seed === "number") {
-      let x = seed >>> 0;
-      for (let i = 0; i < 4; i++) {
-        x = mix32(x + i);
-        this.s[i] = x;
-      }
-      if ((this.s[0] | this.s[1] | this.s[2] | this.s[3]) === 0) this.s[0] = 1;
-    } else this.setState(seed);
-  }
-
-  /** The state, to save; `new SeededRng(state)` or `setState` continues the same stream. */
-  state(): RngState {
-    return [this.s[0], this.s[1], this.s[2], this.s[3]];
-  }
-
-  setState(st: RngState): void {
-    if (st.length !== 4 || st.every((w) => (w >>> 0) === 0)) {
-      throw new Error(`rng: invalid state ${JSON.stringify(st)}`);
-    }
-    for (let i = 0; i < 4; i++) this.s[i] = st[i] >>> 0;
-  }
-
-  /** A uniform u32. */
-  u32(): number {
-    const s = this.s;
-    const r = Math.imul(rotl(Math.imul(s[1], 5) >>> 0, 7), 9) >>> 0;
-    const t = (s[1] << 9) >>> 0;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 11);
-    return r;
-  }
-
-  /** Uniform in [0, 1) with 32 random bits. */
-  uniform(): number {
-    return this.u32() / 4294967296;
-  }
-
-  /** Uniform integer in [0, n) (n ≤ 2^32), without modulo bias. */
-  int(n: number): number {
-    if (n <= 1) return 0;
-    const limit = 4294967296 - (4294967296 % n);
-    let x: number;
-    do x = this.u32(); while (x >= limit);
-    return x % n;
-  }
-
-  /** Fill `out` with standard normals (Box–Muller; both values of each pair used). */
-  normals(out: Float32Array | Float64Array): typeof out {
-    for (let i = 0; i < out.length; i += 2) {
-      const u1 = (this.u32() + 1) / 4294967297; // (0, 1]: no log(0)
-      const u2 = this.uniform();
-      const r = Math.sqrt(-2 * Math.log(u1));
-      out[i] = r * Math.cos(2 * Math.PI * u2);
-      if (i + 1 < out.length) out[i + 1] = r * Math.sin(2 * Math.PI * u2);
-    }
-    return out;
-  }
-
-  /** One standard normal (uses a fresh pair). */
-  normal(): number {
-    const a = new Float64Array(1);
-    return this.normals(a)[0];
-  }
-}
-
-function rotl(x: number, k: number): number {
-  return ((x << k) | (x >>> (32 - k))) >>> 0;
 }
 
 /** In-place seeded Fisher–Yates shuffle. */

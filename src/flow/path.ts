@@ -1,10 +1,13 @@
 /**
- * The training side of the flow (rectified flow / flow matching): x_t = (1−t)·x0 + t·x1 with x0
- * noise (t=0) and x1 data (t=1), target velocity x1 − x0. Per step, on the CPU with a seeded PRNG
- * whose state is serialisable: times t (uniform, or SD3's logit-normal on σ = 1−t), noise normals,
- * and label dropout to the null class K for classifier-free guidance. Uploaded once per step.
+ * The training side of flow matching (rectified flow): the path x_t = α(t)·x0 + β(t)·x1 from noise
+ * x0 (t=0) to data x1 (t=1) with α = 1−t, β = t, and the regression target, its velocity
+ * dx_t/dt = x1 − x0. `pathCoefficients` and `TARGET_COEFFICIENTS` name them; `interpolate` is
+ * their CPU form and the GPU kernel (`flowTargetForward`, shaders/loss.wgsl) computes exactly
+ * that. Per step, on the CPU with a seeded PRNG whose state is serialisable: times t (uniform, or
+ * SD3's logit-normal on σ = 1−t), noise normals, and label dropout to the null class K for
+ * classifier-free guidance. Uploaded once per step.
  */
-import { type RngState, SeededRng } from "../data/dataset.ts";
+import { type RngState, SeededRng } from "../rng.ts";
 
 /** t ~ U(0,1), or SD3's logit-normal: σ = 1−t = sigmoid(u), u ~ N(mean, std²). */
 export type TimeSampling =
@@ -62,7 +65,18 @@ export function dropLabels(
   return labels;
 }
 
-/** CPU reference of the interpolant and target: xt = (1−t)x0 + t·x1, v = x1 − x0 (per example). */
+/** The path's coefficients at time t: x_t = noise·x0 + data·x1 (α = 1 − t, β = t). */
+export function pathCoefficients(t: number): { noise: number; data: number } {
+  return { noise: 1 - t, data: t };
+}
+
+/** The target's coefficients: v = dx_t/dt = α'·x0 + β'·x1 = x1 − x0 (independent of t). */
+export const TARGET_COEFFICIENTS: Readonly<{ noise: number; data: number }> = {
+  noise: -1,
+  data: 1,
+};
+
+/** The interpolant and target per example: xt = (1−t)·x0 + t·x1, v = x1 − x0 (t [B]). */
 export function interpolate(
   x0: Float32Array,
   x1: Float32Array,
@@ -70,10 +84,12 @@ export function interpolate(
 ): { xt: Float32Array; v: Float32Array } {
   const d = x0.length / t.length;
   const xt = new Float32Array(x0.length), v = new Float32Array(x0.length);
+  const tc = TARGET_COEFFICIENTS;
   for (let b = 0; b < t.length; b++) {
+    const c = pathCoefficients(t[b]);
     for (let i = b * d; i < (b + 1) * d; i++) {
-      xt[i] = (1 - t[b]) * x0[i] + t[b] * x1[i];
-      v[i] = x1[i] - x0[i];
+      xt[i] = c.noise * x0[i] + c.data * x1[i];
+      v[i] = tc.noise * x0[i] + tc.data * x1[i];
     }
   }
   return { xt, v };

@@ -1,9 +1,9 @@
 /**
  * Sampling a flow: integrate dx/dt = v(x, t) from t = 0 (noise) to t = 1 (data) with fixed-step
  * Euler, Heun, midpoint or RK4 over a time grid, or adaptive Dormand–Prince 5(4). Grids: uniform,
- * or SD3's shift σ' = s·σ/(1+(s−1)·σ) on σ = 1−t. Classifier-free guidance: v = v_u + s(v_c − v_u),
- * optionally only for t inside an interval. Everything goes through `VecOps`, so it runs on CPU
- * arrays and GPU tensors alike and knows nothing of the network.
+ * or SD3's shift σ' = s·σ/(1+(s−1)·σ) on σ = 1−t (guidance is in guidance.ts). Everything goes
+ * through `VecOps`, so it runs on CPU arrays and GPU tensors alike and knows nothing of the
+ * network.
  */
 import type { VecOps } from "./vecops.ts";
 
@@ -245,46 +245,4 @@ export function sample<V>(
   if (method === "dopri5") return solveAdaptive(ops, f, x, { atol: opts.atol, rtol: opts.rtol });
   const grid = opts.grid ?? timeGrid(opts.steps ?? 50, opts.shift ?? 1);
   return solveFixed(ops, f, x, grid, method);
-}
-
-/** out ← v_u + s·(v_c − v_u) = (1−s)·v_u + s·v_c. `out` may be vc or vu. */
-export function cfgCombine<V>(ops: VecOps<V>, vc: V, vu: V, scale: number, out: V = vc): void {
-  ops.lincomb(out, [1 - scale, scale], [vu, vc]);
-}
-
-/** Whether guidance applies at time t: always without an interval, else a ≤ t ≤ b. */
-export function guidanceActive(t: number, interval?: [number, number]): boolean {
-  return !interval || (t >= interval[0] && t <= interval[1]);
-}
-
-export interface CfgOptions {
-  scale: number;
-  /** Guide only for t in [a, b] (times in the 0 = noise … 1 = data convention). */
-  interval?: [number, number];
-}
-
-/**
- * A guided velocity from a conditional and an unconditional one. Outside the interval (or with
- * scale 1) only the conditional one is evaluated. `free()` releases its scratch vector.
- */
-export function cfgVelocity<V>(
-  ops: VecOps<V>,
-  cond: VelocityFn<V>,
-  uncond: VelocityFn<V>,
-  opts: CfgOptions,
-): VelocityFn<V> & { free(): void } {
-  let vu: V | undefined;
-  const fn = async (x: V, t: number, out: V) => {
-    await cond(x, t, out);
-    if (opts.scale === 1 || !guidanceActive(t, opts.interval)) return;
-    vu ??= ops.alloc(out);
-    await uncond(x, t, vu);
-    cfgCombine(ops, out, vu, opts.scale, out);
-  };
-  return Object.assign(fn, {
-    free() {
-      if (vu !== undefined) ops.free(vu);
-      vu = undefined;
-    },
-  });
 }

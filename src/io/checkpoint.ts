@@ -2,7 +2,7 @@
  * Model checkpoints: DiT state dicts (DiT names and shapes) to and from the flat parameter
  * buffer, config metadata, and atomic file writes. Deno file I/O lives here.
  */
-import { type DiTConfig, type PartialConfig, resolveConfig } from "../model/config.ts";
+import { CONFIG_KEYS, type DiTConfig, type PartialConfig, resolveConfig } from "../model/config.ts";
 import { paramLayout, paramSpecs, posEmbed } from "../model/params.ts";
 
 /** A named tensor as safetensors.ts encodes it. */
@@ -153,16 +153,8 @@ export function loadModelState(
   return flat;
 }
 
-const META_KEYS = [
-  "image_size",
-  "in_channels",
-  "patch_size",
-  "hidden_size",
-  "depth",
-  "num_heads",
-  "num_classes",
-  "t_scale",
-] as const;
+/** Config fields every checkpoint stores (mlp_ratio only when it differs from DiT's 4). */
+const META_KEYS = CONFIG_KEYS.filter((k) => k !== "mlp_ratio");
 
 /** Checkpoint metadata: {"config": JSON of the model config}. */
 export function configToMetadata(cfg: DiTConfig): Record<string, string> {

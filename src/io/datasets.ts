@@ -22,6 +22,14 @@ export interface LoadOptions {
   channels?: 1 | 3;
 }
 
+/**
+ * Training options a dataset implies unless the user sets them: CIFAR-10's natural images are
+ * flipped horizontally at random (as DiT trains ImageNet); the others are not.
+ */
+export function datasetTrainDefaults(name: string): { hflip: boolean } {
+  return { hflip: name === "cifar10" };
+}
+
 export const DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist";
 const FMNIST_FILES = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"] as const;
 

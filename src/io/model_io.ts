@@ -13,17 +13,20 @@ import {
 } from "./checkpoint.ts";
 import type { DiTConfig } from "../model/config.ts";
 import { paramLayout, paramSpecs } from "../model/params.ts";
-import { Model } from "../model/model.ts";
-import { Kernels } from "../gpu/kernels.ts";
-import { getGpu } from "../gpu/device.ts";
+import { defaultKernels, Model, type Precision, type WeightKind } from "../model/model.ts";
+import type { Kernels } from "../gpu/kernels.ts";
 import type { TrainerState } from "../train/trainer.ts";
 
 export const TRAIN_STATE_KEY = "flowgpu.train";
+/** Metadata key saying what the model tensors are: "raw" or "ema" (absent: raw). */
+export const WEIGHTS_KEY = "flowgpu.weights";
 
 /** Everything a training checkpoint holds. */
 export interface TrainingCheckpoint {
   cfg: DiTConfig;
   params: Float32Array;
+  /** What `params` are (an EMA model saved for inference holds EMA weights); default raw. */
+  kind?: WeightKind;
   ema?: Float32Array;
   m?: Float32Array;
   v?: Float32Array;
@@ -40,6 +43,7 @@ export function encodeCheckpoint(c: TrainingCheckpoint): Uint8Array {
   ];
   const meta: Record<string, string> = { ...configToMetadata(c.cfg) };
   if (c.state) meta[TRAIN_STATE_KEY] = JSON.stringify(c.state);
+  if (c.kind === "ema") meta[WEIGHTS_KEY] = "ema";
   return encodeSafetensors(tensors, meta);
 }
 
@@ -52,6 +56,7 @@ export function decodeCheckpoint(
   const cfg = configOverride ?? configFromMetadata(metadata ?? {});
   const has = (prefix: string) => [...tensors.keys()].some((n) => n.startsWith(prefix));
   const c: TrainingCheckpoint = { cfg, params: loadModelState(cfg, tensors) };
+  if (metadata?.[WEIGHTS_KEY] === "ema") c.kind = "ema";
   if (has("ema.")) c.ema = loadModelState(cfg, tensors, "ema.");
   if (has("opt.exp_avg.")) c.m = loadOptState(cfg, tensors, "opt.exp_avg.");
   if (has("opt.exp_avg_sq.")) c.v = loadOptState(cfg, tensors, "opt.exp_avg_sq.");
@@ -112,22 +117,37 @@ export async function readSource(source: string | URL | Uint8Array): Promise<Uin
   }
 }
 
-/**
- * Load a model for inference from a checkpoint (path, URL or bytes); config from its metadata
- * unless given. `ema: true` (the default when present) takes the EMA weights.
- */
-export async function loadModel(
-  source: string | URL | Uint8Array,
-  opts: { config?: DiTConfig; ema?: boolean } = {},
-): Promise<Model> {
-  const c = decodeCheckpoint(await readSource(source), opts.config);
-  const k = new Kernels(await getGpu());
-  const useEma = (opts.ema ?? true) && c.ema !== undefined;
-  return new Model(k, c.cfg, useEma ? c.ema : c.params);
+export interface LoadOptions {
+  /** Replaces the config stored in the checkpoint's metadata. */
+  config?: DiTConfig;
+  /** Take the EMA weights when the checkpoint has them (default true); `model.kind` tells. */
+  ema?: boolean;
+  precision?: Precision;
+  /** Kernels (pipeline cache) to share; default: the library's shared one. */
+  kernels?: Kernels;
 }
 
-/** Save a model's weights (DiT names, config metadata) atomically. */
+/** Load a model from a checkpoint (path, URL or bytes) for inference. */
+export async function loadModel(
+  source: string | URL | Uint8Array,
+  opts: LoadOptions = {},
+): Promise<Model> {
+  const c = decodeCheckpoint(await readSource(source), opts.config);
+  const k = opts.kernels ?? await defaultKernels();
+  const ema = (opts.ema ?? true) && c.ema !== undefined;
+  return new Model(k, c.cfg, {
+    weights: ema ? c.ema : c.params,
+    kind: ema ? "ema" : c.kind ?? "raw",
+    precision: opts.precision,
+  });
+}
+
+/**
+ * Save a model's weights (DiT names, config metadata) atomically: an inference checkpoint, which
+ * `loadModel` reads (an EMA model's weights are saved as the model's, marked EMA).
+ */
 export async function saveCheckpoint(model: Model, path: string): Promise<void> {
-  const bytes = encodeCheckpoint({ cfg: model.cfg, params: await model.weights() });
+  const params = await model.readWeights();
+  const bytes = encodeCheckpoint({ cfg: model.cfg, params, kind: model.kind });
   await writeFileAtomic(path, bytes);
 }

@@ -44,7 +44,8 @@ export const PRESETS: Readonly<
 /** What `resolveConfig` accepts: any fields, optionally on top of a named preset. */
 export type PartialConfig = Partial<DiTConfig> & { preset?: PresetName };
 
-const KEYS: (keyof DiTConfig)[] = [
+/** Every DiTConfig field, in checkpoint-metadata order. */
+export const CONFIG_KEYS: readonly (keyof DiTConfig)[] = [
   "image_size",
   "in_channels",
   "patch_size",
@@ -66,8 +67,8 @@ export function resolveConfig(partial: PartialConfig): DiTConfig {
     throw new Error("config: expected an object");
   }
   for (const k of Object.keys(partial)) {
-    if (k !== "preset" && !(KEYS as string[]).includes(k)) {
-      throw new Error(`config: unknown key "${k}" (known: preset, ${KEYS.join(", ")})`);
+    if (k !== "preset" && !(CONFIG_KEYS as readonly string[]).includes(k)) {
+      throw new Error(`config: unknown key "${k}" (known: preset, ${CONFIG_KEYS.join(", ")})`);
     }
   }
   let base: Partial<DiTConfig> = {};
@@ -80,9 +81,9 @@ export function resolveConfig(partial: PartialConfig): DiTConfig {
     base = { ...PRESETS[partial.preset] };
   }
   const merged: Partial<DiTConfig> = { patch_size: 2, t_scale: 1000, mlp_ratio: 4, ...base };
-  for (const k of KEYS) if (partial[k] !== undefined) merged[k] = partial[k];
+  for (const k of CONFIG_KEYS) if (partial[k] !== undefined) merged[k] = partial[k];
 
-  for (const k of KEYS) {
+  for (const k of CONFIG_KEYS) {
     if (merged[k] === undefined) {
       throw new Error(
         `config: missing ${k}` +

@@ -5,7 +5,8 @@
  */
 import { Layout } from "../gpu/arena.ts";
 import { type DiTConfig, mlpHidden, numTokens, patchDim } from "./config.ts";
-import { InitRng } from "./rng.ts";
+import { SeededRng } from "../rng.ts";
+import { FREQUENCY_EMBEDDING_SIZE } from "../ops/embed.ts";
 
 export interface ParamSpec {
   name: string;
@@ -31,7 +32,7 @@ export function paramSpecs(cfg: DiTConfig): ParamSpec[] {
   add("pos_embed", [1, T, D], false);
   add("x_embedder.proj.weight", [D, C, p, p]);
   add("x_embedder.proj.bias", [D]);
-  add("t_embedder.mlp.0.weight", [D, 256]);
+  add("t_embedder.mlp.0.weight", [D, FREQUENCY_EMBEDDING_SIZE]);
   add("t_embedder.mlp.0.bias", [D]);
   add("t_embedder.mlp.2.weight", [D, D]);
   add("t_embedder.mlp.2.bias", [D]);
@@ -126,12 +127,12 @@ export function initParams(cfg: DiTConfig, seed: number): Float32Array {
     const init = initKind(cfg, slot.name, slot.shape);
     if (init.kind === "pos_embed") view.set(posEmbed(cfg));
     else if (init.kind === "xavier") {
-      const rng = new InitRng(seed, slot.name);
+      const rng = SeededRng.stream(seed, slot.name);
       const a = Math.sqrt(6 / (init.fanIn + init.fanOut));
-      for (let i = 0; i < view.length; i++) view[i] = (2 * rng.uniform() - 1) * a;
+      for (let i = 0; i < view.length; i++) view[i] = (2 * rng.uniform53() - 1) * a;
     } else if (init.kind === "normal") {
-      const rng = new InitRng(seed, slot.name);
-      for (let i = 0; i < view.length; i++) view[i] = rng.normal() * init.std;
+      const normals = SeededRng.stream(seed, slot.name).normals53(new Float64Array(view.length));
+      for (let i = 0; i < view.length; i++) view[i] = normals[i] * init.std;
     }
   }
   return flat;

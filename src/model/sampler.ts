@@ -1,16 +1,15 @@
 /**
- * Sampling images from a DiT velocity model: the solvers of src/flow driven on GPU tensors, with
- * classifier-free guidance as one batched forward over [cond; null] halves. The state stays on the
- * GPU between steps; fixed-step solvers never read back until the end.
+ * Sampling images from a model: the solvers of src/flow driven on GPU tensors, with
+ * classifier-free guidance (flow/guidance.ts `cfgCombine`) over one batched forward of
+ * [cond; null] halves. The state stays on the GPU between steps; fixed-step solvers never read
+ * back until the end.
  */
-import type { Kernels, Tensor } from "../gpu/kernels.ts";
-import type { FlatBuffer } from "../gpu/arena.ts";
-import type { DiTConfig } from "./config.ts";
-import { DiTGraph } from "./dit.ts";
-import { GpuVecOps } from "../flow/vecops.ts";
-import { guidanceActive, type Method, sample, type SolveStats } from "../flow/sample.ts";
-import { cfgCombineForward } from "../ops/cfg.ts";
-import { mix32, SeededRng } from "../data/dataset.ts";
+import type { Tensor } from "../gpu/kernels.ts";
+import type { Model } from "./model.ts";
+import { GpuVecOps } from "../ops/vecops.ts";
+import { type Method, sample, type SolveStats } from "../flow/sample.ts";
+import { cfgCombine, guidanceActive } from "../flow/guidance.ts";
+import { mix32, SeededRng } from "../rng.ts";
 
 export interface GenerateOptions {
   /** One label per image (num_classes = unconditional/null; ignored for unconditional models). */
@@ -40,117 +39,91 @@ export function imageNoise(seed: number, index: number, size: number): Float32Ar
   return rng.normals(new Float32Array(size)) as Float32Array;
 }
 
-type Recorded = { graph: DiTGraph; forward: ReturnType<DiTGraph["forward"]> };
-
-/**
- * Recorded forward graphs per weight buffer, reused by later calls (a training run samples a grid
- * from its EMA buffer every few thousand steps: a new graph each time would leak its activations),
- * and the tail of that buffer's calls, so calls sharing the graphs run one after another.
- */
-const graphCache = new WeakMap<
-  FlatBuffer,
-  { graphs: Map<string, Recorded>; queue: Promise<unknown> }
->();
-
 /**
  * Generate images [N, C, H, W] (values near [-1, 1]) by integrating dx/dt = v(x, t, y) from
- * t=0 (noise) to t=1 (data) with the model whose weights are `params`.
+ * t=0 (noise) to t=1 (data) with `model`. Reuses the model's recorded graphs; calls on one model
+ * run one after another.
  */
 export function generateImages(
-  k: Kernels,
-  cfg: DiTConfig,
-  params: FlatBuffer,
+  model: Model,
   opts: GenerateOptions,
 ): Promise<{ images: Float32Array; nfe: number }> {
-  let entry = graphCache.get(params);
-  if (!entry) {
-    entry = { graphs: new Map(), queue: Promise.resolve() };
-    graphCache.set(params, entry);
+  const K = model.cfg.num_classes;
+  for (const l of Array.from(opts.labels)) {
+    if (K > 0 && !(Number.isInteger(l) && l >= 0 && l <= K)) {
+      throw new Error(`class label ${l} out of range 0..${K - 1} (${K} = unconditional)`);
+    }
   }
-  const graphs = entry.graphs;
-  const run = entry.queue.then(() => generateWith(k, cfg, params, opts, graphs));
-  entry.queue = run.catch(() => {});
-  return run;
+  return model.exclusive(() => generateWith(model, opts));
 }
 
 async function generateWith(
-  k: Kernels,
-  cfg: DiTConfig,
-  params: FlatBuffer,
+  model: Model,
   opts: GenerateOptions,
-  graphs: Map<string, Recorded>,
 ): Promise<{ images: Float32Array; nfe: number }> {
+  const { k, cfg } = model;
   const N = opts.labels.length;
   const per = cfg.in_channels * cfg.image_size ** 2;
   const K = cfg.num_classes;
   const scale = K > 0 ? opts.cfgScale ?? 1 : 1;
   const guided = scale !== 1;
   const batch = Math.max(1, Math.min(opts.batch ?? 64, N));
-  for (const l of Array.from(opts.labels)) {
-    if (K > 0 && !(Number.isInteger(l) && l >= 0 && l <= K)) {
-      throw new Error(`class label ${l} out of range 0..${K - 1} (${K} = unconditional)`);
-    }
-  }
   const images = new Float32Array(N * per);
   const ops = new GpuVecOps(k);
   let nfe = 0;
   try {
     for (let s = 0; s < N; s += batch) {
       const n = Math.min(batch, N - s);
-      const gb = guided ? 2 * n : n;
-      const key = `${gb} ${JSON.stringify(cfg)}`;
-      let g = graphs.get(key);
-      if (!g) {
-        const graph = new DiTGraph(k, cfg, params, gb);
-        g = { graph, forward: graph.forward() };
-        graphs.set(key, g);
-      }
-      const { graph, forward } = g;
-      const y = new Uint32Array(gb);
+      const graph = model.graph(guided ? 2 * n : n);
+      const forward = graph.forward();
+      const y = new Uint32Array(graph.B);
       for (let i = 0; i < n; i++) {
         y[i] = K > 0 ? opts.labels[s + i] : 0;
         if (guided) y[n + i] = K;
       }
       k.write(graph.y, y);
-      const x = k.tensor([n, cfg.in_channels, cfg.image_size, cfg.image_size], "sample.x");
+      const shape = [n, cfg.in_channels, cfg.image_size, cfg.image_size];
+      const x = k.tensor(shape, "sample.x");
       const noise = new Float32Array(n * per);
       for (let i = 0; i < n; i++) noise.set(imageNoise(opts.seed ?? 0, s + i, per), i * per);
       k.write(x, noise);
-      const combine = new Map<
-        Tensor,
-        {
-          guided: ReturnType<typeof cfgCombineForward>;
-          plain: ReturnType<typeof cfgCombineForward>;
-        }
-      >();
-      const tArr = new Float32Array(gb);
+      // v_c is the first half of the batched output; v_u (the null-label half) is copied out.
+      const vc: Tensor = { ...graph.out, length: n * per, shape };
+      const vu = guided ? ops.alloc(vc) : vc;
+      const bytes = n * per * 4;
+      const tArr = new Float32Array(graph.B);
       const velocity = (xv: Tensor, t: number, out: Tensor) => {
-        let c = combine.get(out);
-        if (!c) {
-          c = {
-            guided: cfgCombineForward(k, graph.out, out, scale),
-            plain: cfgCombineForward(k, graph.out, out, 1),
-          };
-          combine.set(out, c);
-        }
         tArr.fill(t);
         k.write(graph.t, tArr);
         const enc = k.device.createCommandEncoder();
-        enc.copyBufferToBuffer(xv.buffer, xv.offset, graph.x.buffer, graph.x.offset, n * per * 4);
+        enc.copyBufferToBuffer(xv.buffer, xv.offset, graph.x.buffer, graph.x.offset, bytes);
         if (guided) {
           enc.copyBufferToBuffer(
             xv.buffer,
             xv.offset,
             graph.x.buffer,
-            graph.x.offset + n * per * 4,
-            n * per * 4,
+            graph.x.offset + bytes,
+            bytes,
           );
         }
-        k.encode(enc, [
-          ...forward,
-          guided && guidanceActive(t, opts.guidanceInterval) ? c.guided : c.plain,
-        ]);
+        k.encode(enc, forward);
+        if (guided) {
+          enc.copyBufferToBuffer(
+            graph.out.buffer,
+            graph.out.offset + bytes,
+            vu.buffer,
+            vu.offset,
+            bytes,
+          );
+        }
         k.device.queue.submit([enc.finish()]);
+        cfgCombine(
+          ops,
+          vc,
+          vu,
+          guided && guidanceActive(t, opts.guidanceInterval) ? scale : 1,
+          out,
+        );
       };
       const stats: SolveStats = await sample(ops, velocity, x, {
         method: opts.method,
@@ -162,6 +135,7 @@ async function generateWith(
       nfe += stats.nfe;
       images.set(await k.read(x), s * per);
       x.buffer.destroy();
+      if (guided) ops.free(vu);
       opts.onProgress?.(s + n, N);
     }
   } finally {

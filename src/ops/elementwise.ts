@@ -1,33 +1,32 @@
 /** Pointwise activations (SiLU, GELU-tanh), forward and backward. */
 import type { Dispatch, Kernels, Tensor } from "../gpu/kernels.ts";
-import code from "../../shaders/elementwise.wgsl" with { type: "text" };
+import { groupsFor, sameLength, shader } from "./common.ts";
+import source from "../../shaders/elementwise.wgsl" with { type: "text" };
 
-function check(name: string, ...ts: Tensor[]): number {
-  const n = ts[0].length;
-  for (const t of ts) if (t.length !== n) throw new Error(`${name}: tensor lengths differ`);
-  return n;
+const code = shader(source);
+
+/** One thread per element: bindings (uniform n, ...reads, write). */
+function pointwise(k: Kernels, entry: string, ts: Tensor[]): Dispatch[] {
+  const n = sameLength(entry, ...ts);
+  return [k.dispatch(code, entry, [k.uniform([n]), ...ts], groupsFor(n))];
 }
 
 /** y = x·sigmoid(x). */
-export function siluForward(k: Kernels, x: Tensor, y: Tensor): Dispatch {
-  const n = check("silu", x, y);
-  return k.dispatch(code, "silu_fwd", [x, y, k.uniform([n])], Math.ceil(n / 256));
+export function siluForward(k: Kernels, x: Tensor, y: Tensor): Dispatch[] {
+  return pointwise(k, "silu_fwd", [x, y]);
 }
 
 /** dx = dy·silu'(x). */
-export function siluBackward(k: Kernels, x: Tensor, dy: Tensor, dx: Tensor): Dispatch {
-  const n = check("silu", x, dy, dx);
-  return k.dispatch(code, "silu_bwd", [x, dx, k.uniform([n]), dy], Math.ceil(n / 256));
+export function siluBackward(k: Kernels, x: Tensor, dy: Tensor, dx: Tensor): Dispatch[] {
+  return pointwise(k, "silu_bwd", [x, dy, dx]);
 }
 
 /** y = GELU(x), tanh approximation (PyTorch `approximate="tanh"`). */
-export function geluForward(k: Kernels, x: Tensor, y: Tensor): Dispatch {
-  const n = check("gelu", x, y);
-  return k.dispatch(code, "gelu_fwd", [x, y, k.uniform([n])], Math.ceil(n / 256));
+export function geluForward(k: Kernels, x: Tensor, y: Tensor): Dispatch[] {
+  return pointwise(k, "gelu_fwd", [x, y]);
 }
 
 /** dx = dy·GELU'(x). */
-export function geluBackward(k: Kernels, x: Tensor, dy: Tensor, dx: Tensor): Dispatch {
-  const n = check("gelu", x, dy, dx);
-  return k.dispatch(code, "gelu_bwd", [x, dx, k.uniform([n]), dy], Math.ceil(n / 256));
+export function geluBackward(k: Kernels, x: Tensor, dy: Tensor, dx: Tensor): Dispatch[] {
+  return pointwise(k, "gelu_bwd", [x, dy, dx]);
 }

@@ -4,7 +4,10 @@
  * modulation tensor mod [B, nChunks·D] (chunk i is columns i·D .. i·D+D−1).
  */
 import { type Dispatch, f32, type Kernels, type Tensor } from "../gpu/kernels.ts";
-import code from "../../shaders/norm.wgsl" with { type: "text" };
+import { sameLength, shader } from "./common.ts";
+import source from "../../shaders/norm.wgsl" with { type: "text" };
+
+const code = shader(source);
 
 export const LN_EPS = 1e-6;
 
@@ -52,12 +55,6 @@ function uniform(
   ]);
 }
 
-function sameLength(name: string, a: Tensor, ...ts: Tensor[]): void {
-  for (const t of ts) {
-    if (t.length !== a.length) throw new Error(`${name}: tensor lengths differ`);
-  }
-}
-
 /**
  * y = LN(x)·(1 + mod[:, scaleChunk]) + mod[:, shiftChunk]; x, y [B, T, D]; mod [B, nChunks·D];
  * stats [B·T·2] receives each row's mean and rstd for the backward.
@@ -75,7 +72,7 @@ export function layerNormModulateForward(
   sameLength("layerNormModulate", x, y);
   if (stats.length !== d.B * d.T * 2) throw new Error("layerNormModulate: stats must be [B·T·2]");
   const u = uniform(k, d, shiftChunk, scaleChunk, false);
-  return [k.dispatch(code, "ln_mod_fwd", [x, stats, y, u, mod], d.B * d.T)];
+  return [k.dispatch(code, "ln_mod_fwd", [u, x, mod, y, stats], d.B * d.T)];
 }
 
 /**
@@ -101,7 +98,7 @@ export function layerNormModulateBackward(
   if (shiftChunk === scaleChunk) throw new Error("layerNormModulateBackward: shift = scale chunk");
   const u = uniform(k, d, shiftChunk, scaleChunk, opts.accumulate ?? false);
   return [
-    k.dispatch(code, "ln_mod_bwd_dx", [x, stats, dx, u, dy, mod], d.B * d.T),
-    k.dispatch(code, "ln_mod_bwd_dmod", [x, stats, dmod, u, dy], d.B * Math.ceil(d.D / 64)),
+    k.dispatch(code, "ln_mod_bwd_dx", [u, x, stats, dy, mod, dx], d.B * d.T),
+    k.dispatch(code, "ln_mod_bwd_dmod", [u, x, stats, dy, dmod], d.B * Math.ceil(d.D / 64)),
   ];
 }

@@ -1,11 +1,14 @@
 /**
- * Optimizer ops over flat buffers (`FlatBuffer.all()`): the global gradient norm, one fused
- * AdamW step with gradient-norm clipping (and optionally the EMA update), and a standalone EMA
- * update. Per-step scalars live in a uniform buffer the trainer rewrites each step.
+ * Optimizer ops over flat buffers (`FlatBuffer.all()`): the global gradient norm and one fused
+ * AdamW step with gradient-norm clipping, optionally fused with the EMA update. Per-step scalars
+ * live in a uniform buffer the trainer rewrites each step.
  */
 import type { Dispatch, Kernels, Tensor } from "../gpu/kernels.ts";
-import code from "../../shaders/optim.wgsl" with { type: "text" };
+import { groupsFor, sameLength, shader } from "./common.ts";
 import { sumSquares } from "./reduce.ts";
+import source from "../../shaders/optim.wgsl" with { type: "text" };
+
+const code = shader(source);
 
 /** Per-step optimizer settings (PyTorch AdamW + clip_grad_norm_ + EMA). */
 export interface AdamwHyper {
@@ -66,12 +69,6 @@ export function writeAdamwHyper(k: Kernels, buf: GPUBuffer, h: AdamwHyper): void
   k.device.queue.writeBuffer(buf, 0, adamwHyperValues(h));
 }
 
-function same(name: string, ...ts: Tensor[]): number {
-  const n = ts[0].length;
-  for (const t of ts) if (t.length !== n) throw new Error(`${name}: tensor lengths differ`);
-  return n;
-}
-
 /**
  * normOut [1] = sqrt(Σ grads²) by a fixed two-stage tree (partial sums scratch allocated here).
  * Padding of a flat buffer must be zero (it is unless written).
@@ -97,22 +94,12 @@ export function adamwStep(
   norm: Tensor,
   hyper: GPUBuffer,
   ema?: Tensor,
-): Dispatch {
-  const n = ema ? same("adamw", params, grads, m, v, ema) : same("adamw", params, grads, m, v);
-  const u = k.uniform([n, 0, 0]);
-  const bindings = [u, grads, params, hyper, m, v, norm];
-  return ema
-    ? k.dispatch(code, "adamw_ema", [...bindings, ema], Math.ceil(n / 256))
-    : k.dispatch(code, "adamw", bindings, Math.ceil(n / 256));
-}
-
-/** ema ← d·ema + (1 − d)·params with d = the hyper buffer's emaDecay. */
-export function emaUpdate(k: Kernels, ema: Tensor, params: Tensor, hyper: GPUBuffer): Dispatch {
-  const n = same("ema", ema, params);
-  return k.dispatch(
-    code,
-    "ema_update",
-    [k.uniform([n, 0, 0]), params, ema, hyper],
-    Math.ceil(n / 256),
-  );
+): Dispatch[] {
+  const n = sameLength("adamw", params, grads, m, v, ...(ema ? [ema] : []));
+  const bindings = [k.uniform([n, 0, 0]), hyper, grads, norm, params, m, v];
+  return [
+    ema
+      ? k.dispatch(code, "adamw_ema", [...bindings, ema], groupsFor(n))
+      : k.dispatch(code, "adamw", bindings, groupsFor(n)),
+  ];
 }

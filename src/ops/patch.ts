@@ -3,7 +3,10 @@
  * embedding add, and DiT's unpatchify, with their backward permutations.
  */
 import type { Dispatch, Kernels, Tensor } from "../gpu/kernels.ts";
-import code from "../../shaders/patch.wgsl" with { type: "text" };
+import { groupsFor, shader } from "./common.ts";
+import source from "../../shaders/patch.wgsl" with { type: "text" };
+
+const code = shader(source);
 
 const size = (s: number[]) => s.reduce((a, b) => a * b, 1);
 
@@ -27,9 +30,9 @@ function move(
   dst: Tensor,
   dims: [number, number, number, number],
   p: number,
-): Dispatch {
+): Dispatch[] {
   const n = dst.length;
-  return k.dispatch(code, entry, [src, dst, k.uniform([n, ...dims, p])], Math.ceil(n / 256));
+  return [k.dispatch(code, entry, [k.uniform([n, ...dims, p]), src, dst], groupsFor(n))];
 }
 
 /**
@@ -37,29 +40,29 @@ function move(
  * columns ordered (c, kh, kw) so cols·Wᵀ with the conv weight [D,C,p,p] viewed as [D, C·p·p]
  * is the stride-p Conv2d.
  */
-export function im2colForward(k: Kernels, img: Tensor, cols: Tensor, p: number): Dispatch {
+export function im2colForward(k: Kernels, img: Tensor, cols: Tensor, p: number): Dispatch[] {
   const dims = imageDims("im2col", img, p);
   expect("im2col", cols, img.length, "cols");
   return move(k, "im2col_fwd", img, cols, dims, p);
 }
 
 /**
- * dimg [B,C,H,W] from dcols [B*T, C·p·p] (written, not accumulated). The image shape is taken
- * from `dimg.shape`.
+ * dimg [B,C,H,W] from dcols [B*T, C·p·p] (col2im; written, not accumulated). The image shape is
+ * taken from `dimg.shape`. Not used by DiT (x is data); kept for the convolutional models.
  */
-export function im2colBackward(k: Kernels, dcols: Tensor, dimg: Tensor, p: number): Dispatch {
+export function im2colBackward(k: Kernels, dcols: Tensor, dimg: Tensor, p: number): Dispatch[] {
   const dims = imageDims("im2col backward", dimg, p);
   expect("im2col backward", dcols, dimg.length, "dcols");
   return move(k, "im2col_bwd", dcols, dimg, dims, p);
 }
 
 /** h [B*T, D] += pos [T, D] (in place, broadcast over B). Its backward is the identity. */
-export function addPosEmbedForward(k: Kernels, h: Tensor, pos: Tensor): Dispatch {
+export function addPosEmbedForward(k: Kernels, h: Tensor, pos: Tensor): Dispatch[] {
   const n = h.length, td = pos.length;
   if (td === 0 || n % td !== 0) {
     throw new Error(`addPosEmbed: h has ${n} elements, not a multiple of pos's ${td}`);
   }
-  return k.dispatch(code, "add_pos", [pos, h, k.uniform([n, 0, td, 0, 0, 0])], Math.ceil(n / 256));
+  return [k.dispatch(code, "add_pos", [k.uniform([n, 0, td, 0, 0, 0]), pos, h], groupsFor(n))];
 }
 
 /**
@@ -72,7 +75,7 @@ export function unpatchifyForward(
   img: Tensor,
   p: number,
   C: number,
-): Dispatch {
+): Dispatch[] {
   const dims = imageDims("unpatchify", img, p);
   if (dims[1] !== C) throw new Error(`unpatchify: image has ${dims[1]} channels, C = ${C}`);
   expect("unpatchify", o, img.length, "o");
@@ -83,7 +86,7 @@ export function unpatchifyForward(
  * do [B*T, p·p·C] from dimg [B,C,H,W] (written, not accumulated). Shapes come from
  * `dimg.shape` [B,C,H,W] and `do_.shape` [B*T, p·p·C] (p = sqrt(cols / C)).
  */
-export function unpatchifyBackward(k: Kernels, dimg: Tensor, do_: Tensor): Dispatch {
+export function unpatchifyBackward(k: Kernels, dimg: Tensor, do_: Tensor): Dispatch[] {
   if (dimg.shape.length !== 4 || do_.shape.length !== 2) {
     throw new Error("unpatchify backward: want dimg [B,C,H,W] and do [B*T, p*p*C]");
   }

@@ -3,7 +3,10 @@
  * `gateChunk` of the modulation tensor mod [B, nChunks·D] (columns gateChunk·D .. +D−1).
  */
 import type { Dispatch, Kernels, Tensor } from "../gpu/kernels.ts";
-import code from "../../shaders/residual.wgsl" with { type: "text" };
+import { groupsFor, sameLength, shader } from "./common.ts";
+import source from "../../shaders/residual.wgsl" with { type: "text" };
+
+const code = shader(source);
 
 function params(name: string, k: Kernels, y: Tensor, mod: Tensor, gateChunk: number) {
   if (y.shape.length !== 3) throw new Error(`${name}: y must be [B, T, D], got [${y.shape}]`);
@@ -20,12 +23,6 @@ function params(name: string, k: Kernels, y: Tensor, mod: Tensor, gateChunk: num
   return { n: B * T * D, wgDmod: B * dGroups, u };
 }
 
-function sameLength(name: string, a: Tensor, ...ts: Tensor[]): void {
-  for (const t of ts) {
-    if (t.length !== a.length) throw new Error(`${name}: tensor lengths differ`);
-  }
-}
-
 /** out = x + mod[:, gateChunk]·y; x, y, out [B, T, D]. */
 export function gateResidualForward(
   k: Kernels,
@@ -37,7 +34,7 @@ export function gateResidualForward(
 ): Dispatch[] {
   sameLength("gateResidual", y, x, out);
   const { n, u } = params("gateResidual", k, y, mod, gateChunk);
-  return [k.dispatch(code, "gate_fwd", [x, y, out, u, mod], Math.ceil(n / 256))];
+  return [k.dispatch(code, "gate_fwd", [u, x, y, mod, out], groupsFor(n))];
 }
 
 /**
@@ -57,7 +54,7 @@ export function gateResidualBackward(
   sameLength("gateResidualBackward", mod, dmod);
   const { n, wgDmod, u } = params("gateResidualBackward", k, y, mod, gateChunk);
   return [
-    k.dispatch(code, "gate_bwd_dy", [dout, mod, dy, u], Math.ceil(n / 256)),
-    k.dispatch(code, "gate_bwd_dmod", [dout, y, dmod, u], wgDmod),
+    k.dispatch(code, "gate_bwd_dy", [u, dout, mod, dy], groupsFor(n)),
+    k.dispatch(code, "gate_bwd_dmod", [u, dout, y, dmod], wgDmod),
   ];
 }

@@ -32,6 +32,8 @@ export interface TrainOptions {
   seed: number;
   dataset: string;
   data?: string;
+  /** Flip training images horizontally at random (default false; cifar10 turns it on). */
+  hflip?: boolean;
   out: string;
   name?: string;
   log_every: number;
@@ -119,6 +121,7 @@ export const OPTION_HELP: Record<keyof TrainOptions, string> = {
     "fashion-mnist (--data DIR, else Debian's dataset-fashion-mnist, else the embedded subset), default (the embedded subset), cifar10, or folder",
   data:
     "dataset directory (fashion-mnist: the IDX .gz files; cifar10: the .bin batches; folder: class subfolders)",
+  hflip: "random horizontal flips of training images (default: on for cifar10, else off)",
   out: "parent directory of run directories",
   name: "run name (default: a timestamp)",
   log_every: "steps between log lines and metrics rows",

@@ -7,7 +7,6 @@
 import type { Dispatch, Kernels, Tensor } from "../gpu/kernels.ts";
 import { FlatBuffer } from "../gpu/arena.ts";
 import type { DiTConfig } from "../model/config.ts";
-import { initParams } from "../model/params.ts";
 import { Model, trainableView } from "../model/model.ts";
 import type { DiTGraph } from "../model/dit.ts";
 import { flowTargetForward, mseBackward, mseForward } from "../ops/loss.ts";
@@ -39,11 +38,13 @@ interface Pending {
 }
 
 export class Trainer {
-  readonly model: Model;
+  readonly k: Kernels;
+  readonly cfg: DiTConfig;
+  /** The EMA of the model's weights (what sample grids and checkpoints' `ema.*` use). */
+  readonly ema: Model;
   readonly grads: FlatBuffer;
   readonly m: FlatBuffer;
   readonly v: FlatBuffer;
-  readonly ema: FlatBuffer;
   readonly batcher: Batcher;
   readonly path: FlowPath;
   readonly B: number;
@@ -66,22 +67,28 @@ export class Trainer {
   private requested = 0;
   private ready: StepMetrics[] = [];
 
+  /**
+   * Train `model` (raw weights, e.g. `createModel(cfg, { seed })`) on `dataset`; the EMA starts
+   * as a copy of the model's weights. Images are flipped horizontally only with `opts.hflip`.
+   */
   constructor(
-    readonly k: Kernels,
-    readonly cfg: DiTConfig,
+    /** The trained model (raw weights). */
+    readonly model: Model,
     readonly opts: TrainOptions,
     readonly dataset: Dataset,
   ) {
+    const k = this.k = model.k, cfg = this.cfg = model.cfg;
+    if (model.kind !== "raw") throw new Error("trainer: train a model of raw weights, not EMA");
     this.B = opts.batch_size;
-    const init = initParams(cfg, opts.seed);
-    this.model = new Model(k, cfg, init);
-    const layout = this.model.layout;
+    const layout = model.layout;
     this.grads = new FlatBuffer(k.device, layout, "grads");
     this.m = new FlatBuffer(k.device, layout, "adam.m");
     this.v = new FlatBuffer(k.device, layout, "adam.v");
-    this.ema = new FlatBuffer(k.device, layout, "ema");
-    k.write(this.ema.all(), init);
-    this.batcher = new Batcher(dataset, { seed: opts.seed, flip: opts.dataset === "cifar10" });
+    this.ema = new Model(k, cfg, { kind: "ema" });
+    const enc = k.device.createCommandEncoder();
+    enc.copyBufferToBuffer(model.params.buffer, 0, this.ema.params.buffer, 0, layout.total * 4);
+    k.device.queue.submit([enc.finish()]);
+    this.batcher = new Batcher(dataset, { seed: opts.seed, flip: opts.hflip ?? false });
     this.path = new FlowPath(opts.seed ^ 0x51f15e, {
       numClasses: cfg.num_classes,
       labelDropout: cfg.num_classes > 0 ? opts.label_dropout : 0,
@@ -90,8 +97,7 @@ export class Trainer {
         : { kind: "uniform" },
     });
 
-    const { graph, forward } = this.model.graph(this.B);
-    this.graph = graph;
+    const graph = this.graph = model.graph(this.B);
     const img = [this.B, cfg.in_channels, cfg.image_size, cfg.image_size];
     this.x1 = k.tensor(img, "x1");
     this.x0 = k.tensor(img, "x0");
@@ -104,21 +110,21 @@ export class Trainer {
     this.ring = k.tensor([this.ringSize * 2], "metrics");
     const tv = (b: FlatBuffer) => trainableView(cfg, layout, b);
     this.dispatches = [
-      flowTargetForward(k, this.x1, this.x0, graph.t, graph.x, this.target),
-      ...forward,
+      ...flowTargetForward(k, this.x1, this.x0, graph.t, graph.x, this.target),
+      ...graph.forward(),
       ...mseForward(k, graph.out, this.target, this.loss),
-      mseBackward(k, graph.out, this.target, this.dOut),
+      ...mseBackward(k, graph.out, this.target, this.dOut),
       ...graph.backward(this.dOut, this.grads),
       ...gradNormForward(k, tv(this.grads), this.gnorm),
-      adamwStep(
+      ...adamwStep(
         k,
-        tv(this.model.params),
+        tv(model.params),
         tv(this.grads),
         tv(this.m),
         tv(this.v),
         this.gnorm,
         this.hyper,
-        tv(this.ema),
+        tv(this.ema.params),
       ),
     ];
   }
@@ -237,7 +243,7 @@ export class Trainer {
     { params: Float32Array; ema: Float32Array; m: Float32Array; v: Float32Array }
   > {
     const [params, ema, m, v] = await Promise.all(
-      [this.model.params, this.ema, this.m, this.v].map((b) => this.k.read(b.all())),
+      [this.model.params, this.ema.params, this.m, this.v].map((b) => this.k.read(b.all())),
     );
     return { params, ema, m, v };
   }
@@ -248,7 +254,7 @@ export class Trainer {
     state: TrainerState,
   ): void {
     this.k.write(this.model.params.all(), bufs.params);
-    this.k.write(this.ema.all(), bufs.ema);
+    this.k.write(this.ema.params.all(), bufs.ema);
     this.k.write(this.m.all(), bufs.m);
     this.k.write(this.v.all(), bufs.v);
     this.step = state.step;

@@ -17,20 +17,6 @@ export function timestepEmbedding(t: F64, tScale: number): F64 {
   return out;
 }
 
-export function timestepEmbeddingBackward(t: F64, dout: F64, tScale: number): F64 {
-  const dt = new Float64Array(t.length);
-  for (let b = 0; b < t.length; b++) {
-    let s = 0;
-    for (let i = 0; i < HALF; i++) {
-      const w = tScale * freq(i), arg = w * t[b];
-      s += -Math.sin(arg) * w * dout[b * 2 * HALF + i] +
-        Math.cos(arg) * w * dout[b * 2 * HALF + HALF + i];
-    }
-    dt[b] = s;
-  }
-  return dt;
-}
-
 /** out [B, D] = table[labels[b]]. */
 export function labelEmbed(table: F64, labels: F64, D: number): F64 {
   const out = new Float64Array(labels.length * D);
