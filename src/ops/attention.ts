@@ -54,10 +54,20 @@ export interface AttentionOptions {
  * Default tiles, first that fits the head size and the device's workgroup memory wins. Update
  * from `deno run -A tasks/attention_bench.ts` (its last lines print these lists).
  */
-export const ATTENTION_DEFAULTS: Record<"fwd" | "dq" | "dkv", AttentionTiles[]> = {
-  fwd: [{ rows: 32, keys: 32, threads: 64 }, { rows: 16, keys: 16, threads: 32 }],
-  dq: [{ rows: 32, keys: 32, threads: 64 }, { rows: 16, keys: 16, threads: 32 }],
-  dkv: [{ rows: 32, keys: 32, threads: 64 }, { rows: 16, keys: 16, threads: 32 }],
+export const ATTENTION_DEFAULTS: Record<
+  "f32" | "f16",
+  Record<"fwd" | "dq" | "dkv", AttentionTiles[]>
+> = {
+  f32: {
+    fwd: [{ rows: 32, keys: 32, threads: 64 }],
+    dq: [{ rows: 32, keys: 32, threads: 64 }, { rows: 32, keys: 16, threads: 32 }],
+    dkv: [{ rows: 32, keys: 32, threads: 64 }, { rows: 16, keys: 32, threads: 64 }],
+  },
+  f16: {
+    fwd: [{ rows: 32, keys: 32, threads: 64 }],
+    dq: [{ rows: 32, keys: 32, threads: 64 }],
+    dkv: [{ rows: 32, keys: 32, threads: 64 }],
+  },
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -199,9 +209,11 @@ const divisors = (n: number) =>
 
 /**
  * Thread layout of a kernel for head size dh, or an error message. Phase 1 (the score block
- * S = Q·Kᵀ, and dP = dO·Vᵀ in the backward): each thread owns a block of A row-quads × B columns
- * (fwd/dq: 4·A query rows × B keys; dkv: A query rows × 4·B keys). Phase 2 (the product with P or
- * dS): 4·C rows × E vec4 slots of dh. The split that loads the fewest tile values per product wins.
+ * S = Q·Kᵀ, and dP = dO·Vᵀ in the backward): each thread owns a block of A quads of the owned side
+ * × B of the streamed side (fwd/dq: 4·A query rows × B keys; dkv: 4·A keys × B query rows).
+ * Phase 2 (the product with P or dS): 4·C owned rows × E vec4 slots of dh. Among the splits that
+ * keep each phase's f32 accumulators within 64 registers (if any do), the one that loads the
+ * fewest tile values per product wins.
  */
 export function attentionLayout(
   kernel: "fwd" | "dq" | "dkv",
@@ -222,31 +234,34 @@ export function attentionLayout(
   }
   const N4 = own / 4;
   // Phase 1: A quads of the owned side and B of the streamed side per thread.
-  let best1: [number, number, number, number] | null = null; // A, B, nA, cost
+  // Cost: [accumulators over 16 vec4, tile loads per product]; lexicographic.
+  const better = (a: number[], b: number[] | undefined) =>
+    !b || a[0] < b[0] || (a[0] === b[0] && a[1] < b[1]);
+  let best1: [number, number, number] | null = null, cost1: number[] | undefined; // A, B, nA
   for (const A of divisors(N4)) {
     if (quads && quads[0] !== A) continue;
     const nA = N4 / A;
     if (NT % nA !== 0 || tile % (NT / nA) !== 0) continue;
     const B = tile / (NT / nA);
-    // fwd/dq: per d4 step, B row loads (splat side) + 4·A transposed loads for 4·A·B products.
-    const cost = (B + 4 * A) / (A * B);
-    if (!best1 || cost < best1[3]) best1 = [A, B, nA, cost];
+    // Per d4 step, B streamed-row loads (the splat side) + 4·A transposed loads for 4·A·B
+    // products (twice each in the backward: S and dP).
+    const cost = [Math.max(0, A * B * (kernel === "fwd" ? 1 : 2) - 16), (B + 4 * A) / (A * B)];
+    if (better(cost, cost1)) [best1, cost1] = [[A, B, nA], cost];
   }
-  let best2: [number, number, number, number] | null = null; // C, E, nC, cost
+  let best2: [number, number, number] | null = null, cost2: number[] | undefined; // C, E, nC
   for (const C of divisors(N4)) {
     if (quads && quads[1] !== C) continue;
     const nC = N4 / C;
     if (NT % nC !== 0 || DH4 % (NT / nC) !== 0) continue;
     const E = DH4 / (NT / nC);
-    const cost = (C + E) / (C * E);
-    if (!best2 || cost < best2[3]) best2 = [C, E, nC, cost];
+    const cost = [Math.max(0, 4 * C * E * (kernel === "dkv" ? 2 : 1) - 16), (C + E) / (C * E)];
+    if (better(cost, cost2)) [best2, cost2] = [[C, E, nC], cost];
   }
   if (!best1 || !best2) {
     if (quads) return `${what}: quads [${quads}] give no thread layout`;
-    return `${what}: no thread layout (threads must be a multiple of ${
-      kernel === "dkv" ? "keys" : "rows"
-    }/4 ` +
-      `divisors that split ${kernel === "dkv" ? "rows" : "keys"} and dh/4 = ${DH4} evenly)`;
+    const o = kernel === "dkv" ? "keys" : "rows", t = kernel === "dkv" ? "rows" : "keys";
+    return `${what}: no thread layout (threads must be (a divisor of ${o}/4) × (a divisor of ` +
+      `${t}) and also (a divisor of ${o}/4) × (a divisor of dh/4 = ${DH4}))`;
   }
   const [A, B, nA] = best1, [C, E, nC] = best2;
   const eb = f16 ? 2 : 4, v4 = 4 * eb, DH4P = DH4 | 1;
@@ -295,7 +310,7 @@ function pickLayout(
       ? { rows: 4 * g, keys: own, threads: n * g }
       : { rows: own, keys: 4 * g, threads: n * g }
   );
-  for (const t of [...ATTENTION_DEFAULTS[kernel], ...fallback]) {
+  for (const t of [...ATTENTION_DEFAULTS[f16 ? "f16" : "f32"][kernel], ...fallback]) {
     const l = attentionLayout(kernel, t, dh, f16);
     if (typeof l !== "string" && l.bytes <= limit) return l;
   }
