@@ -27,7 +27,42 @@ export function getGpu(): Promise<Gpu> {
   return cached;
 }
 
+/**
+ * Deno on Linux: the Vulkan loader's Wayland probe prints "error: XDG_RUNTIME_DIR is invalid or not
+ * set" twice to stderr when the variable is missing or not an absolute path (a root shell, a
+ * container, a CI job). Point it at a private temporary directory (removed at exit) before the
+ * adapter is requested. Does nothing in a browser, on other systems, or without env permission.
+ */
+function ensureRuntimeDir(): void {
+  const deno = (globalThis as {
+    Deno?: {
+      build: { os: string };
+      env: { get(k: string): string | undefined; set(k: string, v: string): void };
+      statSync(p: string): { isDirectory: boolean };
+      makeTempDirSync(o: { prefix: string }): string;
+      removeSync(p: string, o: { recursive: boolean }): void;
+    };
+  }).Deno;
+  if (!deno || deno.build.os === "windows" || deno.build.os === "darwin") return;
+  try {
+    const cur = deno.env.get("XDG_RUNTIME_DIR");
+    if (cur?.startsWith("/")) {
+      try {
+        if (deno.statSync(cur).isDirectory) return;
+      } catch { /* missing: replace it */ }
+    }
+    const dir = deno.makeTempDirSync({ prefix: "flowgpu-xdg-" }); // mode 0700
+    deno.env.set("XDG_RUNTIME_DIR", dir);
+    globalThis.addEventListener?.("unload", () => {
+      try {
+        deno.removeSync(dir, { recursive: true });
+      } catch { /* already gone */ }
+    });
+  } catch { /* no env or write permission: leave the environment alone */ }
+}
+
 async function acquire(): Promise<Gpu> {
+  ensureRuntimeDir();
   const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
   if (!nav?.gpu) throw new Error(`WebGPU is not available (no navigator.gpu): ${FIX}`);
   const adapter = await nav.gpu.requestAdapter({ powerPreference: "high-performance" });
