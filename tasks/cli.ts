@@ -32,8 +32,8 @@ function check(label: string, name: string, raw: unknown, spec: OptionSpec) {
 
 /**
  * Parse `args` against `table`. A flag taking a value takes the next argument, also when that is
- * a negative number (`--steps -5`); `--flag=value` works too. Returns the given values only, by
- * canonical name; `help: true` for --help/-h.
+ * a negative number (`--steps -5`); `--flag=value` works too; a later flag overrides an earlier
+ * one. Returns the given values only, by canonical name; `help: true` for --help/-h.
  */
 export function parseFlags(
   args: string[],
@@ -69,7 +69,6 @@ export function parseFlags(
       raw = next;
       i++;
     }
-    if (Object.hasOwn(values, name)) throw new UsageError(`${flag} is given twice`);
     values[name] = check(flag, name, raw, spec);
   }
   return { values, help };

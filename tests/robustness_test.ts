@@ -113,7 +113,6 @@ Deno.test("bad input: one line, exit 2, nothing written, no GPU started", async 
     ["train", ["--preset", "XL"], /--preset must be one of tiny, small, S, B, L, got 'XL'/],
     ["train", ["--bogus"], /unknown option '--bogus'/],
     ["train", ["--steps"], /--steps needs a value/],
-    ["train", ["--lr", "1e-3", "--lr", "2e-3"], /--lr is given twice/],
     ["train", ["stray"], /unexpected argument 'stray'/],
     ["train", ["--name", "../escape"], /--name must be a folder name/],
     // train: places and files, named in the message
