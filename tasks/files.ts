@@ -36,6 +36,18 @@ export function exitNow(code: number): never {
   Deno.exit(code);
 }
 
+/**
+ * Exit at SIGINT (130) or SIGTERM (143) after the exit hooks, so an interrupted write leaves no
+ * temporary file (for tasks with nothing else to save).
+ */
+export function exitOnSignals(): void {
+  const codes = { SIGINT: 130, SIGTERM: 143 } as const;
+  for (const [name, code] of Object.entries(codes)) {
+    if (name === "SIGTERM" && Deno.build.os === "windows") continue;
+    Deno.addSignalListener(name as Deno.Signal, () => exitNow(code));
+  }
+}
+
 /** An OS error's reason without Deno's "(os error N): open '<path>'" tail. */
 export function reason(e: unknown): string {
   if (e instanceof Deno.errors.NotFound) return "no such file or directory";

@@ -13,7 +13,13 @@ import {
   SeededRng,
 } from "../mod.ts";
 import { helpText, parseFlags, runMain, UsageError } from "./cli.ts";
-import { checkWritableDir, checkWritableFile, firstFreeName, writeFileAtomic } from "./files.ts";
+import {
+  checkWritableDir,
+  checkWritableFile,
+  exitOnSignals,
+  firstFreeName,
+  writeFileAtomic,
+} from "./files.ts";
 import { Progress } from "./progress.ts";
 import { readCheckpoint, uploadWeights } from "./sampling.ts";
 
@@ -196,6 +202,7 @@ async function main(): Promise<number> {
   const { labels, rows, cols } = plan(o, K);
   const interval = o.guidance_interval?.split(",").map(Number) as [number, number] | undefined;
   const out = await outputPath(o);
+  exitOnSignals();
 
   const gpu = await getGpu();
   const k = new Kernels(gpu);

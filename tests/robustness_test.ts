@@ -13,6 +13,7 @@ import {
   paramLayout,
   resolveConfig,
 } from "../mod.ts";
+import { openNewRun } from "../tasks/run_dir.ts";
 import {
   assert,
   expectOk,
@@ -357,4 +358,25 @@ Deno.test("bench on this adapter: no GPU time without timestamps, memory in real
   } else {
     assert(/no GPU time: /.test(line) && /breakdown: skipped/.test(r.stdout), r.stdout);
   }
+});
+
+Deno.test("unnamed runs started in the same second get their own directories", async () => {
+  const out = await Deno.makeTempDir({ prefix: "flowgpu_names_" });
+  for (let attempt = 0;; attempt++) {
+    const runs = await Promise.all([openNewRun(out), openNewRun(out), openNewRun(out)]);
+    const names = runs.map((r) => r.dir.slice(out.length + 1)).sort();
+    const base = names[0];
+    for (const r of runs) r.release();
+    for (const n of names) await Deno.remove(join(out, n), { recursive: true });
+    // (a second boundary between the three: try again)
+    if (!names.every((n) => n.startsWith(base)) && attempt < 3) continue;
+    assert(/^\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d$/.test(base), `name ${base}`);
+    assert(names.join() === [base, `${base}-2`, `${base}-3`].join(), `names ${names}`);
+    break;
+  }
+  const one = await openNewRun(out, "x");
+  const pid = (await Deno.readTextFile(join(one.dir, ".lock"))).trim();
+  assert(pid === String(Deno.pid), `.lock holds '${pid}'`);
+  one.release();
+  await Deno.remove(out, { recursive: true });
 });
