@@ -18,6 +18,7 @@ import {
   assert,
   expectOk,
   expectOneLineError,
+  headlessEnv,
   listTree,
   type Result,
   runTask,
@@ -379,4 +380,32 @@ Deno.test("unnamed runs started in the same second get their own directories", a
   assert(pid === String(Deno.pid), `.lock holds '${pid}'`);
   one.release();
   await Deno.remove(out, { recursive: true });
+});
+
+Deno.test("getGpu on a headless machine: a private XDG_RUNTIME_DIR, no driver noise, removed at exit", async () => {
+  const device = new URL("../src/gpu/device.ts", import.meta.url).href;
+  const script = `
+    import { getGpu } from ${JSON.stringify(device)};
+    await getGpu();
+    const dir = Deno.env.get("XDG_RUNTIME_DIR");
+    console.log(JSON.stringify({ dir, mode: Deno.statSync(dir).mode & 0o777 }));`;
+  for (const value of [undefined, "", "relative/path", "/no/such/folder"]) {
+    const env = headlessEnv();
+    if (value !== undefined) env.XDG_RUNTIME_DIR = value;
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["eval", script],
+      clearEnv: true,
+      env,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stderr = new TextDecoder().decode(out.stderr);
+    assert(out.success && stderr.trim() === "", `XDG_RUNTIME_DIR=${value}: stderr\n${stderr}`);
+    const r = JSON.parse(new TextDecoder().decode(out.stdout));
+    assert(
+      r.dir.startsWith("/") && r.mode === 0o700,
+      `XDG_RUNTIME_DIR=${value}: ${r.dir} ${r.mode}`,
+    );
+    assert(!(await exists(r.dir)), `${r.dir} left behind`);
+  }
 });
