@@ -6,7 +6,6 @@
 import {
   ArrayDataset,
   CPU_DEFAULTS,
-  defaultsOf,
   describeGpu,
   type DiTConfig,
   getGpu,
@@ -18,7 +17,14 @@ import {
   resolveConfig,
   Trainer,
 } from "../mod.ts";
-import { helpText, parseFlags, runMain, UsageError } from "./cli.ts";
+import {
+  helpText,
+  type OptionValues,
+  parseFlags,
+  runMain,
+  UsageError,
+  withDefaults,
+} from "./cli.ts";
 import { type LinearShape, median, modelShapes, timeLinear, Timer } from "./bench_timing.ts";
 import { uploadWeights } from "./sampling.ts";
 
@@ -76,19 +82,7 @@ const OPTIONS = {
   },
 } satisfies OptionTable;
 
-interface Opts {
-  preset: string;
-  batch_size: number;
-  image_size: number;
-  in_channels: number;
-  num_classes: number;
-  patch_size?: number;
-  iters: number;
-  repeats: number;
-  sampling_steps: number;
-  skip?: string;
-  matmul_size: number;
-}
+type Opts = OptionValues<typeof OPTIONS>;
 
 /** Bytes in MiB, or GiB from 1 GiB. */
 function bytes(n: number): string {
@@ -247,7 +241,7 @@ async function main(): Promise<number> {
   const skip = new Set(String(values.skip ?? "").split(",").filter(Boolean));
   const gpu = await getGpu();
   const k = new Kernels(gpu);
-  const o = { ...defaultsOf(OPTIONS, gpu.isFallback), ...values } as unknown as Opts;
+  const o: Opts = withDefaults(OPTIONS, values, gpu.isFallback);
   let cfg: DiTConfig;
   try {
     cfg = resolveConfig({

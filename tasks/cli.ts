@@ -4,7 +4,14 @@
  * `--config` JSON files checked the same way, `--help` from the same table; every user error one
  * line with exit code 2.
  */
-import { checkOption, OptionError, type OptionSpec, type OptionTable, rangeText } from "../mod.ts";
+import {
+  checkOption,
+  defaultsOf,
+  OptionError,
+  type OptionSpec,
+  type OptionTable,
+  rangeText,
+} from "../mod.ts";
 import { runExitHooks } from "./files.ts";
 
 /** A user error: printed as one line, exit code 2. */
@@ -28,6 +35,25 @@ function check(label: string, name: string, raw: unknown, spec: OptionSpec) {
     if (e instanceof OptionError) throw new UsageError(`${label} ${e.reason}`);
     throw e;
   }
+}
+
+/** The TypeScript type of an option's values. */
+type ValueOf<S> = S extends { type: "boolean" } ? boolean
+  : S extends { type: "string" } ? string
+  : number;
+
+/** A table's options as parsed: those with a default always present. */
+export type OptionValues<T extends OptionTable> =
+  & { [K in keyof T as T[K] extends { default: unknown } ? K : never]: ValueOf<T[K]> }
+  & { [K in keyof T as T[K] extends { default: unknown } ? never : K]?: ValueOf<T[K]> };
+
+/** Parsed values over the table's defaults (`cpu`: the CPU profile's where they differ). */
+export function withDefaults<T extends OptionTable>(
+  table: T,
+  values: Record<string, string | number | boolean>,
+  cpu = false,
+): OptionValues<T> {
+  return { ...defaultsOf(table, cpu), ...values } as OptionValues<T>;
 }
 
 /**

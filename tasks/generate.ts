@@ -12,7 +12,14 @@ import {
   type OptionTable,
   SeededRng,
 } from "../mod.ts";
-import { helpText, parseFlags, runMain, UsageError } from "./cli.ts";
+import {
+  helpText,
+  type OptionValues,
+  parseFlags,
+  runMain,
+  UsageError,
+  withDefaults,
+} from "./cli.ts";
 import {
   checkWritableDir,
   checkWritableFile,
@@ -93,25 +100,7 @@ const OPTIONS = {
   no_ema: { type: "boolean", help: "use the raw weights instead of the EMA weights" },
 } satisfies OptionTable;
 
-type Values = {
-  checkpoint?: string;
-  num_samples: number;
-  class_label?: number;
-  class_grid?: boolean;
-  samples_per_class: number;
-  num_steps: number;
-  cfg_scale: number;
-  guidance_interval?: string;
-  solver: Method;
-  shift: number;
-  atol: number;
-  rtol: number;
-  seed: number;
-  batch: number;
-  out?: string;
-  separate?: boolean;
-  no_ema?: boolean;
-};
+type Values = OptionValues<typeof OPTIONS>;
 
 const USAGE = "Usage: deno task generate --checkpoint PATH [options]\n\n" +
   "Writes a PNG grid (or one PNG per image with --separate); without --out, a new file each\n" +
@@ -187,10 +176,7 @@ async function main(): Promise<number> {
     console.log(helpText(USAGE, OPTIONS));
     return 0;
   }
-  const defaults = Object.fromEntries(
-    Object.entries(OPTIONS).flatMap(([k, s]) => "default" in s ? [[k, s.default]] : []),
-  );
-  const o = { ...defaults, ...values } as unknown as Values;
+  const o = withDefaults(OPTIONS, values);
   if (!o.checkpoint) {
     throw new UsageError("--checkpoint is required (a .safetensors file or a run directory)");
   }
@@ -222,7 +208,7 @@ async function main(): Promise<number> {
     steps: o.num_steps,
     cfgScale: o.cfg_scale,
     guidanceInterval: interval,
-    method: o.solver,
+    method: o.solver as Method,
     shift: o.shift,
     atol: o.atol,
     rtol: o.rtol,
