@@ -27,6 +27,7 @@ import {
 } from "./cli.ts";
 import { type LinearShape, median, modelShapes, timeLinear, Timer } from "./bench_timing.ts";
 import { uploadWeights } from "./sampling.ts";
+import { exitOnSignals } from "./files.ts";
 
 const PARTS = ["step", "sample", "linear", "breakdown"];
 
@@ -239,6 +240,7 @@ async function main(): Promise<number> {
     return 0;
   }
   const skip = new Set(String(values.skip ?? "").split(",").filter(Boolean));
+  exitOnSignals(); // Ctrl-C: exit through the exit hooks (the private XDG_RUNTIME_DIR goes too)
   const gpu = await getGpu();
   const k = new Kernels(gpu);
   const o: Opts = withDefaults(OPTIONS, values, gpu.isFallback);

@@ -37,10 +37,12 @@ function ensureRuntimeDir(): void {
   const deno = (globalThis as {
     Deno?: {
       build: { os: string };
+      pid: number;
       env: { get(k: string): string | undefined; set(k: string, v: string): void };
       statSync(p: string): { isDirectory: boolean };
       makeTempDirSync(o: { prefix: string }): string;
-      removeSync(p: string, o: { recursive: boolean }): void;
+      readDirSync(p: string): Iterable<{ name: string; isDirectory: boolean }>;
+      removeSync(p: string, o?: { recursive: boolean }): void;
     };
   }).Deno;
   if (!deno || deno.build.os === "windows" || deno.build.os === "darwin") return;
@@ -51,14 +53,28 @@ function ensureRuntimeDir(): void {
         if (deno.statSync(cur).isDirectory) return;
       } catch { /* missing: replace it */ }
     }
-    const dir = deno.makeTempDirSync({ prefix: "flowgpu-xdg-" }); // mode 0700
+    const dir = deno.makeTempDirSync({ prefix: `flowgpu-xdg-${deno.pid}-` }); // mode 0700
     deno.env.set("XDG_RUNTIME_DIR", dir);
     globalThis.addEventListener?.("unload", () => {
       try {
         deno.removeSync(dir, { recursive: true });
       } catch { /* already gone */ }
     });
-  } catch { /* no env or write permission: leave the environment alone */ }
+    // Those of processes killed without an exit (kill -9): empty folders, removed when the
+    // process that made them no longer exists (Linux: /proc/<pid>).
+    const parent = dir.slice(0, dir.lastIndexOf("/"));
+    for (const e of deno.build.os === "linux" ? deno.readDirSync(parent) : []) {
+      const pid = e.isDirectory && e.name.match(/^flowgpu-xdg-(\d+)-/)?.[1];
+      if (!pid || Number(pid) === deno.pid) continue;
+      try {
+        deno.statSync(`/proc/${pid}`);
+      } catch {
+        try {
+          deno.removeSync(`${parent}/${e.name}`); // not recursive: only if still empty
+        } catch { /* in use or not ours */ }
+      }
+    }
+  } catch { /* no env or file permission: leave things as they are */ }
 }
 
 async function acquire(): Promise<Gpu> {
