@@ -182,23 +182,51 @@ function openRun(plan: Plan): Promise<RunDir> {
   return openNewRun(plan.out, plan.name, plan.overwrite);
 }
 
-async function main(): Promise<number> {
-  const plan = await resolvePlan(Deno.args);
-  if (!plan) return 0;
+/** A resumed run already at its total: say how to go further (nothing else to do). */
+function alreadyDone(plan: Plan): boolean {
   const r = plan.resume;
-  if (r) {
-    const step = r.ckpt.state!.step;
-    const target = plan.given.train_steps ?? savedOptions(r).train_steps ?? Infinity;
-    if (step >= target) {
-      console.log(
-        `${r.path} is at step ${step}, the run's total is ${target}: nothing to train. ` +
-          `To train further, raise the total: deno task train --resume ${r.path} --steps ${
-            Math.max(2 * step, step + 1)
-          }`,
-      );
-      return 0;
-    }
-  }
+  if (!r) return false;
+  const step = r.ckpt.state!.step;
+  const total = plan.given.train_steps ?? savedOptions(r).train_steps ?? Infinity;
+  if (step < total) return false;
+  console.log(
+    `${r.path} is at step ${step}, the run's total is ${total}: nothing to train. To train ` +
+      `further, raise the total: deno task train --resume ${r.path} --steps ${2 * step}`,
+  );
+  return true;
+}
+
+/** The run directory's folders and config.json (model, training options by the table). */
+async function writeRunConfig(runDir: string, cfg: DiTConfig, opts: TrainOptions, from?: string) {
+  await Deno.mkdir(join(runDir, "checkpoints"), { recursive: true });
+  if (opts.sample_every > 0) await Deno.mkdir(join(runDir, "samples"), { recursive: true });
+  const train = Object.fromEntries(
+    Object.keys(TRAIN_OPTIONS).flatMap((key) => {
+      const v = opts[key as keyof TrainOptions];
+      return v === undefined ? [] : [[key, v]];
+    }),
+  );
+  await Deno.writeTextFile(
+    join(runDir, "config.json"),
+    JSON.stringify({ model: cfg, train, resumed_from: from }, null, 2) + "\n",
+  );
+}
+
+function describeModel(t: Trainer, opts: TrainOptions, images: number): string {
+  const cfg = t.cfg;
+  const n = t.model.layout.slots.filter((s) => s.name !== "pos_embed")
+    .reduce((a, s) => a + s.length, 0);
+  return `model: DiT ${opts.preset} D=${cfg.hidden_size} depth=${cfg.depth} ` +
+    `heads=${cfg.num_heads} patch=${cfg.patch_size} on ${cfg.in_channels}×${cfg.image_size}², ` +
+    `${cfg.num_classes} classes, ${(n / 1e6).toFixed(2)}M parameters; data: ${images} images; ` +
+    `batch ${opts.batch_size}; ${t.dispatchCount} dispatches a step`;
+}
+
+async function main(): Promise<number> {
+  // 1. The configuration: flags, --config, --resume, checked before the GPU is touched.
+  const plan = await resolvePlan(Deno.args);
+  if (!plan || alreadyDone(plan)) return 0;
+  const r = plan.resume;
   const signals = new StopSignals();
   const gpu = await getGpu();
   const k = new Kernels(gpu);
@@ -220,39 +248,24 @@ async function main(): Promise<number> {
   });
   const cfg = modelConfig(opts, data, r);
   if (signals.signal) return signals.exitCode; // stopped before anything was written
-  const run = await openRun(plan);
-  const runDir = run.dir;
-  if (run.cleaned) console.log(`removed ${run.cleaned} temporary file(s) of an interrupted write`);
-  await Deno.mkdir(join(runDir, "checkpoints"), { recursive: true });
-  if (opts.sample_every > 0) await Deno.mkdir(join(runDir, "samples"), { recursive: true });
-  const trainConfig = Object.fromEntries(
-    Object.keys(TRAIN_OPTIONS).flatMap((key) => {
-      const v = opts[key as keyof TrainOptions];
-      return v === undefined ? [] : [[key, v]];
-    }),
-  );
-  await Deno.writeTextFile(
-    join(runDir, "config.json"),
-    JSON.stringify({ model: cfg, train: trainConfig, resumed_from: r?.path }, null, 2) + "\n",
-  );
 
-  const trainer = new Trainer(k, cfg, opts, data);
-  if (r) {
-    const c = r.ckpt;
-    trainer.restore({ params: c.params, ema: c.ema!, m: c.m!, v: c.v! }, c.state as TrainerState);
-    console.log(`resumed from ${r.path} at step ${trainer.step}`);
-  }
-  const nParams = trainer.model.layout.slots.filter((s) => s.name !== "pos_embed")
-    .reduce((a, s) => a + s.length, 0);
-  console.log(
-    `model: DiT ${opts.preset} D=${cfg.hidden_size} depth=${cfg.depth} heads=${cfg.num_heads} ` +
-      `patch=${cfg.patch_size} on ${cfg.in_channels}×${cfg.image_size}², ${cfg.num_classes} ` +
-      `classes, ${(nParams / 1e6).toFixed(2)}M parameters; data: ${data.length} images; ` +
-      `batch ${opts.batch_size}; ${trainer.dispatchCount} dispatches a step`,
-  );
-  console.log(`run directory: ${runDir}`);
+  // 2. The run directory, locked for this run.
+  const run = await openRun(plan);
   try {
-    return await trainLoop({ trainer, cfg, opts, runDir, resumedFrom: r?.path, signals });
+    if (run.cleaned) {
+      console.log(`removed ${run.cleaned} temporary file(s) of an interrupted write`);
+    }
+    await writeRunConfig(run.dir, cfg, opts, r?.path);
+    const trainer = new Trainer(k, cfg, opts, data);
+    if (r) {
+      const c = r.ckpt;
+      trainer.restore({ params: c.params, ema: c.ema!, m: c.m!, v: c.v! }, c.state as TrainerState);
+      console.log(`resumed from ${r.path} at step ${trainer.step}`);
+    }
+    console.log(describeModel(trainer, opts, data.length));
+    console.log(`run directory: ${run.dir}`);
+    // 3. The loop.
+    return await trainLoop({ trainer, cfg, opts, runDir: run.dir, resumedFrom: r?.path, signals });
   } finally {
     signals.dispose();
     run.release();
