@@ -61,6 +61,7 @@ export {
 } from "./src/io/model_io.ts";
 export { writeFileAtomic } from "./src/io/checkpoint.ts";
 export { imageGridPng, lossCurvePng } from "./src/io/png.ts";
+export { crc32, encodePng } from "./src/io/png.ts";
 
 // Flow matching (network-agnostic)
 export {
@@ -104,4 +105,15 @@ export {
   GPU_DEFAULTS,
   learningRate,
   type TrainOptions,
+} from "./src/train/options.ts";
+export {
+  checkOption,
+  defaultsOf,
+  OptionError,
+  type OptionSpec,
+  type OptionTable,
+  rangeText,
+  TRAIN_OPTIONS,
+  validateOptions,
+  validateTrainOptions,
 } from "./src/train/options.ts";

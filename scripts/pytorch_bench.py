@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """PyTorch baseline for `deno task bench`: the same DiT (scripts/pytorch_dit.py), shapes and step.
 
+Requires Python 3 with PyTorch (pip install torch; a CUDA build for GPU figures): not needed
+by flowgpu itself, only to compare with it.
+
   python3 scripts/pytorch_bench.py --preset S --batch-size 128            # on the GPU machine
   python3 scripts/pytorch_bench.py --preset tiny --batch-size 4 --image-size 16 --device cpu \
       --iters 2 --warmup 1                                                # quick CPU check
@@ -25,8 +28,11 @@ import statistics
 import sys
 import time
 
-import torch
-import torch.nn.functional as F
+try:
+    import torch
+    import torch.nn.functional as F
+except ImportError:
+    sys.exit("error: scripts/pytorch_bench.py needs PyTorch: pip install torch")
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from pytorch_dit import build_dit  # noqa: E402

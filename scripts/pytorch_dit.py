@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """PyTorch parity for flowgpu's DiT.
 
+Requires Python 3 with PyTorch (pip install torch numpy; a CUDA build for GPU figures): not needed
+by flowgpu itself, only to compare with it.
+
 A copy of facebookresearch/DiT models.py (learn_sigma=False) with timm's PatchEmbed, Attention
 and Mlp inlined (no timm needed), plus:
   * t_scale: the timestep embedder sees t_scale * t (flow time t in [0, 1]);
@@ -27,9 +30,12 @@ import math
 import struct
 import sys
 
-import numpy as np
-import torch
-import torch.nn as nn
+try:
+    import numpy as np
+    import torch
+    import torch.nn as nn
+except ImportError:
+    sys.exit("error: scripts/pytorch_dit.py needs PyTorch and NumPy: pip install torch numpy")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,121 +1,190 @@
 /**
- * Flag parsing shared by the tasks: each option accepted in kebab-case and with underscores as the
- * seed spells it, typed by its default, unknown or malformed flags a one-line error.
+ * Command lines from an option table (src/train/options.ts's OptionSpec): flags in kebab-case or
+ * with underscores as the seed spells them, negative numbers as values, types and ranges checked,
+ * `--config` JSON files checked the same way, `--help` from the same table; every user error one
+ * line with exit code 2.
  */
-import { parseArgs } from "node:util";
-
-export type Kind = "number" | "int" | "string" | "boolean";
-
-export interface FlagSpec {
-  kind: Kind;
-  help: string;
-  /** Other names (without dashes), e.g. "steps" for train_steps. */
-  aliases?: string[];
-  /** Allowed values for a string option. */
-  choices?: string[];
-}
+import {
+  checkOption,
+  defaultsOf,
+  OptionError,
+  type OptionSpec,
+  type OptionTable,
+  rangeText,
+} from "../mod.ts";
+import { runExitHooks } from "./files.ts";
 
 /** A user error: printed as one line, exit code 2. */
 export class UsageError extends Error {}
 
-const kebab = (s: string) => s.replaceAll("_", "-");
+export const kebab = (s: string): string => s.replaceAll("_", "-");
+const snake = (s: string) => s.replaceAll("-", "_");
+
+/** The canonical option name for a flag or config key (kebab or snake, or an alias), if any. */
+function lookup(table: OptionTable, key: string): string | undefined {
+  const k = snake(key);
+  if (Object.hasOwn(table, k)) return k;
+  return Object.keys(table).find((n) => table[n].aliases?.includes(k));
+}
+
+/** checkOption with the error as a UsageError that starts with `label`. */
+function check(label: string, name: string, raw: unknown, spec: OptionSpec) {
+  try {
+    return checkOption(name, raw, spec);
+  } catch (e) {
+    if (e instanceof OptionError) throw new UsageError(`${label} ${e.reason}`);
+    throw e;
+  }
+}
+
+/** The TypeScript type of an option's values. */
+type ValueOf<S> = S extends { type: "boolean" } ? boolean
+  : S extends { type: "string" } ? string
+  : number;
+
+/** A table's options as parsed: those with a default always present. */
+export type OptionValues<T extends OptionTable> =
+  & { [K in keyof T as T[K] extends { default: unknown } ? K : never]: ValueOf<T[K]> }
+  & { [K in keyof T as T[K] extends { default: unknown } ? never : K]?: ValueOf<T[K]> };
+
+/** Parsed values over the table's defaults (`cpu`: the CPU profile's where they differ). */
+export function withDefaults<T extends OptionTable>(
+  table: T,
+  values: Record<string, string | number | boolean>,
+  cpu = false,
+): OptionValues<T> {
+  return { ...defaultsOf(table, cpu), ...values } as OptionValues<T>;
+}
 
 /**
- * Parse `args` against `specs` (keys in snake_case). Returns the given values only, keyed by
- * snake_case name; `help: true` when --help/-h was given.
+ * Parse `args` against `table`. A flag taking a value takes the next argument, also when that is
+ * a negative number (`--steps -5`); `--flag=value` works too; a later flag overrides an earlier
+ * one. Returns the given values only, by canonical name; `help: true` for --help/-h.
  */
 export function parseFlags(
   args: string[],
-  specs: Record<string, FlagSpec>,
+  table: OptionTable,
 ): { values: Record<string, string | number | boolean>; help: boolean } {
-  const options: Record<string, { type: "string" | "boolean"; short?: string }> = {
-    help: { type: "boolean", short: "h" },
-  };
-  const canonical = new Map<string, string>();
-  for (const [name, spec] of Object.entries(specs)) {
-    const type = spec.kind === "boolean" ? "boolean" : "string";
-    for (
-      const n of new Set([name, kebab(name), ...(spec.aliases ?? []).flatMap((a) => [a, kebab(a)])])
-    ) {
-      options[n] = { type };
-      canonical.set(n, name);
-    }
-  }
-  let parsed;
-  try {
-    parsed = parseArgs({ args, options, strict: true, allowPositionals: false });
-  } catch (e) {
-    const msg = (e as Error).message.split("\n")[0].replace(/\. To specify.*$/, "");
-    throw new UsageError(`${msg} (see --help)`);
-  }
   const values: Record<string, string | number | boolean> = {};
-  for (const [flag, raw] of Object.entries(parsed.values)) {
-    if (flag === "help") continue;
-    const name = canonical.get(flag)!;
-    values[name] = convert(flag, raw as string | boolean, specs[name]);
-  }
-  return { values, help: Boolean(parsed.values.help) };
-}
-
-/** Convert one raw flag value by the spec's kind; throws UsageError naming the flag. */
-export function convert(flag: string, raw: unknown, spec: FlagSpec): string | number | boolean {
-  if (spec.kind === "boolean") {
-    if (typeof raw === "boolean") return raw;
-    throw new UsageError(`--${kebab(flag)} takes no value`);
-  }
-  if (spec.kind === "string") {
-    const s = String(raw);
-    if (spec.choices && !spec.choices.includes(s)) {
-      throw new UsageError(
-        `--${kebab(flag)} must be one of ${spec.choices.join(", ")}, got '${s}'`,
-      );
+  let help = false;
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    if (arg === "--help" || arg === "-h") {
+      help = true;
+      continue;
     }
-    return s;
+    if (!arg.startsWith("--") || arg === "--") {
+      throw new UsageError(`unexpected argument '${arg}': options are --name value (see --help)`);
+    }
+    const eq = arg.indexOf("=");
+    const flag = eq < 0 ? arg : arg.slice(0, eq);
+    const name = lookup(table, flag.slice(2));
+    if (!name) throw new UsageError(`unknown option '${flag}' (see --help)`);
+    const spec = table[name];
+    let raw: string | boolean;
+    if (spec.type === "boolean") {
+      if (eq >= 0) throw new UsageError(`${flag} takes no value`);
+      raw = true;
+    } else if (eq >= 0) {
+      raw = arg.slice(eq + 1);
+    } else {
+      const next = args[i + 1];
+      if (next === undefined || (next.startsWith("-") && !/^-\.?\d/.test(next))) {
+        throw new UsageError(`${flag} needs a value (see --help)`);
+      }
+      raw = next;
+      i++;
+    }
+    values[name] = check(flag, name, raw, spec);
   }
-  const n = typeof raw === "number" ? raw : Number(String(raw).trim());
-  if (String(raw).trim() === "" || !Number.isFinite(n)) {
-    throw new UsageError(`--${kebab(flag)} expects a number, got '${raw}'`);
-  }
-  if (spec.kind === "int" && !Number.isInteger(n)) {
-    throw new UsageError(`--${kebab(flag)} expects an integer, got '${raw}'`);
-  }
-  return n;
+  return { values, help };
 }
 
-/** Help text: one line per flag with its default. */
-export function helpText(
-  usage: string,
-  specs: Record<string, FlagSpec>,
-  defaults: Record<string, unknown>,
-): string {
-  const lines = [usage, "", "Options (each also accepted with underscores, e.g. --batch_size):"];
-  for (const [name, spec] of Object.entries(specs)) {
-    const alias = spec.aliases?.length
-      ? ` (alias ${spec.aliases.map((a) => `--${kebab(a)}`).join(", ")})`
-      : "";
-    const d = defaults[name];
-    const def = d === undefined ? "" : `  [default: ${d}]`;
-    const flag = `--${kebab(name)}${
-      spec.kind === "boolean" ? "" : ` <${spec.kind === "string" ? "value" : spec.kind}>`
-    }`;
-    lines.push(`  ${flag.padEnd(30)} ${spec.help}${alias}${def}`);
-  }
-  lines.push(`  ${"--help".padEnd(30)} show this help`);
-  return lines.join("\n");
-}
-
-/** Run a task's main, printing UsageError and other errors as one line with exit code 2 / 1. */
-export async function runMain(main: () => Promise<void>): Promise<void> {
+/**
+ * Options from a JSON file, checked like flags; errors name the file. `skip`: names a file may
+ * not set (e.g. "config" itself).
+ */
+export async function readConfigFile(
+  path: string,
+  table: OptionTable,
+  skip: string[] = [],
+): Promise<Record<string, string | number | boolean>> {
+  let json: unknown;
   try {
-    await main();
+    json = JSON.parse(await Deno.readTextFile(path));
   } catch (e) {
-    if (e instanceof UsageError) {
-      console.error(`error: ${e.message}`);
-      Deno.exit(2);
-    }
-    const err = e as Error;
-    console.error(`error: ${err.message ?? err}`);
-    if (Deno.env.get("FLOWGPU_DEBUG")) console.error(err.stack);
-    Deno.exit(1);
+    const why = e instanceof Deno.errors.NotFound
+      ? "no such file"
+      : e instanceof SyntaxError
+      ? `not valid JSON (${e.message})`
+      : (e as Error).message;
+    throw new UsageError(`--config ${path}: ${why}`);
   }
+  if (json === null || typeof json !== "object" || Array.isArray(json)) {
+    throw new UsageError(`--config ${path}: expected a JSON object of option names and values`);
+  }
+  const out: Record<string, string | number | boolean> = {};
+  for (const [key, raw] of Object.entries(json)) {
+    const name = lookup(table, key);
+    if (!name || skip.includes(name)) {
+      throw new UsageError(`--config ${path}: unknown option "${key}" (see --help for the names)`);
+    }
+    out[name] = check(`--config ${path}: "${key}"`, name, raw, table[name]);
+  }
+  return out;
+}
+
+/** Help text: one line per option with its type and range, aliases and defaults. */
+export function helpText(usage: string, table: OptionTable, cpuLabel = "CPU profile"): string {
+  const show = (v: unknown) =>
+    typeof v === "number" && v !== 0 && Math.abs(v) < 1e-3 ? v.toExponential() : String(v);
+  const rows = Object.entries(table).map(([name, s]) => {
+    const range = rangeText(s);
+    const arg = s.type === "boolean"
+      ? ""
+      : s.choices
+      ? ` <${s.choices.join("|")}>`
+      : ` <${s.type === "string" ? "value" : s.type}>${range ? ` (${range})` : ""}`;
+    const alias = s.aliases?.length
+      ? ` (alias ${s.aliases.map((a) => `--${kebab(a)}`).join(", ")})`
+      : "";
+    const def = s.default === undefined
+      ? ""
+      : `  [default: ${show(s.default)}${
+        s.cpu !== undefined ? `; ${cpuLabel}: ${show(s.cpu)}` : ""
+      }]`;
+    return [`--${kebab(name)}${arg}`, `${s.help}${alias}${def}`];
+  });
+  rows.push(["--help", "show this help"]);
+  const w = Math.min(36, Math.max(...rows.map(([f]) => f.length)));
+  return [
+    usage,
+    "",
+    "Options (each also accepted with underscores, e.g. --batch_size):",
+    ...rows.map(([f, h]) => `  ${f.padEnd(w)}  ${h}`),
+  ].join("\n");
+}
+
+/** A warning line on stderr (never starts with "error"). */
+export function warn(msg: string): void {
+  console.error(`warning: ${msg}`);
+}
+
+/**
+ * Run a task's main: a UsageError is one line with exit code 2, any other error one line with
+ * exit code 1 (the stack with FLOWGPU_DEBUG=1). Exit hooks (temporary files, locks) run first.
+ */
+export async function runMain(main: () => Promise<number | void>): Promise<void> {
+  let code = 0;
+  try {
+    code = (await main()) ?? 0;
+  } catch (e) {
+    const err = e as Error;
+    const msg = String(err?.message ?? err).split("\n")[0];
+    console.error(`error: ${msg}`);
+    if (Deno.env.get("FLOWGPU_DEBUG")) console.error(err?.stack);
+    code = e instanceof UsageError ? 2 : 1;
+  }
+  runExitHooks();
+  Deno.exit(code);
 }

@@ -3,68 +3,114 @@
  * (t=0) to data (t=1) with classifier-free guidance. Run with --help for the flags.
  */
 import { join } from "node:path";
-import { describeGpu, getGpu } from "../src/gpu/device.ts";
-import { Kernels } from "../src/gpu/kernels.ts";
-import { generateImages } from "../src/model/sampler.ts";
-import { loadModel } from "../src/io/model_io.ts";
-import { writeFileAtomic } from "../src/io/checkpoint.ts";
-import { imageGridPng } from "../src/io/png.ts";
-import { SeededRng } from "../src/rng.ts";
-import { type FlagSpec, helpText, parseFlags, runMain, UsageError } from "./cli.ts";
-import type { Method } from "../src/flow/sample.ts";
+import {
+  describeGpu,
+  getGpu,
+  imageGridPng,
+  Kernels,
+  type Method,
+  type OptionTable,
+  SeededRng,
+} from "../mod.ts";
+import {
+  helpText,
+  type OptionValues,
+  parseFlags,
+  runMain,
+  UsageError,
+  withDefaults,
+} from "./cli.ts";
+import {
+  checkWritableDir,
+  checkWritableFile,
+  exitOnSignals,
+  firstFreeName,
+  writeFileAtomic,
+} from "./files.ts";
+import { Progress } from "./progress.ts";
+import { readCheckpoint, uploadWeights } from "./sampling.ts";
 
-const SPECS: Record<string, FlagSpec> = {
+const DEFAULT_OUT = "samples.png", DEFAULT_DIR = "samples";
+
+const OPTIONS = {
   checkpoint: {
-    kind: "string",
-    help: "checkpoint .safetensors, or a run directory (uses its final.safetensors)",
+    type: "string",
+    help: "checkpoint .safetensors (path or URL), or a run directory (its final checkpoint)",
   },
-  num_samples: { kind: "int", help: "number of images (ignored with --class_grid)" },
-  class_label: { kind: "int", help: "class of every image (default: random classes)" },
-  class_grid: { kind: "boolean", help: "a grid with one row per class" },
-  samples_per_class: { kind: "int", help: "images per class row with --class_grid" },
-  num_steps: { kind: "int", help: "solver steps (fixed-step solvers)" },
-  cfg_scale: { kind: "number", help: "classifier-free guidance scale (1 = no guidance)" },
+  num_samples: {
+    type: "int",
+    help: "number of images (ignored with --class-grid)",
+    default: 16,
+    min: 1,
+    max: 100_000,
+  },
+  class_label: { type: "int", help: "class of every image (default: random classes)", min: 0 },
+  class_grid: { type: "boolean", help: "a grid with one row per class" },
+  samples_per_class: {
+    type: "int",
+    help: "images per class row with --class-grid",
+    default: 8,
+    min: 1,
+    max: 1000,
+  },
+  num_steps: { type: "int", help: "solver steps (fixed-step solvers)", default: 50, min: 1 },
+  cfg_scale: {
+    type: "number",
+    help: "classifier-free guidance scale (1 = no guidance)",
+    default: 3.0,
+    min: 0,
+  },
   guidance_interval: {
-    kind: "string",
-    help: "guide only for t in [a,b], given as a,b (e.g. 0,0.7)",
+    type: "string",
+    help: "guide only for t in [a,b], given as a,b with 0 <= a <= b <= 1 (e.g. 0,0.7)",
+    check: (s: string) => {
+      const p = s.split(",").map((x) => x.trim() === "" ? NaN : Number(x));
+      const ok = p.length === 2 && p.every((x) => x >= 0 && x <= 1) && p[0] <= p[1];
+      return ok ? undefined : `expects a,b with 0 <= a <= b <= 1, got '${s}'`;
+    },
   },
   solver: {
-    kind: "string",
-    help: "euler, heun, midpoint, rk4 or dopri5",
+    type: "string",
+    help: "ODE solver",
     choices: ["euler", "heun", "midpoint", "rk4", "dopri5"],
+    default: "euler",
   },
   shift: {
-    kind: "number",
+    type: "number",
     help: "SD3 time shift on sigma = 1 - t (>1: more steps near the noise)",
+    default: 1,
+    above: 0,
   },
-  atol: { kind: "number", help: "dopri5 absolute tolerance" },
-  rtol: { kind: "number", help: "dopri5 relative tolerance" },
-  seed: { kind: "int", help: "random seed (same seed, same images, whatever --batch)" },
-  batch: { kind: "int", help: "images per batched forward" },
-  out: { kind: "string", help: "output PNG (grid), or a folder with --separate" },
-  separate: { kind: "boolean", help: "write one PNG per image into the --out folder" },
-  no_ema: { kind: "boolean", help: "use the raw weights instead of the EMA weights" },
-};
-const DEFAULTS = {
-  num_samples: 16,
-  samples_per_class: 8,
-  num_steps: 50,
-  cfg_scale: 3.0,
-  solver: "euler",
-  shift: 1,
-  atol: 1e-5,
-  rtol: 1e-5,
-  seed: 0,
-  batch: 64,
-  out: "samples.png (samples/ with --separate)",
-};
-const USAGE = "Usage: deno task generate --checkpoint PATH [options]\n\n" +
-  "Examples:\n" +
-  "  deno task generate --checkpoint runs/NAME --num_samples 16\n" +
-  "  deno task generate --checkpoint runs/NAME --num_samples 16 --class_label 5\n" +
-  "  deno task generate --checkpoint runs/NAME --class_grid --samples_per_class 8\n" +
-  "  deno task generate --checkpoint runs/NAME --num_samples 16 --num_steps 100 --cfg_scale 4.0";
+  atol: { type: "number", help: "dopri5 absolute tolerance", default: 1e-5, above: 0 },
+  rtol: { type: "number", help: "dopri5 relative tolerance", default: 1e-5, above: 0 },
+  seed: {
+    type: "int",
+    help: "random seed (same seed, same images, whatever --batch)",
+    default: 0,
+    min: 0,
+    max: 2 ** 32 - 1,
+  },
+  batch: { type: "int", help: "images per batched forward", default: 64, min: 1 },
+  out: {
+    type: "string",
+    help: `output PNG grid, or the folder with --separate (default: the first free name of ` +
+      `${DEFAULT_OUT}, samples-2.png, … / ${DEFAULT_DIR}/, ${DEFAULT_DIR}-2/, …)`,
+  },
+  separate: { type: "boolean", help: "write one PNG per image into the --out folder" },
+  no_ema: { type: "boolean", help: "use the raw weights instead of the EMA weights" },
+} satisfies OptionTable;
 
+type Values = OptionValues<typeof OPTIONS>;
+
+const USAGE = "Usage: deno task generate --checkpoint PATH [options]\n\n" +
+  "Writes a PNG grid (or one PNG per image with --separate); without --out, a new file each\n" +
+  "time: samples.png, then samples-2.png, … (never overwrites). Examples:\n" +
+  "  deno task generate --checkpoint runs/latest --num_samples 16\n" +
+  "  deno task generate --checkpoint runs/latest --num_samples 16 --class_label 5\n" +
+  "  deno task generate --checkpoint runs/latest --class_grid --samples_per_class 8\n" +
+  "  deno task generate --checkpoint runs/latest --num_samples 16 --num_steps 100 --cfg_scale 4.0";
+
+/** A checkpoint file from a path, URL or run directory (its final checkpoint). */
 async function resolveCheckpoint(path: string): Promise<string> {
   if (/^(https?|file):/.test(path)) return path;
   const st = await Deno.stat(path).catch(() => undefined);
@@ -76,83 +122,88 @@ async function resolveCheckpoint(path: string): Promise<string> {
     if (await Deno.stat(p).catch(() => undefined)) return p;
   }
   throw new UsageError(
-    `--checkpoint ${path}: no checkpoints/final.safetensors in that run directory`,
+    `--checkpoint ${path}: no checkpoints/final.safetensors in that run directory ` +
+      `(an unfinished run: pass one of its checkpoints/step_*.safetensors)`,
   );
 }
 
-async function main() {
-  const { values: v, help } = parseFlags(Deno.args, SPECS);
-  if (help) {
-    console.log(helpText(USAGE, SPECS, DEFAULTS));
-    return;
-  }
-  if (!v.checkpoint) {
-    throw new UsageError("--checkpoint is required (a .safetensors file or a run directory)");
-  }
-  const o = { ...DEFAULTS, ...v } as typeof DEFAULTS & Record<string, unknown>;
-  for (const key of ["num_samples", "samples_per_class", "num_steps", "batch"] as const) {
-    if (!(Number(o[key]) > 0)) throw new UsageError(`--${key} must be positive, got ${o[key]}`);
-  }
-  let interval: [number, number] | undefined;
-  if (v.guidance_interval !== undefined) {
-    const parts = String(v.guidance_interval).split(",").map(Number);
-    if (parts.length !== 2 || parts.some((x) => !Number.isFinite(x)) || parts[0] > parts[1]) {
-      throw new UsageError(
-        `--guidance-interval expects a,b with a <= b, got '${v.guidance_interval}'`,
-      );
-    }
-    interval = [parts[0], parts[1]];
-  }
-  const path = await resolveCheckpoint(String(v.checkpoint));
-  const gpu = await getGpu();
-  const k = new Kernels(gpu);
-  let model;
-  try {
-    model = await loadModel(path, { ema: !v.no_ema, kernels: k });
-  } catch (e) {
-    throw new Error(`${path}: ${(e as Error).message}`);
-  }
-  const cfg = model.cfg, K = cfg.num_classes;
-  let labels: number[];
-  let rows: number, cols: number;
-  if (
-    v.class_label !== undefined &&
-    (K === 0 || Number(v.class_label) < 0 || Number(v.class_label) >= K)
-  ) {
+/** The labels and grid shape of the images to draw. */
+function plan(o: Values, K: number): { labels: number[]; rows: number; cols: number } {
+  if (o.class_label !== undefined && (K === 0 || o.class_label >= K)) {
     throw new UsageError(
       K === 0
-        ? "--class_label: this checkpoint is unconditional (0 classes)"
-        : `--class_label ${v.class_label} out of range: this model has classes 0..${K - 1}`,
+        ? "--class-label: this checkpoint is unconditional (0 classes)"
+        : `--class-label ${o.class_label} out of range: this model has classes 0..${K - 1}`,
     );
   }
-  if (v.class_grid) {
-    if (K === 0) throw new UsageError("--class_grid: this checkpoint is unconditional (0 classes)");
-    cols = o.samples_per_class;
-    rows = K;
-    labels = Array.from({ length: rows * cols }, (_, i) => Math.floor(i / cols));
-  } else {
-    const n = o.num_samples;
-    const rng = new SeededRng(o.seed ^ 0x1abe1);
-    labels = Array.from(
-      { length: n },
-      () => K === 0 ? 0 : v.class_label !== undefined ? Number(v.class_label) : rng.int(K),
-    );
-    cols = Math.ceil(Math.sqrt(n));
-    rows = Math.ceil(n / cols);
+  if (o.class_grid) {
+    if (K === 0) throw new UsageError("--class-grid: this checkpoint is unconditional (0 classes)");
+    const cols = o.samples_per_class;
+    return {
+      labels: Array.from({ length: K * cols }, (_, i) => Math.floor(i / cols)),
+      rows: K,
+      cols,
+    };
   }
+  const n = o.num_samples, rng = new SeededRng(o.seed ^ 0x1abe1);
+  const labels = Array.from({ length: n }, () => K === 0 ? 0 : o.class_label ?? rng.int(K));
+  const cols = Math.ceil(Math.sqrt(n));
+  return { labels, rows: Math.ceil(n / cols), cols };
+}
+
+/** The output path, checked writable before any work; the default never overwrites. */
+async function outputPath(o: Values): Promise<string> {
+  if (o.separate) {
+    const dir = o.out ?? await firstFreeName(DEFAULT_DIR);
+    await checkWritableDir(dir, `--out ${dir}`).catch((e) => {
+      throw new UsageError(e.message);
+    });
+    return dir;
+  }
+  if (o.out !== undefined && !/\.png$/i.test(o.out)) {
+    throw new UsageError(`--out ${o.out}: the grid is a PNG; give a name ending in .png`);
+  }
+  const out = o.out ?? await firstFreeName(DEFAULT_OUT);
+  await checkWritableFile(out, `--out ${out}`).catch((e) => {
+    throw new UsageError(e.message);
+  });
+  return out;
+}
+
+async function main(): Promise<number> {
+  const { values, help } = parseFlags(Deno.args, OPTIONS);
+  if (help) {
+    console.log(helpText(USAGE, OPTIONS));
+    return 0;
+  }
+  const o = withDefaults(OPTIONS, values);
+  if (!o.checkpoint) {
+    throw new UsageError("--checkpoint is required (a .safetensors file or a run directory)");
+  }
+  const path = await resolveCheckpoint(o.checkpoint);
+  const ck = await readCheckpoint(path, !o.no_ema).catch((e) => {
+    throw new UsageError(e.message);
+  });
+  const { cfg } = ck, K = cfg.num_classes;
+  const { labels, rows, cols } = plan(o, K);
+  const interval = o.guidance_interval?.split(",").map(Number) as [number, number] | undefined;
+  const out = await outputPath(o);
+  exitOnSignals();
+
+  const gpu = await getGpu();
+  const k = new Kernels(gpu);
   console.log(`adapter: ${describeGpu(gpu)}`);
+  const solver = o.solver === "dopri5"
+    ? `dopri5 atol ${o.atol} rtol ${o.rtol}`
+    : `${o.solver} ${o.num_steps} steps`;
   console.log(
-    `checkpoint ${path} (${
-      model.kind === "ema" ? "EMA" : "raw"
-    } weights): ${labels.length} images, ` +
-      `${o.solver} ${
-        o.solver === "dopri5" ? `atol ${o.atol} rtol ${o.rtol}` : `${o.num_steps} steps`
-      }, ` +
+    `checkpoint ${path} (${ck.kind} weights): ${labels.length} images, ${solver}, ` +
       `CFG ${K > 0 ? o.cfg_scale : "off (unconditional)"}`,
   );
+  const sampler = uploadWeights(k, cfg, ck.weights, ck.kind === "EMA" ? "ema" : "raw");
+  const progress = new Progress();
   const t0 = performance.now();
-  const enc = new TextEncoder();
-  const { images, nfe } = await generateImages(model, {
+  const { images, nfe } = await sampler.generate({
     labels,
     steps: o.num_steps,
     cfgScale: o.cfg_scale,
@@ -165,29 +216,36 @@ async function main() {
     batch: o.batch,
     onProgress: (done, total) => {
       const s = (performance.now() - t0) / 1000;
-      Deno.stdout.writeSync(
-        enc.encode(`\rgenerated ${done}/${total} images  ${(done / s).toFixed(2)} img/s`),
+      progress.update(
+        `generated ${done}/${total} images  ${(done / s).toFixed(2)} img/s`,
+        done === total,
       );
     },
   });
-  console.log(`  (${nfe} model evaluations per batch)`);
+  sampler.dispose();
+  const batches = Math.ceil(labels.length / Math.min(o.batch, labels.length));
+  console.log(
+    `${nfe} model evaluations in all (${batches} batch${batches > 1 ? "es" : ""} of up to ` +
+      `${Math.min(o.batch, labels.length)} images${
+        K > 0 && o.cfg_scale !== 1 ? ", each a guided pair" : ""
+      })`,
+  );
   const shape = { channels: cfg.in_channels, size: cfg.image_size };
   const per = cfg.in_channels * cfg.image_size ** 2;
   const zoom = cfg.image_size < 64 ? 2 : 1;
-  if (v.separate) {
-    const dir = v.out ? String(v.out) : "samples";
-    await Deno.mkdir(dir, { recursive: true });
+  if (o.separate) {
+    await Deno.mkdir(out, { recursive: true });
     for (let i = 0; i < labels.length; i++) {
       const png = await imageGridPng(images.subarray(i * per, (i + 1) * per), shape, 1, 1, zoom);
       const name = `${String(i).padStart(4, "0")}${K > 0 ? `_class${labels[i]}` : ""}.png`;
-      await writeFileAtomic(join(dir, name), png);
+      await writeFileAtomic(join(out, name), png);
     }
-    console.log(`wrote ${labels.length} PNGs to ${dir}/`);
+    console.log(`wrote ${labels.length} PNGs to ${out}/`);
   } else {
-    const out = v.out ? String(v.out) : "samples.png";
     await writeFileAtomic(out, await imageGridPng(images, shape, rows, cols, zoom));
-    console.log(`wrote ${out} (${rows}×${cols} grid${v.class_grid ? ", row r = class r" : ""})`);
+    console.log(`wrote ${out} (${rows}×${cols} grid${o.class_grid ? ", row r = class r" : ""})`);
   }
+  return 0;
 }
 
 if (import.meta.main) await runMain(main);

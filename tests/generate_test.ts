@@ -2,7 +2,8 @@
  * `deno run -A tasks/generate.ts` end to end on the CPU adapter with tiny checkpoints written
  * here (random non-zero weights, EMA different from the raw weights): the class grid's size and
  * pixels against `generateImages` in-process, run directories as --checkpoint, --separate,
- * unconditional checkpoints, seed reproducibility across batch sizes, and one-line errors.
+ * unconditional checkpoints, seed reproducibility across batch sizes (bad arguments:
+ * robustness_test.ts).
  */
 import { join } from "node:path";
 import { type DiTConfig, resolveConfig } from "../src/model/config.ts";
@@ -15,7 +16,7 @@ import { assertClose, kernels } from "./harness.ts";
 import { Rng, TEST_SEED } from "./reference/random.ts";
 // deno-lint-ignore no-import-prefix -- same specifier as src/io/png.ts
 import { Image } from "npm:imagescript@1.3.1";
-import { assert, expectOk, expectOneLineError, runTask } from "./task_run.ts";
+import { assert, expectOk, runTask } from "./task_run.ts";
 
 const PAD = 2, ZOOM = 2;
 
@@ -170,10 +171,9 @@ Deno.test("generate task: --class_grid writes rows = classes, matching generateI
   ]);
   expectOk(r2, "run directory as --checkpoint");
   assert(r2.stdout.includes(join(f.cond.runDir, "checkpoints", "final.safetensors")), r2.stdout);
-  // (pixels, not bytes: imagescript's PNG bytes vary from process to process)
-  const a = (await Image.decode(await Deno.readFile(out))).bitmap;
-  const b = (await Image.decode(await Deno.readFile(out2))).bitmap;
-  assert(a.length === b.length && a.every((x, i) => x === b[i]), "run directory: other pixels");
+  // the same pixels give the same PNG bytes, in another process
+  const a = await Deno.readFile(out), b = await Deno.readFile(out2);
+  assert(a.length === b.length && a.every((x, i) => x === b[i]), "run directory: other bytes");
 });
 
 Deno.test("generate task: --separate writes one PNG per image; --no_ema takes the raw weights", async () => {
@@ -260,35 +260,6 @@ Deno.test("generateImages: the same seed gives the same images at batch 1 and ba
   for (let i = 0; i < one.length; i++) diff = Math.max(diff, Math.abs(other[i] - one[i]));
   assert(diff > 0.1, `seed 12 gives the images of seed 11 (max difference ${diff})`);
   console.log(`  batch 1 vs 3: relative difference ${e.toExponential(2)}`);
-});
-
-Deno.test("generate task: bad arguments are one-line errors", async () => {
-  const f = await fixtures();
-  const bogus = join(f.dir, "bogus.safetensors");
-  await Deno.writeFile(bogus, new TextEncoder().encode("not a safetensors file at all"));
-  const emptyRun = join(f.dir, "empty_run");
-  await Deno.mkdir(emptyRun, { recursive: true });
-  const ck = ["--checkpoint", f.cond.path];
-  const cases: [string[], RegExp][] = [
-    [[], /--checkpoint is required/],
-    [["--checkpoint", join(f.dir, "missing.safetensors")], /no such file/],
-    [["--checkpoint", emptyRun], /no checkpoints\/final\.safetensors/],
-    [["--checkpoint", bogus], /bogus\.safetensors/],
-    [[...ck, "--class_label", "3"], /--class_label 3 out of range.*0\.\.2/],
-    [[...ck, "--class_label=-1"], /out of range/],
-    [[...ck, "--num_samples", "0"], /--num_samples must be positive/],
-    [[...ck, "--num_samples=-2"], /--num_samples must be positive/],
-    [[...ck, "--num_steps", "0"], /--num_steps must be positive/],
-    [[...ck, "--num_samples", "x"], /expects a number/],
-    [[...ck, "--solver", "leapfrog"], /--solver must be one of/],
-    [[...ck, "--guidance_interval", "0.8,0.2"], /guidance-interval/],
-    [["--checkpoint", f.uncond.path, "--class_grid"], /unconditional/],
-    [["--checkpoint", f.uncond.path, "--class_label", "0"], /unconditional/],
-    [[...ck, "--bogus"], /bogus/],
-  ];
-  for (const [args, pattern] of cases) {
-    expectOneLineError(await generate(args), args.join(" ") || "(no flags)", pattern);
-  }
 });
 
 Deno.test("generateImages: repeated calls on one model reuse the graphs (no leak)", async () => {

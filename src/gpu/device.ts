@@ -27,7 +27,58 @@ export function getGpu(): Promise<Gpu> {
   return cached;
 }
 
+/**
+ * Deno on Linux: the Vulkan loader's Wayland probe prints "error: XDG_RUNTIME_DIR is invalid or not
+ * set" twice to stderr when the variable is missing or not an absolute path (a root shell, a
+ * container, a CI job). Point it at a private temporary directory (removed at exit) before the
+ * adapter is requested. Does nothing in a browser, on other systems, or without env permission.
+ */
+function ensureRuntimeDir(): void {
+  const deno = (globalThis as {
+    Deno?: {
+      build: { os: string };
+      pid: number;
+      env: { get(k: string): string | undefined; set(k: string, v: string): void };
+      statSync(p: string): { isDirectory: boolean };
+      makeTempDirSync(o: { prefix: string }): string;
+      readDirSync(p: string): Iterable<{ name: string; isDirectory: boolean }>;
+      removeSync(p: string, o?: { recursive: boolean }): void;
+    };
+  }).Deno;
+  if (!deno || deno.build.os === "windows" || deno.build.os === "darwin") return;
+  try {
+    const cur = deno.env.get("XDG_RUNTIME_DIR");
+    if (cur?.startsWith("/")) {
+      try {
+        if (deno.statSync(cur).isDirectory) return;
+      } catch { /* missing: replace it */ }
+    }
+    const dir = deno.makeTempDirSync({ prefix: `flowgpu-xdg-${deno.pid}-` }); // mode 0700
+    deno.env.set("XDG_RUNTIME_DIR", dir);
+    globalThis.addEventListener?.("unload", () => {
+      try {
+        deno.removeSync(dir, { recursive: true });
+      } catch { /* already gone */ }
+    });
+    // Those of processes killed without an exit (kill -9): empty folders, removed when the
+    // process that made them no longer exists (Linux: /proc/<pid>).
+    const parent = dir.slice(0, dir.lastIndexOf("/"));
+    for (const e of deno.build.os === "linux" ? deno.readDirSync(parent) : []) {
+      const pid = e.isDirectory && e.name.match(/^flowgpu-xdg-(\d+)-/)?.[1];
+      if (!pid || Number(pid) === deno.pid) continue;
+      try {
+        deno.statSync(`/proc/${pid}`);
+      } catch {
+        try {
+          deno.removeSync(`${parent}/${e.name}`); // not recursive: only if still empty
+        } catch { /* in use or not ours */ }
+      }
+    }
+  } catch { /* no env or file permission: leave things as they are */ }
+}
+
 async function acquire(): Promise<Gpu> {
+  ensureRuntimeDir();
   const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
   if (!nav?.gpu) throw new Error(`WebGPU is not available (no navigator.gpu): ${FIX}`);
   const adapter = await nav.gpu.requestAdapter({ powerPreference: "high-performance" });

@@ -3,10 +3,6 @@
  * dataset-fashion-mnist, or the embedded subset), CIFAR-10 binary batches, and image folders
  * (one subfolder per class, PNG/JPEG) decoded with imagescript.
  */
-// The full specifier (not the import map's "imagescript") so the module also works when imported
-// by URL from another project, where this project's import map does not apply.
-// deno-lint-ignore no-import-prefix
-import { Image } from "npm:imagescript@1.3.1";
 import { ArrayDataset, type Dataset } from "../data/dataset.ts";
 import { fashionMnistFromBytes, loadFashionMnistSubset } from "../data/fashion_mnist.ts";
 import { cifar10FromBytes } from "../data/cifar10.ts";
@@ -189,12 +185,17 @@ export async function loadImageFolder(dir: string, opts: LoadOptions = {}): Prom
   if (files.length === 0) {
     throw new Error(`image folder ${dir} is empty: it contains no PNG/JPEG images`);
   }
+  // Loaded here, only for image folders: imagescript's native loader keeps the rest of the library
+  // bundleable for a browser. The full specifier (not the import map's "imagescript") so this
+  // also works when the module is imported by URL from another project.
+  // deno-lint-ignore no-import-prefix
+  const { Image } = await import("npm:imagescript@1.3.1");
   const per = channels * size * size;
   const pixels = new Uint8Array(files.length * per);
   const labels = new Int32Array(files.length);
   for (let i = 0; i < files.length; i++) {
     const { path, label } = files[i];
-    let img: Image;
+    let img;
     try {
       img = await Image.decode(await Deno.readFile(path));
     } catch (e) {

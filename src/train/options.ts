@@ -1,8 +1,125 @@
 /**
- * Training options: every field of the seed's FlowMatchingConfig plus this project's, with the
- * seed's defaults for a real GPU and a CPU profile for software adapters.
+ * Training options as one typed table: each field of the seed's FlowMatchingConfig plus this
+ * project's, with its type, the seed's default for a real GPU, the CPU profile's default for a
+ * software adapter, its range and its help. Parsing, range checks, `--help`, `--config` files and
+ * a run's config.json all come from the table; `validateTrainOptions` checks options built in code.
  */
 
+/** One option: its type, defaults, allowed values and help. */
+export interface OptionSpec<T = string | number | boolean> {
+  type: "int" | "number" | "string" | "boolean";
+  help: string;
+  /** Default (on a GPU for the training options); absent: none, or computed (see help). */
+  default?: T;
+  /** Default of the CPU profile (software adapters), where it differs. */
+  cpu?: T;
+  /** Allowed values of a string option. */
+  choices?: readonly string[];
+  /** Inclusive bounds. */
+  min?: number;
+  max?: number;
+  /** Exclusive lower bound (e.g. lr > 0). */
+  above?: number;
+  /** Exclusive upper bound (e.g. beta1 < 1). */
+  below?: number;
+  /** Other names (snake_case, without dashes), e.g. "steps" for train_steps. */
+  aliases?: readonly string[];
+  /** A check beyond type and range: returns why the value is wrong, or undefined. */
+  check?(value: T): string | undefined;
+}
+
+export type OptionTable = Record<string, OptionSpec>;
+
+/** A value outside its option's type or range; `reason` reads after the option's name. */
+export class OptionError extends Error {
+  constructor(readonly option: string, readonly reason: string) {
+    super(`${option} ${reason}`);
+  }
+}
+
+/** The range of a numeric option in words, e.g. "≥ 1", "> 0", "in [0, 1)"; "" if unbounded. */
+export function rangeText(s: OptionSpec): string {
+  const lo = s.above !== undefined
+    ? ["(", s.above] as const
+    : s.min !== undefined
+    ? ["[", s.min] as const
+    : undefined;
+  const hi = s.below !== undefined
+    ? [")", s.below] as const
+    : s.max !== undefined
+    ? ["]", s.max] as const
+    : undefined;
+  if (lo && hi) return `in ${lo[0]}${lo[1]}, ${hi[1]}${hi[0]}`;
+  if (lo) return `${lo[0] === "(" ? ">" : "≥"} ${lo[1]}`;
+  if (hi) return `${hi[0] === ")" ? "<" : "≤"} ${hi[1]}`;
+  return "";
+}
+
+/**
+ * A value converted to the option's type and checked against its range and choices. `raw` is a
+ * flag's text or a JSON value; numeric text is accepted for numbers. Throws OptionError.
+ */
+export function checkOption(name: string, raw: unknown, s: OptionSpec): string | number | boolean {
+  const bad = (reason: string): never => {
+    throw new OptionError(name, reason);
+  };
+  let v: string | number | boolean;
+  if (s.type === "boolean") {
+    if (typeof raw !== "boolean") bad(`is true or false, got ${JSON.stringify(raw)}`);
+    v = raw as boolean;
+  } else if (s.type === "string") {
+    if (typeof raw !== "string") bad(`expects a string, got ${JSON.stringify(raw)}`);
+    v = raw as string;
+    if (s.choices && !s.choices.includes(v)) {
+      bad(`must be one of ${s.choices.join(", ")}, got '${v}'`);
+    }
+  } else {
+    const text = typeof raw === "string" ? raw.trim() : "";
+    const n = typeof raw === "number" ? raw : text === "" ? NaN : Number(text);
+    if (typeof raw !== "number" && typeof raw !== "string") {
+      bad(`expects a number, got ${JSON.stringify(raw)}`);
+    }
+    if (!Number.isFinite(n)) bad(`expects a number, got '${raw}'`);
+    if (s.type === "int" && !Number.isInteger(n)) bad(`expects an integer, got '${raw}'`);
+    const outside = (s.min !== undefined && n < s.min) || (s.max !== undefined && n > s.max) ||
+      (s.above !== undefined && !(n > s.above)) || (s.below !== undefined && !(n < s.below));
+    if (outside) bad(`must be ${rangeText(s)}, got ${n}`);
+    v = n;
+  }
+  const why = s.check?.(v as never);
+  if (why) bad(why);
+  return v;
+}
+
+/** The table's defaults (`cpu: true`: with the CPU profile's values over them). */
+export function defaultsOf(table: OptionTable, cpu = false): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [name, s] of Object.entries(table)) {
+    const d = cpu && s.cpu !== undefined ? s.cpu : s.default;
+    if (d !== undefined) out[name] = d;
+  }
+  return out;
+}
+
+/**
+ * Check every field of `values` against `table`: unknown names and values outside a range throw
+ * OptionError. Returns the converted values (table order).
+ */
+export function validateOptions(
+  table: OptionTable,
+  values: Record<string, unknown>,
+): Record<string, string | number | boolean> {
+  for (const name of Object.keys(values)) {
+    if (!Object.hasOwn(table, name)) throw new OptionError(name, "is not a known option");
+  }
+  const out: Record<string, string | number | boolean> = {};
+  for (const [name, s] of Object.entries(table)) {
+    if (values[name] !== undefined) out[name] = checkOption(name, values[name], s);
+  }
+  return out;
+}
+
+/** Everything the trainer reads (model-size fields unset: the preset's / the dataset's). */
 export interface TrainOptions {
   preset: string;
   image_size?: number;
@@ -32,105 +149,181 @@ export interface TrainOptions {
   seed: number;
   dataset: string;
   data?: string;
-  /** Flip training images horizontally at random (default false; cifar10 turns it on). */
+  /** Flip training images horizontally at random (unset: the dataset's default, on for cifar10). */
   hflip?: boolean;
-  out: string;
-  name?: string;
   log_every: number;
   sample_every: number;
   ckpt_every: number;
   num_sampling_steps: number;
   cfg_scale: number;
-  resume?: string;
 }
 
-/** The seed's defaults (FlowMatchingConfig) for a real GPU. */
-export const GPU_DEFAULTS: TrainOptions = {
-  preset: "B",
-  t_scale: 1000,
-  batch_size: 128,
-  lr: 1e-4,
-  train_steps: 100_000,
-  warmup: 1000,
-  lr_schedule: "constant",
-  min_lr: 0,
-  weight_decay: 0,
-  beta1: 0.9,
-  beta2: 0.999,
-  eps: 1e-8,
-  ema_decay: 0.9999,
-  label_dropout: 0.1,
-  grad_clip: 1.0,
-  time_sampling: "uniform",
-  logit_mean: 0,
-  logit_std: 1,
-  seed: 0,
-  dataset: "fashion-mnist",
-  out: "runs",
-  log_every: 100,
-  sample_every: 1000,
-  ckpt_every: 5000,
-  num_sampling_steps: 50,
-  cfg_scale: 3.0,
+const SEED_MAX = 2 ** 32 - 1;
+
+/** The training options: the seed's defaults on a GPU, a CPU profile for software adapters. */
+export const TRAIN_OPTIONS: {
+  [K in keyof TrainOptions]-?: OptionSpec<NonNullable<TrainOptions[K]>>;
+} = {
+  preset: {
+    type: "string",
+    help: "model preset (sizes in README.md)",
+    choices: ["tiny", "small", "S", "B", "L"],
+    default: "B",
+    cpu: "tiny",
+  },
+  image_size: { type: "int", help: "image size (default: the dataset's)", min: 1 },
+  in_channels: {
+    type: "int",
+    help: "image channels, 1 or 3 (default: the dataset's)",
+    check: (c) => c === 1 || c === 3 ? undefined : `must be 1 or 3, got ${c}`,
+  },
+  hidden_size: { type: "int", help: "transformer width D (overrides the preset)", min: 1 },
+  depth: { type: "int", help: "number of DiT blocks (overrides the preset)", min: 1 },
+  num_heads: { type: "int", help: "attention heads (overrides the preset)", min: 1 },
+  patch_size: { type: "int", help: "patch size p (overrides the preset)", min: 1 },
+  num_classes: {
+    type: "int",
+    help: "number of classes (default: the dataset's; 0 = unconditional)",
+    min: 0,
+  },
+  t_scale: {
+    type: "number",
+    help: "timestep scale before the frequency embedding (DiT 1000, SiT 1)",
+    default: 1000,
+    above: 0,
+  },
+  batch_size: { type: "int", help: "images per step", default: 128, cpu: 16, min: 1 },
+  lr: { type: "number", help: "peak learning rate (AdamW)", default: 1e-4, cpu: 3e-3, above: 0 },
+  train_steps: {
+    type: "int",
+    help: "number of training steps (with --resume: the total to reach)",
+    default: 100_000,
+    cpu: 400,
+    min: 1,
+    aliases: ["steps"],
+  },
+  warmup: { type: "int", help: "linear warmup steps", default: 1000, cpu: 50, min: 0 },
+  lr_schedule: {
+    type: "string",
+    help: "constant, or cosine (decay after warmup to --min-lr)",
+    choices: ["constant", "cosine"],
+    default: "constant",
+  },
+  min_lr: {
+    type: "number",
+    help: "final learning rate of the cosine schedule",
+    default: 0,
+    min: 0,
+  },
+  weight_decay: { type: "number", help: "AdamW decoupled weight decay", default: 0, min: 0 },
+  beta1: { type: "number", help: "AdamW beta1", default: 0.9, min: 0, below: 1 },
+  beta2: { type: "number", help: "AdamW beta2", default: 0.999, min: 0, below: 1 },
+  eps: { type: "number", help: "AdamW epsilon", default: 1e-8, above: 0 },
+  ema_decay: {
+    type: "number",
+    help: "EMA decay of the weights used for sampling",
+    default: 0.9999,
+    cpu: 0.99,
+    min: 0,
+    max: 1,
+  },
+  label_dropout: {
+    type: "number",
+    help: "probability of replacing a label by the null class (CFG)",
+    default: 0.1,
+    min: 0,
+    max: 1,
+  },
+  grad_clip: {
+    type: "number",
+    help: "global gradient-norm clip (0 disables)",
+    default: 1.0,
+    min: 0,
+  },
+  time_sampling: {
+    type: "string",
+    help: "uniform, or logit-normal (SD3, on sigma = 1 - t)",
+    choices: ["uniform", "logit-normal"],
+    default: "uniform",
+  },
+  logit_mean: { type: "number", help: "logit-normal mean", default: 0 },
+  logit_std: { type: "number", help: "logit-normal standard deviation", default: 1, above: 0 },
+  seed: {
+    type: "int",
+    help: "random seed (weights, data order, noise)",
+    default: 0,
+    min: 0,
+    max: SEED_MAX,
+  },
+  dataset: {
+    type: "string",
+    help: "fashion-mnist: the --data folder, else Debian's dataset-fashion-mnist " +
+      "(/usr/share/datasets/fashion-mnist) if installed, else the embedded subset; " +
+      "default: always the embedded subset; cifar10 and folder need --data",
+    choices: ["fashion-mnist", "default", "cifar10", "folder"],
+    default: "fashion-mnist",
+  },
+  data: {
+    type: "string",
+    help: "dataset directory (fashion-mnist: the IDX .gz files; cifar10: the .bin batches; " +
+      "folder: one subfolder of images per class)",
+  },
+  hflip: {
+    type: "boolean",
+    help: "random horizontal flips of training images (default: on for cifar10, off otherwise)",
+  },
+  log_every: {
+    type: "int",
+    help: "steps between progress lines (metrics.jsonl has every step)",
+    default: 100,
+    cpu: 10,
+    min: 1,
+  },
+  sample_every: {
+    type: "int",
+    help: "steps between sample grids (0: none, not even at the end)",
+    default: 1000,
+    cpu: 200,
+    min: 0,
+  },
+  ckpt_every: {
+    type: "int",
+    help: "steps between checkpoints (0: only the final one)",
+    default: 5000,
+    cpu: 100,
+    min: 0,
+  },
+  num_sampling_steps: {
+    type: "int",
+    help: "Euler steps for sample grids",
+    default: 50,
+    cpu: 20,
+    min: 1,
+  },
+  cfg_scale: {
+    type: "number",
+    help: "classifier-free guidance scale for sample grids (1 = none)",
+    default: 3.0,
+    min: 0,
+  },
 };
+
+/** The seed's defaults (FlowMatchingConfig) for a real GPU. */
+export const GPU_DEFAULTS: TrainOptions = defaultsOf(TRAIN_OPTIONS) as unknown as TrainOptions;
 
 /** A profile that finishes in minutes on a software adapter and already shows shapes. */
-export const CPU_DEFAULTS: TrainOptions = {
-  ...GPU_DEFAULTS,
-  preset: "tiny",
-  batch_size: 16,
-  lr: 3e-3,
-  train_steps: 400,
-  warmup: 50,
-  ema_decay: 0.99,
-  log_every: 10,
-  sample_every: 200,
-  ckpt_every: 100,
-  num_sampling_steps: 20,
-};
+export const CPU_DEFAULTS: TrainOptions = defaultsOf(
+  TRAIN_OPTIONS,
+  true,
+) as unknown as TrainOptions;
 
-/** Help text for each option (kebab-case flag → description). */
-export const OPTION_HELP: Record<keyof TrainOptions, string> = {
-  preset: "model preset: tiny, small, S, B, L",
-  image_size: "image size (default: the dataset's)",
-  in_channels: "image channels (default: the dataset's)",
-  hidden_size: "transformer width D (overrides the preset)",
-  depth: "number of DiT blocks (overrides the preset)",
-  num_heads: "attention heads (overrides the preset)",
-  patch_size: "patch size p (overrides the preset)",
-  num_classes: "number of classes (default: the dataset's; 0 = unconditional)",
-  t_scale: "timestep scale before the frequency embedding (DiT 1000, SiT 1)",
-  batch_size: "images per step",
-  lr: "peak learning rate (AdamW)",
-  train_steps: "number of training steps",
-  warmup: "linear warmup steps",
-  lr_schedule: "constant or cosine (decay after warmup to --min-lr)",
-  min_lr: "final learning rate of the cosine schedule",
-  weight_decay: "AdamW decoupled weight decay",
-  beta1: "AdamW beta1",
-  beta2: "AdamW beta2",
-  eps: "AdamW epsilon",
-  ema_decay: "EMA decay of the weights used for sampling",
-  label_dropout: "probability of replacing a label by the null class (CFG)",
-  grad_clip: "global gradient-norm clip (0 disables)",
-  time_sampling: "uniform or logit-normal (SD3, on sigma = 1 - t)",
-  logit_mean: "logit-normal mean",
-  logit_std: "logit-normal standard deviation",
-  seed: "random seed (weights, data order, noise)",
-  dataset:
-    "fashion-mnist (--data DIR, else Debian's dataset-fashion-mnist, else the embedded subset), default (the embedded subset), cifar10, or folder",
-  data:
-    "dataset directory (fashion-mnist: the IDX .gz files; cifar10: the .bin batches; folder: class subfolders)",
-  hflip: "random horizontal flips of training images (default: on for cifar10, else off)",
-  out: "parent directory of run directories",
-  name: "run name (default: a timestamp)",
-  log_every: "steps between log lines and metrics rows",
-  sample_every: "steps between sample grids (0 disables)",
-  ckpt_every: "steps between checkpoints (0: only the final one)",
-  num_sampling_steps: "Euler steps for sample grids",
-  cfg_scale: "classifier-free guidance scale for sample grids",
-  resume: "checkpoint path, run directory, or 'auto' (the latest run's last checkpoint)",
-};
+/** `o` checked against TRAIN_OPTIONS (types, ranges, no unknown fields); throws OptionError. */
+export function validateTrainOptions(o: TrainOptions): TrainOptions {
+  return validateOptions(
+    TRAIN_OPTIONS,
+    o as unknown as Record<string, unknown>,
+  ) as unknown as TrainOptions;
+}
 
 /** Linear warmup, then constant or cosine decay to min_lr. */
 export function learningRate(o: TrainOptions, step: number): number {
