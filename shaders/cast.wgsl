@@ -12,7 +12,7 @@ enable f16;
 const N: u32 = {{N}}u;
 
 @compute @workgroup_size(256)
-fn cast(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nw: vec3u) {
+fn convert(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nw: vec3u) {
   let i = g.x + g.y * nw.x * 256u;
   if (i >= N) { return; }
   dst[i] = {{D}}(src[i]);

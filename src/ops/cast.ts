@@ -24,7 +24,7 @@ function cast(k: Kernels, name: string, src: Tensor, dst: Tensor, from: string, 
   const n = vec ? src.length / 4 : src.length;
   const ty = (t: string) => (vec ? `vec4<${t}>` : t);
   const wgsl = specialise(code, { S: ty(from), D: ty(to), N: n });
-  return [{ ...k.dispatch(wgsl, "cast", [src, dst], grid(Math.ceil(n / 256))), label: name }];
+  return [{ ...k.dispatch(wgsl, "convert", [src, dst], grid(Math.ceil(n / 256))), label: name }];
 }
 
 /** dst (f16) = src (f32) rounded to nearest. */
