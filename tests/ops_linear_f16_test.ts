@@ -161,7 +161,11 @@ const cases: [string, number, number, number, F16Case][] = [
     bias: "f16",
     out: "f32",
   }],
-  ["splat scalar widths, f16 bias", 67, 45, 38, { tile: small, bias: "f16" }],
+  ["splat scalar widths, xfast, f16 bias", 67, 45, 38, {
+    tile: { ...small, xfast: true },
+    bias: "f16",
+  }],
+  ["pair bk 16, chunk 16", 67, 44, 84, { tile: { ...small, bk: 16, form: "pair" } }],
   ["pair scalar widths", 67, 45, 38, { tile: { ...small, form: "pair" } }],
   ["splat chunk 16 over bk 8, split-K, accumulate", 70, 44, 300, {
     tile: { ...small, chunk: 16 },

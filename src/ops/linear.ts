@@ -19,6 +19,14 @@
  * Global memory is read and written as vec4 when the widths allow (Q and L multiples of 4, or
  * R for dW's transposed A); otherwise every tile falls back to scalar access automatically.
  *
+ * f16 (x and w, or dy and w, or dy and x, all f16): products and running sums in f16 for `chunk`
+ * reduction steps (default bk), then added into f32 accumulators: form "splat" keeps a
+ * vec4<f16> partial sum per 4 outputs (fma(vec4<f16>(a[r]), b[l, 4 columns], s): each lane sums at
+ * most `chunk` products), form "pair" a vec2<f16> per output whose lanes take the even and odd l
+ * of each pair (fma(a[r, l..l+1], b[l..l+1, q], s): at most chunk/2 products a lane, the two
+ * lanes added in f32). Bias, epilogue and split-K sums are f32; an f16 output is rounded once.
+ * The resulting bound is in tests/ops_linear_f16_test.ts.
+ *
  * Epilogues (forward): `gelu` (y = gelu(x·wᵀ+b)), `gate` + `residual` (y = residual +
  * mod[b, chunk]·(x·wᵀ+b), b = row / T), `pre` (also store x·wᵀ+b, which the backward of gelu or
  * of the gate needs). dX: `geluGrad` (dx = (dy·w) ⊙ gelu'(h), h the stored pre-activation).
