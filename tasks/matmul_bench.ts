@@ -17,7 +17,7 @@
  * every DiT-S/2 product, f32 and f16; prints per class a table (TFLOP/s, candidates as columns),
  * the best candidate per shape, the best per class by Σ calls·ms over the model's products (with
  * the DEFAULTS line to paste) and the GEMM time of a training step with the defaults versus the
- * picks. The budget (default 220 s) is shared out over the shapes; candidates are timed in
+ * picks. The budget (default 200 s) is shared out over the shapes; candidates are timed in
  * priority order and the rest skipped (and listed) when a shape's share runs out.
  *
  * Timing: record once, run once (compile, warm-up), one estimate, then 3 batches of back-to-back
@@ -550,7 +550,7 @@ interface Row {
 }
 
 async function sweep() {
-  const budget = Number(kv.budget ?? 220) * 1e3;
+  const budget = Number(kv.budget ?? 200) * 1e3;
   // Largest share of the step first, so a short budget still covers what matters.
   const order = [...cases].sort((a, b) => b.calls * b.M * b.N * b.K - a.calls * a.M * a.N * a.K);
   const start = performance.now();
