@@ -1,4 +1,6 @@
 import * as ref from "./reference/linear.ts";
+import { gelu, geluBackward } from "./reference/ops.ts";
+import { gateResidual } from "./reference/residual.ts";
 import { assertClose, checkOp, kernels } from "./harness.ts";
 import { Rng, TEST_SEED } from "./reference/random.ts";
 import {
@@ -6,6 +8,7 @@ import {
   linearBackwardWeight,
   linearForward,
   type LinearOptions,
+  type Tile,
 } from "../src/ops/linear.ts";
 
 /** Forward, dX and dW (+db) of one variant at one shape, checked against float64. */
@@ -66,6 +69,94 @@ Deno.test("linear accumulate scalar, no bias", () =>
   }));
 Deno.test("linear default variant", () => linearCase("linear default", 50, 64, 48, {}));
 
+// The tiling switches the sweep explores, each forced on ragged multi-tile shapes (bk 8 keeps
+// llvmpipe's compile time down; vec4 and scalar global access where the switch matters).
+const big8: Tile = { rg: 2, cg: 2, wx: 8, wy: 16, bk: 8 };
+const switches: [string, number, number, number, Tile][] = [
+  ["flat arrays (pre-sweep code)", 130, 132, 36, { ...big8, flat: true }],
+  ["xfast loads", 130, 68, 36, { ...big8, xfast: true }],
+  ["xfast loads (ragged widths)", 130, 67, 37, { ...big8, xfast: true }],
+  ["single buffer", 130, 68, 44, { ...big8, db: false }],
+  ["single buffer, flat (ragged widths)", 70, 45, 38, { ...big8, db: false, flat: true }],
+  ["warp-tiled threads", 70, 136, 20, { rg: 2, cg: 2, wx: 16, wy: 8, bk: 8, wtx: 8 }],
+  ["bk 16, 4x8 warps", 67, 44, 52, { rg: 1, cg: 1, wx: 8, wy: 8, bk: 16, wtx: 4 }],
+  ["16x8 per thread", 70, 68, 36, { rg: 4, cg: 2, wx: 8, wy: 4, bk: 8 }],
+];
+for (const [what, M, N, K, tile] of switches) {
+  Deno.test(`linear tile: ${what}`, () => linearCase(`linear ${what}`, M, N, K, { tile }));
+}
+Deno.test("linear rolled inner loop", () =>
+  linearCase("linear rolled", 70, 68, 40, { tile: big8, unroll: 4 }));
+
+// Fused epilogues (forward-only checks; the backward they replace is elementwise).
+const T = 23, B = 3; // rows = B·T tokens, T not a multiple of any tile
+function epilogueCases(name: string, N: number, K: number, opts: LinearOptions) {
+  const M = B * T;
+  Deno.test(`linear gelu epilogue ${name}`, () =>
+    checkOp({
+      name: `linear gelu ${name}`,
+      inputs: { x: [M, K], w: [N, K], b: [N] },
+      outputs: { y: [M, N], pre: [M, N] },
+      ref: ({ x, w, b }) => {
+        const pre = ref.linear(x, w, b, M, N, K);
+        return { y: gelu(pre), pre };
+      },
+      gpu: (k, t) => linearForward(k, t.x, t.w, t.b, t.y, { ...opts, gelu: true, pre: t.pre }),
+    }));
+  Deno.test(`linear gelu' dX epilogue ${name}`, () =>
+    checkOp({
+      name: `linear gelu' dX ${name}`,
+      inputs: { dy: [M, N], w: [N, K], h: [M, K] },
+      outputs: { dx: [M, K] },
+      ref: ({ dy, w, h }) => ({
+        dx: geluBackward(h, ref.linearBackward(new Float64Array(M * K), w, dy, M, N, K).dx),
+      }),
+      gpu: (k, t) => linearBackwardInput(k, t.dy, t.w, t.dx, { ...opts, geluGrad: t.h }),
+    }));
+  for (const chunk of [2, 5]) {
+    Deno.test(`linear gate+residual epilogue ${name} chunk ${chunk}`, () =>
+      checkOp({
+        name: `linear gate ${name} chunk ${chunk}`,
+        inputs: { x: [M, K], w: [N, K], b: [N], res: [M, N], mod: [B, 6 * N] },
+        outputs: { y: [M, N], pre: [M, N] },
+        ref: ({ x, w, b, res, mod }) => {
+          const pre = ref.linear(x, w, b, M, N, K);
+          return { y: gateResidual(res, pre, mod, B, T, N, chunk), pre };
+        },
+        gpu: (k, t) =>
+          linearForward(k, t.x, t.w, t.b, t.y, {
+            ...opts,
+            gate: { mod: t.mod, chunk },
+            residual: t.res,
+            pre: t.pre,
+          }),
+      }));
+  }
+}
+epilogueCases("big", 68, 36, { tile: big8 });
+epilogueCases("split-K reduce", 44, 300, { variant: "small", splits: 3 });
+epilogueCases("scalar widths", 45, 38, { variant: "small" });
+
+Deno.test("linear gate without residual, accumulate (in-place residual stream)", async () => {
+  const k = await kernels();
+  const [M, N, K] = [B * T, 44, 36];
+  const rng = new Rng(TEST_SEED ^ 0x6a7e);
+  const x = rng.normals(M * K), w = rng.normals(N * K), b = rng.normals(N);
+  const h = rng.normals(M * N), mod = rng.normals(B * 6 * N);
+  const t = (a: Float64Array, shape: number[]) => {
+    const tt = k.tensor(shape);
+    k.write(tt, Float32Array.from(a));
+    return tt;
+  };
+  const y = t(h, [M, N]);
+  await k.run(linearForward(k, t(x, [M, K]), t(w, [N, K]), t(b, [N]), y, {
+    gate: { mod: t(mod, [B, 6 * N]), chunk: 5 },
+    accumulate: true,
+  }));
+  const want = gateResidual(h, ref.linear(x, w, b, M, N, K), mod, B, T, N, 5);
+  assertClose("linear gate accumulate", await k.read(y), want);
+});
+
 /** Forward accumulate (y += x·wᵀ + b), which checkOp's NaN-poisoned outputs cannot cover. */
 const fwdAccumulate: [string, number, number, number, LinearOptions][] = [
   ["small", 67, 44, 36, { variant: "small" }],
@@ -93,6 +184,31 @@ for (const [variant, M, N, K, opts] of fwdAccumulate) {
     assertClose(`linear forward accumulate ${variant}`, await k.read(y), want);
   });
 }
+
+Deno.test("linear option errors", async () => {
+  const k = await kernels();
+  const x = k.tensor([6, 8]), w = k.tensor([4, 8]), y = k.tensor([6, 4]);
+  const msg = (f: () => unknown) => {
+    try {
+      f();
+    } catch (e) {
+      return (e as Error).message;
+    }
+    return "";
+  };
+  const m1 = msg(() =>
+    linearForward(k, x, w, null, y, { gate: { mod: k.tensor([4, 24]), chunk: 0 } })
+  );
+  if (!m1.includes("samples")) throw new Error(`unclear error: ${m1}`);
+  const m2 = msg(() =>
+    linearForward(k, x, w, null, y, { gate: { mod: k.tensor([2, 12]), chunk: 3 } })
+  );
+  if (!m2.includes("chunk 3")) throw new Error(`unclear error: ${m2}`);
+  const m3 = msg(() => linearBackwardInput(k, y, w, x, { gelu: true }));
+  if (!m3.includes("gelu")) throw new Error(`unclear error: ${m3}`);
+  const m4 = msg(() => linearForward(k, x, w, null, y, { tile: { ...big8, bk: 6 } }));
+  if (!m4.includes("bk")) throw new Error(`unclear error: ${m4}`);
+});
 
 Deno.test("linear shape errors", async () => {
   const k = await kernels();

@@ -153,7 +153,12 @@ export class Kernels {
       }
       return {
         binding,
-        resource: { buffer: b.buffer, offset: b.offset, size: Math.max(16, tensorBytes(b)) },
+        // Whole 4-byte words (an odd count of f16 elements binds its padding half too).
+        resource: {
+          buffer: b.buffer,
+          offset: b.offset,
+          size: Math.max(16, Math.ceil(tensorBytes(b) / 4) * 4),
+        },
       };
     });
     const bindGroup = this.device.createBindGroup({

@@ -1,76 +1,185 @@
 /**
  * Linear layers (matmul), forward and both backward products, as one register-blocked GEMM
- * generator over shaders/linear.wgsl. Shapes are specialised into the WGSL text and the inner
- * product is unrolled (see the shader's header for the layouts).
+ * generator over shaders/linear.wgsl, in f32 or f16 (both operands f16: packed f16 products,
+ * f32 accumulation; see the shader's header for the exact scheme). Shapes are specialised into
+ * the WGSL text and the inner product is unrolled.
  *
- * Variants (opts.variant; the default picks by shape):
- *   "big"    128×64 block tile, 8×16 threads, 8×8 outputs per thread, BK 16 (large M and N)
- *   "wide"   64×128 block tile, 16×8 threads, 8×8 outputs per thread, BK 16 (default for dX)
+ * Tiling (`Tile`): BM = 4·rg·wy rows by BN = 4·cg·wx columns over wx·wy threads, bk reduction
+ * steps per workgroup tile, plus code-shape switches (double buffering, load mapping, warp shape,
+ * flat arrays, f16 form and chunk). The default per shape class and precision is `DEFAULTS`
+ * (update it from `deno run -A tasks/matmul_bench.ts --sweep`). Named variants (opts.variant):
+ *   "big"    128×64 block tile, 8×16 threads, 8×8 outputs per thread, BK 16
+ *   "wide"   64×128 block tile, 16×8 threads, 8×8 outputs per thread, BK 16
  *   "mid"    64×64 block tile, 16×16 threads, 4×4 outputs per thread, BK 8
- *   "small"  32×32 block tile, 8×8 threads, 4×4 outputs per thread, BK 16 (small outputs, e.g.
- *            adaLN; split over the reduction by default when the grid is small)
- *   "splitk" the big tile with the reduction split over workgroups (few output tiles and a long
- *            reduction, e.g. dW with L = tokens); partial sums go to a scratch tensor and are
- *            summed in a fixed split order by a second dispatch (deterministic, no atomics)
+ *   "small"  32×32 block tile, 8×8 threads, 4×4 outputs per thread, BK 16
+ *   "splitk" the big tile with the reduction split over workgroups; partial sums (f32) go to a
+ *            scratch tensor and are summed in a fixed split order by a second dispatch, which
+ *            also applies the bias and epilogue (deterministic, no atomics)
  *   "scalar" the small tile with scalar global loads and stores (any widths)
  * Global memory is read and written as vec4 when the widths allow (Q and L multiples of 4, or
  * R for dW's transposed A); otherwise every tile falls back to scalar access automatically.
- * `opts.splits` forces a number of splits for any variant.
+ *
+ * f16 (x and w, or dy and w, or dy and x, all f16): products and running sums in f16 for `chunk`
+ * reduction steps (default bk), then added into f32 accumulators: form "splat" keeps a
+ * vec4<f16> partial sum per 4 outputs (fma(vec4<f16>(a[r]), b[l, 4 columns], s): each lane sums at
+ * most `chunk` products), form "pair" a vec2<f16> per output whose lanes take the even and odd l
+ * of each pair (fma(a[r, l..l+1], b[l..l+1, q], s): at most chunk/2 products a lane, the two
+ * lanes added in f32). Bias, epilogue and split-K sums are f32; an f16 output is rounded once.
+ * The resulting bound is in tests/ops_linear_f16_test.ts.
+ *
+ * Epilogues (forward): `gelu` (y = gelu(x·wᵀ+b)), `gate` + `residual` (y = residual +
+ * mod[b, chunk]·(x·wᵀ+b), b = row / T), `pre` (also store x·wᵀ+b, which the backward of gelu or
+ * of the gate needs). dX: `geluGrad` (dx = (dy·w) ⊙ gelu'(h), h the stored pre-activation).
  */
-import type { Dispatch, Kernels, Tensor } from "../gpu/kernels.ts";
+import type { Dispatch, DType, Kernels, Tensor } from "../gpu/kernels.ts";
 import { specialise } from "../gpu/kernels.ts";
 import code from "../../shaders/linear.wgsl" with { type: "text" };
+
+/** A block tiling and the code shape of its kernel. */
+export interface Tile {
+  /** Groups of 4 rows and of 4 columns per thread (a thread computes 4·rg × 4·cg outputs). */
+  rg: number;
+  cg: number;
+  /** Threads along columns and rows. */
+  wx: number;
+  wy: number;
+  /** Reduction steps per workgroup tile (a multiple of 4). */
+  bk: number;
+  /** Double-buffered workgroup tiles, one barrier per tile (default true); false: one buffer. */
+  db?: boolean;
+  /** Transposing loads: consecutive threads take consecutive rows, not consecutive l (no
+   * workgroup-memory bank conflicts on the transposed stores; default false). */
+  xfast?: boolean;
+  /** Threads along columns within one 32-lane warp (default: wx, i.e. threads row-major). */
+  wtx?: number;
+  /** One flat workgroup array per operand indexed with dynamic offsets: the pre-sweep code, a
+   * clamp per workgroup load (for comparison; default false). */
+  flat?: boolean;
+  /** f16: reduction steps summed in f16 before the f32 accumulators take them (default bk;
+   * a divisor or a multiple of bk; 0 = only at the end, a test of the scheme's necessity). */
+  chunk?: number;
+  /** f16: "splat" (vec4<f16> lane per output, a splatted) or "pair" (vec2<f16> per output over
+   * l pairs, both multiplicands vectors); default "splat". */
+  form?: "splat" | "pair";
+}
+
+/** Split-K by target: splits = min(ceil(target / output tiles), floor(L / minK), 64). */
+export interface SplitPolicy {
+  target: number;
+  minK: number;
+}
 
 export interface LinearOptions {
   /** Add into the output (+=) instead of overwriting it. */
   accumulate?: boolean;
-  /** "big" | "wide" | "mid" | "small" | "splitk" | "scalar"; default: chosen by shape. */
+  /** "big" | "wide" | "mid" | "small" | "splitk" | "scalar"; default: `DEFAULTS` by shape. */
   variant?: string;
   /** Reduction splits (split-K); default: chosen by variant and shape. */
   splits?: number;
-  /** Inner-product steps unrolled per loop iteration (default: the whole BK tile). */
+  /** Split-K policy when `splits` is not given (default: the variant's or shape class's). */
+  split?: SplitPolicy;
+  /** Inner-product steps unrolled per loop iteration (f32 only; default: the whole BK tile). */
   unroll?: number;
-  /** Tuning: override the variant's block tiling. */
+  /** Tuning: override the block tiling. */
   tile?: Tile;
   /** Tuning: walk block tiles in groups of this many rows (L2 reuse); 1 = row-major. */
   swizzle?: number;
+  /** Forward: y = gelu(x·wᵀ + b) (tanh approximation); `pre` receives x·wᵀ + b. */
+  gelu?: boolean;
+  /** Forward: also store x·wᵀ + b (before gelu and gate), same shape as y. */
+  pre?: Tensor;
+  /** Forward: y = (residual +) mod[b, chunk·N + n]·(x·wᵀ + b); mod [B, nChunks·N], b = row / T
+   * with T = M / B (DiT's gated residual; DiT's gate chunks are 2 and 5 of 6). */
+  gate?: { mod: Tensor; chunk: number };
+  /** Forward: y = residual + … (a separate tensor of y's shape). */
+  residual?: Tensor;
+  /** dX: dx = (dy·w) ⊙ gelu'(h), h [M,K] the pre-activation the forward stored. */
+  geluGrad?: Tensor;
 }
 
-/** A block tiling: BM = 4·rg·wy rows by BN = 4·cg·wx columns, BK reduction steps per tile. */
-export interface Tile {
-  /** Row groups of 4 and vec4 column groups per thread. */
-  rg: number;
-  cg: number;
-  wx: number;
-  wy: number;
-  bk: number;
-}
-
-const TILES: Record<string, Tile> = {
+/** Named tiles (the variants). */
+export const TILES: Record<string, Tile> = {
   big: { rg: 2, cg: 2, wx: 8, wy: 16, bk: 16 },
   wide: { rg: 2, cg: 2, wx: 16, wy: 8, bk: 16 },
   mid: { rg: 1, cg: 1, wx: 16, wy: 16, bk: 8 },
   small: { rg: 1, cg: 1, wx: 8, wy: 8, bk: 16 },
 };
 
-/** Workgroups that fill an H100 (132 SMs, about two each); sizes the default grids. */
+/** Workgroups that fill an H100/H200 (132 SMs, about two each); sizes the default grids. */
 const TARGET_WORKGROUPS = 264;
 /** Split-K scratch limit, in floats (shared by every split-K dispatch of a Kernels). */
 const MAX_SCRATCH = 16 * 1024 * 1024;
 
+/** Long reductions with few output tiles (dW over tokens): about 4 workgroups per SM pair. */
+export const SPLIT_LONG: SplitPolicy = { target: 4 * TARGET_WORKGROUPS, minK: 256 };
+/** Small outputs (adaLN): split until the grid covers the GPU. */
+export const SPLIT_SMALL: SplitPolicy = { target: 384, minK: 64 };
+
+/**
+ * Shape classes of the default table: "fwd" / "dx" / "dw" large products by layout; "splitk" a
+ * long reduction (L ≥ 2048) onto few output tiles; "narrowQ" / "narrowR" at most 16 output
+ * columns / rows; "thin" a reduction of at most 16; "small" the rest (few output tiles).
+ */
+export type ShapeClass =
+  | "fwd"
+  | "dx"
+  | "dw"
+  | "splitk"
+  | "small"
+  | "narrowQ"
+  | "narrowR"
+  | "thin";
+
+/** A default: tiling, split policy (none: one split), swizzle (none: by B's size). */
+export interface Choice {
+  tile: Tile;
+  split?: SplitPolicy;
+  swizzle?: number;
+}
+
+/**
+ * Defaults per precision and shape class. f32: measured on an H100 (BENCHMARKS.md) with the
+ * pre-sweep code; the 3D workgroup arrays replace its per-load clamps. f16: first guesses, to be
+ * replaced by the sweep's choices.
+ */
+export const DEFAULTS: Record<"f32" | "f16", Record<ShapeClass, Choice>> = {
+  f32: {
+    fwd: { tile: TILES.big },
+    dx: { tile: TILES.wide },
+    dw: { tile: TILES.big },
+    splitk: { tile: TILES.big, split: SPLIT_LONG },
+    small: { tile: TILES.small, split: SPLIT_SMALL },
+    narrowQ: { tile: TILES.small, split: SPLIT_SMALL },
+    narrowR: { tile: TILES.small, split: SPLIT_SMALL },
+    thin: { tile: TILES.big },
+  },
+  f16: {
+    fwd: { tile: { ...TILES.big, bk: 32, chunk: 32 } },
+    dx: { tile: { ...TILES.wide, bk: 32, chunk: 32 } },
+    dw: { tile: { ...TILES.big, bk: 32, chunk: 32 } },
+    splitk: { tile: { ...TILES.big, bk: 32, chunk: 32 }, split: SPLIT_LONG },
+    small: { tile: TILES.small, split: SPLIT_SMALL },
+    narrowQ: { tile: TILES.small, split: SPLIT_SMALL },
+    narrowR: { tile: TILES.small, split: SPLIT_SMALL },
+    thin: { tile: TILES.big },
+  },
+};
+
 type ALayout = "rl" | "lr";
 type BLayout = "ql" | "lq";
 
-interface Gemm {
+/** One GEMM: C[R,Q] = A·B summed over L, operand layouts, precision. */
+export interface Gemm {
   R: number;
   Q: number;
   L: number;
   a: ALayout;
   b: BLayout;
+  f16: boolean;
 }
 
 interface Plan {
-  tile: Tile;
+  tile: Required<Tile>;
   /** Inner-product steps unrolled per loop iteration (BK: fully unrolled). */
   unroll: number;
   /** Block-tile rows per group of the grid walk (1: row-major). */
@@ -95,108 +204,209 @@ function vecOk(g: Gemm): boolean {
   return g.Q % 4 === 0 && g.L % 4 === 0 && (g.a === "rl" || g.R % 4 === 0);
 }
 
+/** The default table's class of a GEMM. */
+export function shapeClass(g: { R: number; Q: number; L: number; a: string; b: string }) {
+  if (g.L <= 16) return "thin";
+  if (g.Q <= 16) return "narrowQ";
+  if (g.R <= 16) return "narrowR";
+  const tiles = cdiv(g.R, 128) * cdiv(g.Q, 64);
+  if (tiles >= 2 * TARGET_WORKGROUPS) return g.a === "lr" ? "dw" : g.b === "lq" ? "dx" : "fwd";
+  if (g.L >= 2048 && g.R * g.Q >= 256 * 256) return "splitk";
+  return "small";
+}
+
+/** A tile with every switch filled in, checked. */
+function fullTile(t: Tile, f16: boolean, name: string): Required<Tile> {
+  const full: Required<Tile> = {
+    rg: t.rg,
+    cg: t.cg,
+    wx: t.wx,
+    wy: t.wy,
+    bk: t.bk,
+    db: t.db ?? true,
+    xfast: t.xfast ?? false,
+    wtx: t.wtx ?? t.wx,
+    flat: t.flat ?? false,
+    chunk: t.chunk ?? t.bk,
+    form: t.form ?? "splat",
+  };
+  const bad = (why: string) => {
+    throw new Error(`${name}: bad tile ${JSON.stringify(t)}: ${why}`);
+  };
+  for (const k of ["rg", "cg", "wx", "wy", "bk"] as const) {
+    if (!Number.isInteger(full[k]) || full[k] < 1) bad(`${k} must be a positive integer`);
+  }
+  if (full.bk % 4 !== 0) bad("bk must be a multiple of 4");
+  const threads = full.wx * full.wy;
+  if (full.wtx !== full.wx) {
+    const w = full.wtx;
+    if (threads % 32 || 32 % w || full.wx % w || full.wy % (32 / w)) {
+      bad("wtx must divide wx and 32, with whole 32-thread warps tiling wx·wy");
+    }
+  }
+  if (f16) {
+    const c = full.chunk;
+    if (!(c === 0 || (c <= full.bk ? full.bk % c === 0 : c % full.bk === 0))) {
+      bad("chunk must be 0, a divisor of bk or a multiple of bk");
+    }
+    if (full.form === "pair" && c % 2 !== 0) bad("the pair form needs an even chunk");
+    if (full.form !== "splat" && full.form !== "pair") bad(`unknown form ${full.form}`);
+  }
+  return full;
+}
+
 function plan(g: Gemm, opts: LinearOptions, name: string, cpu: boolean): Plan {
-  let variant = opts.variant;
-  const vec = vecOk(g) && variant !== "scalar";
-  const tiles = (t: Tile) => cdiv(g.R, blockM(t)) * cdiv(g.Q, blockN(t));
-  if (variant === undefined) {
-    // dX (B row-major [L,Q]) measured faster with the wide tile, the others with the tall one.
-    if (tiles(TILES.big) >= 2 * TARGET_WORKGROUPS) {
-      variant = g.b === "lq" && g.a === "rl" ? "wide" : "big";
-    } else if (g.L >= 2048 && g.R * g.Q >= 256 * 256) variant = "splitk";
-    else variant = "small";
-  }
-  const tileName = variant === "splitk" ? "big" : variant === "scalar" ? "small" : variant;
-  let tile = opts.tile ?? TILES[tileName];
-  if (!tile) {
-    throw new Error(
-      `${name}: unknown variant "${variant}" (big, wide, mid, small, splitk, scalar)`,
-    );
-  }
+  const variant = opts.variant;
+  let choice: Choice;
+  if (opts.tile) choice = { tile: opts.tile };
+  else if (variant !== undefined) {
+    const tileName = variant === "splitk" ? "big" : variant === "scalar" ? "small" : variant;
+    const tile = TILES[tileName];
+    if (!tile) {
+      throw new Error(
+        `${name}: unknown variant "${variant}" (big, wide, mid, small, splitk, scalar)`,
+      );
+    }
+    choice = { tile, split: variant === "splitk" ? SPLIT_LONG : undefined };
+  } else choice = DEFAULTS[g.f16 ? "f16" : "f32"][shapeClass(g)];
+  let tile = choice.tile;
   // Software adapters (llvmpipe) take minutes to compile shaders with large workgroup memory
-  // (its cost grows with the square of the size): same code, half the reduction tile.
+  // (its cost grows with the square of the size): same code, a reduction tile of at most 8.
   if (cpu && !opts.tile && tile.bk > 8) tile = { ...tile, bk: 8 };
+  const full = fullTile(tile, g.f16, name);
+  const vec = vecOk(g) && variant !== "scalar";
+  const tiles = cdiv(g.R, blockM(full)) * cdiv(g.Q, blockN(full));
   let splits = opts.splits ?? 1;
-  if (opts.splits === undefined && variant === "splitk") {
-    // About 4 workgroups per SM slot pair: long dW reductions over tokens.
+  const policy = opts.split ?? choice.split;
+  if (opts.splits === undefined && policy) {
     splits = Math.min(
-      cdiv(4 * TARGET_WORKGROUPS, tiles(tile)),
-      Math.max(1, Math.floor(g.L / 256)),
+      cdiv(policy.target, tiles),
+      Math.max(1, Math.floor(g.L / policy.minK)),
       Math.max(1, Math.floor(MAX_SCRATCH / (g.R * g.Q))),
       64,
     );
-  } else if (opts.splits === undefined && variant === "small" && opts.variant === undefined) {
-    // Small outputs (adaLN): split the reduction until the grid covers the GPU.
-    splits = Math.max(
-      1,
-      Math.min(cdiv(384, tiles(tile)), Math.floor(g.L / 64), 64),
-    );
   }
   if (!Number.isInteger(splits) || splits < 1) throw new Error(`${name}: bad splits ${splits}`);
-  const kper = cdiv(cdiv(g.L, splits), tile.bk) * tile.bk;
+  const kper = cdiv(cdiv(g.L, splits), full.bk) * full.bk;
   splits = cdiv(g.L, kper); // no empty split
-  const unroll = opts.unroll ?? tile.bk;
-  if (tile.bk % unroll !== 0) {
-    throw new Error(`${name}: unroll ${unroll} does not divide ${tile.bk}`);
+  const unroll = opts.unroll ?? full.bk;
+  if (full.bk % unroll !== 0) {
+    throw new Error(`${name}: unroll ${unroll} does not divide ${full.bk}`);
   }
+  if (g.f16 && unroll !== full.bk) throw new Error(`${name}: f16 kernels unroll the whole tile`);
   // B larger than L2 can keep (square 4096: +2%): walk tiles in groups of 8 rows so concurrent
   // workgroups share B tiles. Not for model weights (it cost qkv's forward a third on an H100).
-  const swizzle = opts.swizzle ?? (g.Q * g.L * 4 > 16 * 2 ** 20 ? 8 : 1);
-  return { tile, vec, splits, kper, unroll, swizzle };
+  const bBytes = g.Q * g.L * (g.f16 ? 2 : 4);
+  const swizzle = opts.swizzle ?? choice.swizzle ?? (bBytes > 16 * 2 ** 20 ? 8 : 1);
+  return { tile: full, vec, splits, kper, unroll, swizzle };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Workgroup tiles. Layout "quad" (f32, f16 splat): Sh[buf][l][x/4] is a vec4 of 4 consecutive
+// x. Layout "pair" (f16 pair): Sh[buf][l/2][x/2] is a vec4<f16> (x,l) (x,l+1) (x+1,l) (x+1,l+1)
+// for even x and l, so .xy of one row and .xy of one column are a product's two operand pairs.
+
+interface Shared {
+  name: "As" | "Bs";
+  /** Tile extent along x (BM or BN). */
+  ext: number;
+  pair: boolean;
+  flat: boolean;
+  bk: number;
+  nbuf: number;
+}
+
+/** Vec4 elements per l-row of the workgroup tile. */
+const inner = (s: Shared) => s.pair ? s.ext / 2 : s.ext / 4;
+const lrows = (s: Shared) => s.pair ? s.bk / 2 : s.bk;
+
+function sharedType(s: Shared, vty: string): string {
+  const n = inner(s), rows = lrows(s);
+  return s.flat
+    ? `array<${vty}, ${s.nbuf * rows * n}>`
+    : `array<array<array<${vty}, ${n}>, ${rows}>, ${s.nbuf}>`;
+}
+
+/** The vec4 element at (l-row, inner index) of buffer `buf`. */
+function shAt(s: Shared, row: string, idx: string): string {
+  if (!s.flat) return `${s.name}[buf][${row}][${idx}]`;
+  const n = inner(s);
+  return `${s.name}[buf * ${lrows(s) * n}u + (${row}) * ${n}u + ${idx}]`;
+}
+
+/** Store one scalar at tile position (x, l). */
+function shStore(s: Shared, x: string, l: string, v: string): string {
+  if (!s.pair) return `${shAt(s, l, `(${x}) / 4u`)}[(${x}) % 4u] = ${v};`;
+  return `${shAt(s, `(${l}) / 2u`, `(${x}) / 2u`)}[((${x}) % 2u) * 2u + (${l}) % 2u] = ${v};`;
 }
 
 /** Loads of one operand tile into registers p{name}{j}, and their stores to workgroup memory. */
 function operand(
-  name: "a" | "b",
-  ext: number,
+  sh: Shared,
+  opName: "a" | "b",
   dim: number,
   outerContig: boolean,
   g: Gemm,
   p: Plan,
 ): { decls: string; load: string; store: string } {
-  const { bk } = p.tile;
+  const { bk, xfast } = p.tile;
+  const ext = sh.ext;
   const threads = p.tile.wx * p.tile.wy;
-  const sh = name === "a" ? "As" : "Bs";
-  const off = name === "a" ? "ao" : "bo";
-  const x0 = name === "a" ? "r0" : "q0";
+  const x0 = opName === "a" ? "r0" : "q0";
   const elems = p.vec ? ext * bk / 4 : ext * bk;
   const per = Math.ceil(elems / threads);
-  const ty = p.vec ? "vec4f" : "f32";
+  const h = g.f16 ? "f16" : "f32";
+  const ty = p.vec ? `vec4<${h}>` : h;
   const xCheck = dim % ext !== 0;
   const lCheck = g.L % bk !== 0; // splits hold whole BK tiles, so only the end of L is ragged
   let decls = "", load = "", store = "";
   for (let j = 0; j < per; j++) {
-    const reg = `p${name}${j}`;
+    const reg = `p${opName}${j}`;
     decls += `  var ${reg}: ${ty};\n`;
     let idx: string, gi: string, conds: string[], st: string;
     if (p.vec && outerContig) {
-      // vec4 along x: tile row l holds ext/4 vec4s; the workgroup layout is the same.
+      // vec4 along x: tile row l holds ext/4 vec4s (coalesced reads).
       idx = `let xq = idx % ${ext / 4}u; let l = idx / ${ext / 4}u;`;
       gi = `(l0 + l) * ${dim / 4}u + ${x0} / 4u + xq`;
       conds = [xCheck ? `${x0} + 4u * xq < ${dim}u` : "", lCheck ? `l0 + l < L` : ""];
-      st = `${sh}[${off} + idx] = ${reg};`;
+      if (!sh.pair) st = `${shAt(sh, "l", "xq")} = ${reg};`;
+      else {
+        st = [0, 1, 2, 3].map((c) =>
+          `${shAt(sh, "l / 2u", `2u * xq + ${c >> 1}u`)}[${(c & 1) * 2}u + l % 2u] = ${reg}.${
+            "xyzw"[c]
+          };`
+        ).join(" ");
+      }
     } else if (p.vec) {
-      // vec4 along l: transposed into workgroup memory one component at a time.
-      idx = `let kq = idx % ${bk / 4}u; let x = idx / ${bk / 4}u;`;
+      // vec4 along l, transposed into workgroup memory one component at a time.
+      idx = xfast
+        ? `let x = idx % ${ext}u; let kq = idx / ${ext}u;`
+        : `let kq = idx % ${bk / 4}u; let x = idx / ${bk / 4}u;`;
       gi = `(${x0} + x) * ${g.L / 4}u + l0 / 4u + kq`;
       conds = [xCheck ? `${x0} + x < ${dim}u` : "", lCheck ? `l0 + 4u * kq < L` : ""];
-      st = ["x", "y", "z", "w"].map((c, i) =>
-        `${sh}[${off} + (4u * kq + ${i}u) * ${ext / 4}u + x / 4u][x % 4u] = ${reg}.${c};`
+      st = [0, 1, 2, 3].map((c) =>
+        sh.pair
+          ? `${shAt(sh, `2u * kq + ${c >> 1}u`, "x / 2u")}[(x % 2u) * 2u + ${c & 1}u] = ${reg}.${
+            "xyzw"[c]
+          };`
+          : `${shAt(sh, `4u * kq + ${c}u`, "x / 4u")}[x % 4u] = ${reg}.${"xyzw"[c]};`
       ).join(" ");
     } else if (outerContig) {
       idx = `let x = idx % ${ext}u; let l = idx / ${ext}u;`;
       gi = `(l0 + l) * ${dim}u + ${x0} + x`;
       conds = [xCheck ? `${x0} + x < ${dim}u` : "", lCheck ? `l0 + l < L` : ""];
-      st = `${sh}[${off} + l * ${ext / 4}u + x / 4u][x % 4u] = ${reg};`;
+      st = shStore(sh, "x", "l", reg);
     } else {
-      idx = `let l = idx % ${bk}u; let x = idx / ${bk}u;`;
+      idx = xfast
+        ? `let x = idx % ${ext}u; let l = idx / ${ext}u;`
+        : `let l = idx % ${bk}u; let x = idx / ${bk}u;`;
       gi = `(${x0} + x) * L + l0 + l`;
       conds = [xCheck ? `${x0} + x < ${dim}u` : "", lCheck ? `l0 + l < L` : ""];
-      st = `${sh}[${off} + l * ${ext / 4}u + x / 4u][x % 4u] = ${reg};`;
+      st = shStore(sh, "x", "l", reg);
     }
     const lx = `let idx = t + ${j * threads}u; ${idx}`;
     const cond = conds.filter((c) => c).join(" && ");
-    const value = cond ? `select(${ty}(0.0), ${name}[${gi}], ${cond})` : `${name}[${gi}]`;
+    const value = cond ? `select(${ty}(0.0), ${opName}[${gi}], ${cond})` : `${opName}[${gi}]`;
     // Threads past the tile's end (when it does not divide the threads) load and store nothing.
     const guard = (j + 1) * threads > elems ? `if (idx < ${elems}u) ` : "";
     load += `      { ${lx} ${guard}{ ${reg} = ${value}; } }\n`;
@@ -219,130 +429,336 @@ function origin(g: Gemm, p: Plan): string {
   ].join("\n");
 }
 
-function gemmCode(g: Gemm, p: Plan, bias: boolean, accumulate: boolean): string {
-  const { rg, cg, wx, wy, bk } = p.tile;
-  const BM = blockM(p.tile), BN = blockN(p.tile);
-  const ty = p.vec ? "vec4f" : "f32";
-  const A = operand("a", BM, g.R, g.a === "lr", g, p);
-  const B = operand("b", BN, g.Q, g.b === "lq", g, p);
-  let decls = A.decls + B.decls;
+/** Thread coordinates tx (columns), ty (rows), row-major or warp-tiled. */
+function threadCode(t: Required<Tile>): string {
+  if (t.wtx === t.wx) return `  let tx = t % ${t.wx}u;\n  let ty = t / ${t.wx}u;`;
+  const nwx = t.wx / t.wtx, wty = 32 / t.wtx;
+  return [
+    `  let lane = t % 32u;`,
+    `  let warp = t / 32u;`,
+    `  let tx = (warp % ${nwx}u) * ${t.wtx}u + lane % ${t.wtx}u;`,
+    `  let ty = (warp / ${nwx}u) * ${wty}u + lane / ${t.wtx}u;`,
+  ].join("\n");
+}
+
+/** Register tile, inner product and f16 flushes of one GEMM. */
+function computeCode(g: Gemm, p: Plan, As: Shared, Bs: Shared) {
+  const { rg, cg, wx, wy, bk, form, chunk } = p.tile;
+  const pair = g.f16 && form === "pair";
+  const H4 = "vec4<f16>", H2 = "vec2<f16>";
+  let decls = "";
+  // Per-thread inner indexes of its A rows / B columns: constant through the loop.
+  for (let gi = 0; gi < rg; gi++) {
+    if (pair) {
+      for (let q = 0; q < 2; q++) decls += `  let ra${gi}_${q} = ${gi * 2 * wy + q}u + 2u * ty;\n`;
+    } else decls += `  let ra${gi} = ${gi * wy}u + ty;\n`;
+  }
+  for (let h = 0; h < cg; h++) {
+    if (pair) {
+      for (let q = 0; q < 2; q++) decls += `  let rb${h}_${q} = ${h * 2 * wx + q}u + 2u * tx;\n`;
+    } else decls += `  let rb${h} = ${h * wx}u + tx;\n`;
+  }
   for (let i = 0; i < rg * 4; i++) {
-    for (let h = 0; h < cg; h++) decls += `  var c${i}_${h} = vec4f(0.0);\n`;
+    for (let h = 0; h < cg; h++) {
+      decls += `  var c${i}_${h} = vec4f(0.0);\n`;
+      if (g.f16 && !pair) decls += `  var s${i}_${h} = ${H4}();\n`;
+      if (pair) { for (let c = 0; c < 4; c++) decls += `  var s${i}_${h}_${c} = ${H2}();\n`; }
+    }
+  }
+  // f16 partial sums into the f32 accumulators.
+  let flush = "";
+  for (let i = 0; i < rg * 4; i++) {
+    for (let h = 0; h < cg; h++) {
+      if (pair) {
+        const s = [0, 1, 2, 3].map((c) => `s${i}_${h}_${c}`);
+        flush += `        c${i}_${h} += vec4f(${s.map((v) => `hsum(${v})`).join(", ")});\n`;
+        flush += s.map((v) => `        ${v} = ${H2}();\n`).join("");
+      } else if (g.f16) {
+        flush += `        c${i}_${h} += vec4f(s${i}_${h});\n        s${i}_${h} = ${H4}();\n`;
+      }
+    }
   }
   let compute = "";
-  // The BK-long inner product, unrolled `unroll` steps at a time (all of it on a real GPU).
   const u = p.unroll;
   const rolled = u < bk;
   if (rolled) compute += `      for (var kb = 0u; kb < BK; kb += ${u}u) {\n`;
-  for (let kk = 0; kk < u; kk++) {
-    const ka = rolled ? `(kb + ${kk}u) * ${BM / 4}u + ` : `${kk * BM / 4}u + `;
-    const kb = rolled ? `(kb + ${kk}u) * ${BN / 4}u + ` : `${kk * BN / 4}u + `;
-    compute += "      {\n";
-    for (let gi = 0; gi < rg; gi++) {
-      compute += `        let a${gi} = As[ao + ${ka}${gi * wy}u + ty];\n`;
-    }
-    for (let h = 0; h < cg; h++) {
-      compute += `        let b${h} = Bs[bo + ${kb}${h * wx}u + tx];\n`;
-    }
-    for (let gi = 0; gi < rg; gi++) {
-      for (let r = 0; r < 4; r++) {
-        for (let h = 0; h < cg; h++) {
-          const c = `c${gi * 4 + r}_${h}`;
-          compute += `        ${c} = fma(vec4f(a${gi}.${"xyzw"[r]}), b${h}, ${c});\n`;
+  if (!pair) {
+    for (let kk = 0; kk < u; kk++) {
+      const k = rolled ? `kb + ${kk}u` : `${kk}u`;
+      compute += "      {\n";
+      for (let gi = 0; gi < rg; gi++) {
+        compute += `        let a${gi} = ${shAt(As, k, `ra${gi}`)};\n`;
+      }
+      for (let h = 0; h < cg; h++) compute += `        let b${h} = ${shAt(Bs, k, `rb${h}`)};\n`;
+      for (let gi = 0; gi < rg; gi++) {
+        for (let r = 0; r < 4; r++) {
+          for (let h = 0; h < cg; h++) {
+            const a = `a${gi}.${"xyzw"[r]}`;
+            compute += g.f16
+              ? `        s${gi * 4 + r}_${h} = fma(${H4}(${a}), b${h}, s${gi * 4 + r}_${h});\n`
+              : `        c${gi * 4 + r}_${h} = fma(vec4f(${a}), b${h}, c${gi * 4 + r}_${h});\n`;
+          }
         }
       }
+      compute += "      }\n";
+      if (g.f16 && chunk > 0 && chunk <= bk && (kk + 1) % chunk === 0) compute += flush;
     }
-    compute += "      }\n";
+  } else {
+    for (let kp = 0; kp < bk / 2; kp++) {
+      compute += "      {\n";
+      for (let gi = 0; gi < rg; gi++) {
+        for (let q = 0; q < 2; q++) {
+          compute += `        let a${gi}_${q} = ${shAt(As, `${kp}u`, `ra${gi}_${q}`)};\n`;
+        }
+      }
+      for (let h = 0; h < cg; h++) {
+        for (let q = 0; q < 2; q++) {
+          compute += `        let b${h}_${q} = ${shAt(Bs, `${kp}u`, `rb${h}_${q}`)};\n`;
+        }
+      }
+      for (let i = 0; i < rg * 4; i++) {
+        const a = `a${i >> 2}_${(i >> 1) & 1}.${i & 1 ? "zw" : "xy"}`;
+        for (let h = 0; h < cg; h++) {
+          for (let c = 0; c < 4; c++) {
+            const b = `b${h}_${c >> 1}.${c & 1 ? "zw" : "xy"}`;
+            const s = `s${i}_${h}_${c}`;
+            compute += `        ${s} = fma(${a}, ${b}, ${s});\n`;
+          }
+        }
+      }
+      compute += "      }\n";
+      if (chunk > 0 && chunk <= bk && (2 * kp + 2) % chunk === 0) compute += flush;
+    }
   }
   if (rolled) compute += "      }\n";
-  // Epilogue: bias, accumulate, bounds; split-K partials go to c[z·R·Q..].
+  // Flushes every chunk/bk tiles when chunks span tiles; the last one after the loop.
+  const tileFlush = g.f16 && chunk > bk
+    ? `    if ((i + 1u) % ${chunk / bk}u == 0u) {\n${flush}    }\n`
+    : "";
+  const finalFlush = g.f16 && (chunk === 0 || chunk > bk) ? `  {\n${flush}  }\n` : "";
+  return { decls, compute, tileFlush, finalFlush };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Epilogue: `put(row, col, v)` applies the fused operations to 4 outputs of a row starting at
+// column col (a multiple of 4) and stores them. Used by the GEMM (one split) and by the split-K
+// reduction, so both paths compute the same thing.
+
+interface Epilogue {
+  out: Tensor;
+  accumulate: boolean;
+  bias: Tensor | null;
+  pre: Tensor | null;
+  gelu: boolean;
+  gate: { mod: Tensor; T: number; stride: number; offset: number } | null;
+  residual: Tensor | null;
+  geluGrad: Tensor | null;
+}
+
+const wty = (t: Tensor) => (t.dtype === "f16" ? "f16" : "f32");
+
+/** Bindings (from `first`) and WGSL of the epilogue, for outputs of width Q. */
+function epilogueCode(
+  e: Epilogue,
+  R: number,
+  Q: number,
+  first: number,
+): { decls: string; tensors: Tensor[]; helpers: string; bias: (col: string) => string } {
+  const vec = Q % 4 === 0;
+  const tensors: Tensor[] = [];
+  let decls = "";
+  const bind = (name: string, t: Tensor, rw: boolean, asVec = vec) => {
+    const ty = asVec ? `vec4<${wty(t)}>` : wty(t);
+    decls += `@group(0) @binding(${first + tensors.length}) var<storage, ${
+      rw ? "read_write" : "read"
+    }> ${name}: array<${ty}>;\n`;
+    tensors.push(t);
+  };
+  bind("out", e.out, true);
+  if (e.bias) bind("bias", e.bias, false);
+  if (e.pre) bind("pre", e.pre, true);
+  if (e.residual) bind("res", e.residual, false);
+  const gateVec = vec && e.gate !== null && e.gate.stride % 4 === 0 && e.gate.offset % 4 === 0;
+  if (e.gate) bind("gmod", e.gate.mod, false, gateVec);
+  if (e.geluGrad) bind("hh", e.geluGrad, false);
+  const last = R * Q - 1;
+  const load = (arr: string) =>
+    vec
+      ? `vec4f(${arr}[e / 4u])`
+      : `vec4f(${
+        [0, 1, 2, 3].map((c) => `f32(${arr}[${c ? `min(e + ${c}u, ${last}u)` : "e"}])`).join(", ")
+      })`;
+  const store = (arr: string, t: Tensor) => {
+    const ty = wty(t);
+    if (vec) return `  ${arr}[e / 4u] = vec4<${ty}>(v);\n`;
+    return `  ${arr}[e] = ${ty}(v.x);\n` +
+      [1, 2, 3].map((c) =>
+        `  if (col + ${c}u < Q) { ${arr}[e + ${c}u] = ${ty}(v.${"xyzw"[c]}); }\n`
+      ).join("");
+  };
+  let body = `fn put(row: u32, col: u32, v0: vec4f) {\n  let e = row * Q + col;\n  var v = v0;\n`;
+  if (e.pre) body += store("pre", e.pre);
+  if (e.gelu) body += `  v = gelu4(v);\n`;
+  if (e.gate) {
+    const { T, stride, offset } = e.gate;
+    body += `  let gb = (row / ${T}u) * ${stride}u + ${offset}u + col;\n`;
+    body += gateVec
+      ? `  v = v * vec4f(gmod[gb / 4u]);\n`
+      : `  v = v * vec4f(${
+        [0, 1, 2, 3].map((c) => `f32(gmod[gb${c ? ` + ${c}u` : ""}])`).join(", ")
+      });\n`;
+  }
+  if (e.geluGrad) body += `  v = v * gelu_grad4(${load("hh")});\n`;
+  if (e.residual) body += `  v = v + ${load("res")};\n`;
+  if (e.accumulate) body += `  v = v + ${load("out")};\n`;
+  body += store("out", e.out) + "}\n";
+  const helpers = (e.gelu || e.geluGrad ? sections.activation : "") + body;
+  const bias = (col: string) =>
+    !e.bias
+      ? ""
+      : vec
+      ? `vec4f(bias[${col} / 4u])`
+      : `vec4f(${[0, 1, 2, 3].map((c) => `f32(bias[min(${col} + ${c}u, ${Q - 1}u)])`).join(", ")})`;
+  return { decls, tensors, helpers, bias };
+}
+
+const anyF16 = (ts: (Tensor | null)[]) => ts.some((t) => t?.dtype === "f16");
+
+function gemmCode(
+  g: Gemm,
+  p: Plan,
+  epi: Epilogue | null,
+): { code: string; tensors: Tensor[] } {
+  const { rg, cg, wx, wy, bk, db, flat, form } = p.tile;
+  const BM = blockM(p.tile), BN = blockN(p.tile);
+  const pair = g.f16 && form === "pair";
+  const nbuf = db ? 2 : 1;
+  const As: Shared = { name: "As", ext: BM, pair, flat, bk, nbuf };
+  const Bs: Shared = { name: "Bs", ext: BN, pair, flat, bk, nbuf };
+  const A = operand(As, "a", g.R, g.a === "lr", g, p);
+  const B = operand(Bs, "b", g.Q, g.b === "lq", g, p);
+  const C = computeCode(g, p, As, Bs);
+  const decls = A.decls + B.decls + C.decls;
+  const load = A.load + B.load, store = A.store + B.store;
+  const next = `let l0 = lbegin + (i + 1u) * BK;\n${load}`;
+  const compute = `    {\n      let buf = ${db ? "i & 1u" : "0u"};\n${C.compute}    }\n`;
+  let main: string;
+  if (db) {
+    main =
+      `  {\n    let l0 = lbegin;\n${load}    let buf = 0u;\n${store}  }\n  workgroupBarrier();\n` +
+      `  for (var i = 0u; i < ntiles; i++) {\n    let more = i + 1u < ntiles;\n` +
+      `    if (more) {\n      ${next}    }\n${compute}${C.tileFlush}` +
+      `    if (more) {\n      let buf = (i + 1u) & 1u;\n${store}    }\n` +
+      `    workgroupBarrier();\n  }\n`;
+  } else {
+    main = `  {\n    let l0 = lbegin;\n${load}  }\n` +
+      `  for (var i = 0u; i < ntiles; i++) {\n    {\n      let buf = 0u;\n${store}    }\n` +
+      `    workgroupBarrier();\n    if (i + 1u < ntiles) {\n      ${next}    }\n` +
+      `${compute}${C.tileFlush}    workgroupBarrier();\n  }\n`;
+  }
+  main += C.finalFlush;
+  // Epilogue: final values through put(), or f32 partial sums at part[z·R·Q..].
   const rowCheck = g.R % BM !== 0, colCheck = g.Q % BN !== 0;
-  const zoff = p.splits > 1 ? ` + wg.z * ${g.R * g.Q}u` : "";
-  let epi = "";
-  for (let h = 0; h < cg; h++) epi += `  let col${h} = q0 + ${h * 4 * wx}u + tx * 4u;\n`;
-  if (bias) {
-    for (let h = 0; h < cg; h++) {
-      epi += p.vec
-        ? `  let bias${h} = select(vec4f(0.0), bias[col${h} / 4u], col${h} < Q);\n`
-        : `  let bias${h} = vec4f(${
-          [0, 1, 2, 3].map((c) => `select(0.0, bias[col${h} + ${c}u], col${h} + ${c}u < Q)`)
-            .join(", ")
-        });\n`;
+  const vecOut = g.Q % 4 === 0;
+  const h = g.f16 ? "f16" : "f32";
+  const ty = p.vec ? `vec4<${h}>` : h;
+  let bindings = `@group(0) @binding(0) var<storage, read> a: array<${ty}>;\n` +
+    `@group(0) @binding(1) var<storage, read> b: array<${ty}>;\n`;
+  let helpers = pair ? `fn hsum(v: vec2<f16>) -> f32 { return f32(v.x) + f32(v.y); }\n` : "";
+  let tensors: Tensor[] = [];
+  let ep = "";
+  for (let hh = 0; hh < cg; hh++) ep += `  let col${hh} = q0 + ${hh * 4 * wx}u + tx * 4u;\n`;
+  let value = (i: number, hh: number) => `c${i}_${hh}`;
+  let emit: (i: number, hh: number) => string;
+  if (epi) {
+    const e = epilogueCode(epi, g.R, g.Q, 2);
+    bindings += e.decls;
+    helpers += e.helpers;
+    tensors = e.tensors;
+    if (epi.bias) {
+      for (let hh = 0; hh < cg; hh++) {
+        ep += `  let bias${hh} = select(vec4f(0.0), ${e.bias(`col${hh}`)}, col${hh} < Q);\n`;
+      }
+      value = (i, hh) => `c${i}_${hh} + bias${hh}`;
     }
+    emit = (i, hh) => `put(row, col${hh}, ${value(i, hh)});`;
+  } else {
+    bindings += `@group(0) @binding(2) var<storage, read_write> part: array<${
+      vecOut ? "vec4f" : "f32"
+    }>;\n`;
+    emit = (i, hh) => {
+      const o = `wg.z * ${g.R * g.Q}u + row * Q + col${hh}`;
+      if (vecOut) return `part[(${o}) / 4u] = ${value(i, hh)};`;
+      return `{ let o = ${o}; let v = ${value(i, hh)}; part[o] = v.x; ` +
+        [1, 2, 3].map((c) => `if (col${hh} + ${c}u < Q) { part[o + ${c}u] = v.${"xyzw"[c]}; }`)
+          .join(" ") +
+        " }";
+    };
   }
   for (let gi = 0; gi < rg; gi++) {
     for (let r = 0; r < 4; r++) {
       const i = gi * 4 + r;
-      epi += `  {\n    let row = r0 + ${gi * 4 * wy + r}u + ty * 4u;\n`;
-      if (rowCheck) epi += `    if (row < R) {\n`;
-      for (let h = 0; h < cg; h++) {
-        const v = bias ? `c${i}_${h} + bias${h}` : `c${i}_${h}`;
-        if (p.vec) {
-          const st = `{ let o = (row * Q + col${h}${zoff}) / 4u; ${
-            accumulate ? `c[o] = c[o] + ${v};` : `c[o] = ${v};`
-          } }`;
-          epi += colCheck ? `    if (col${h} < Q) ${st}\n` : `    ${st}\n`;
-        } else {
-          epi += `    { let v = ${v}; let o = row * Q + col${h}${zoff};\n`;
-          for (let c = 0; c < 4; c++) {
-            const st = accumulate
-              ? `c[o + ${c}u] = c[o + ${c}u] + v.${"xyzw"[c]};`
-              : `c[o + ${c}u] = v.${"xyzw"[c]};`;
-            epi += colCheck ? `      if (col${h} + ${c}u < Q) { ${st} }\n` : `      ${st}\n`;
-          }
-          epi += `    }\n`;
-        }
+      ep += `  {\n    let row = r0 + ${gi * 4 * wy + r}u + ty * 4u;\n`;
+      if (rowCheck) ep += `    if (row < R) {\n`;
+      for (let hh = 0; hh < cg; hh++) {
+        ep += colCheck ? `    if (col${hh} < Q) { ${emit(i, hh)} }\n` : `    ${emit(i, hh)}\n`;
       }
-      if (rowCheck) epi += `    }\n`;
-      epi += `  }\n`;
+      if (rowCheck) ep += `    }\n`;
+      ep += `  }\n`;
     }
   }
-  let bindings = `@group(0) @binding(0) var<storage, read> a: array<${ty}>;\n` +
-    `@group(0) @binding(1) var<storage, read> b: array<${ty}>;\n` +
-    `@group(0) @binding(2) var<storage, read_write> c: array<${ty}>;`;
-  if (bias) bindings += `\n@group(0) @binding(3) var<storage, read> bias: array<${ty}>;`;
-  return specialise(sections.gemm, {
+  const f16 = g.f16 || (epi !== null && anyF16(tensors));
+  const vty = g.f16 ? "vec4<f16>" : "vec4f";
+  const src = specialise(sections.gemm, {
+    ENABLE: f16 ? "enable f16;" : "",
     BINDINGS: bindings,
     R: g.R,
     Q: g.Q,
     L: g.L,
     BK: bk,
-    WX: wx,
     KPER: p.kper,
-    ABUF: bk * BM / 4,
-    BBUF: bk * BN / 4,
-    ABUF2: 2 * bk * BM / 4,
-    BBUF2: 2 * bk * BN / 4,
+    ASHARED: sharedType(As, vty),
+    BSHARED: sharedType(Bs, vty),
+    HELPERS: helpers,
     THREADS: wx * wy,
+    THREAD: threadCode(p.tile),
     ORIGIN: origin(g, p),
     DECLS: decls,
-    LOAD: A.load + B.load,
-    STORE: A.store + B.store,
-    COMPUTE: compute,
-    EPILOGUE: epi,
+    MAIN: main,
+    EPILOGUE: ep,
   });
+  return { code: src, tensors };
 }
 
-function reduceCode(
-  g: Gemm,
-  splits: number,
-  vec: boolean,
-  bias: boolean,
-  accumulate: boolean,
-): string {
-  const w = vec ? 4 : 1;
-  const T = vec ? "vec4f" : "f32";
-  let finish = "";
-  if (bias) finish += `  s += bias[i % ROW];\n`;
-  finish += accumulate ? `  out[i] = out[i] + s;` : `  out[i] = s;`;
-  return specialise(sections.reduce, {
-    T,
-    BIAS_DECL: bias ? `@group(0) @binding(2) var<storage, read> bias: array<${T}>;` : "",
-    COUNT: g.R * g.Q / w,
-    SPLITS: splits,
-    ROW: g.Q / w,
-    FINISH: finish,
-  });
+function reduceCode(g: Gemm, splits: number, epi: Epilogue): { code: string; tensors: Tensor[] } {
+  const vec = g.Q % 4 === 0;
+  const e = epilogueCode(epi, g.R, g.Q, 1);
+  const QG = cdiv(g.Q, 4);
+  const at = (off: string) => vec ? `part[(${off}) / 4u]` : `ld(${off})`;
+  let sum = `  var v = ${at("e")};\n` +
+    `  for (var s = 1u; s < SPLITS; s++) { v += ${at("s * RQ + e")}; }\n`;
+  if (epi.bias) sum += `  v += ${e.bias("col")};\n`;
+  const ld = vec
+    ? ""
+    : `fn ld(j: u32) -> vec4f {\n  return vec4f(${
+      [0, 1, 2, 3].map((c) => `part[min(j + ${c}u, ${splits * g.R * g.Q - 1}u)]`).join(", ")
+    });\n}\n`;
+  return {
+    code: specialise(sections.reduce, {
+      ENABLE: anyF16(e.tensors) ? "enable f16;" : "",
+      PT: vec ? "vec4f" : "f32",
+      BINDINGS: e.decls,
+      R: g.R,
+      Q: g.Q,
+      QG,
+      COUNT: g.R * QG,
+      SPLITS: splits,
+      RQ: g.R * g.Q,
+      HELPERS: ld + e.helpers,
+      SUM: sum,
+    }),
+    tensors: e.tensors,
+  };
 }
 
 const scratch = new WeakMap<Kernels, Tensor>();
@@ -356,43 +772,53 @@ function scratchTensor(k: Kernels, n: number): Tensor {
   return { ...t, length: n, shape: [n] };
 }
 
+/** The tiling, splits and grid a call would use (for benchmarks and logs). */
+export function describePlan(
+  k: Kernels,
+  g: Gemm,
+  opts: LinearOptions = {},
+): { tile: Required<Tile>; splits: number; swizzle: number; vec: boolean; cls: ShapeClass } {
+  const p = plan(g, opts, "linear", k.gpu.isFallback);
+  return { tile: p.tile, splits: p.splits, swizzle: p.swizzle, vec: p.vec, cls: shapeClass(g) };
+}
+
 function gemm(
   k: Kernels,
   name: string,
   g: Gemm,
   a: Tensor,
   b: Tensor,
-  c: Tensor,
-  bias: Tensor | null,
+  epi: Epilogue,
   opts: LinearOptions,
 ): Dispatch[] {
   const p = plan(g, opts, name, k.gpu.isFallback);
-  const accumulate = opts.accumulate ?? false;
   const BM = blockM(p.tile), BN = blockN(p.tile);
-  const shared = 2 * p.tile.bk * (BM + BN) * 4;
+  const shared = (p.tile.db ? 2 : 1) * p.tile.bk * (BM + BN) * (g.f16 ? 2 : 4);
   const limit = k.device.limits.maxComputeWorkgroupStorageSize;
   if (shared > limit) {
     throw new Error(
       `${name}: tile needs ${shared} bytes of workgroup memory, device allows ${limit}`,
     );
   }
+  const threads = p.tile.wx * p.tile.wy;
+  if (threads > k.device.limits.maxComputeInvocationsPerWorkgroup) {
+    throw new Error(`${name}: tile has ${threads} threads, device allows fewer`);
+  }
   const wg: [number, number, number] = [cdiv(g.Q, BN), cdiv(g.R, BM), p.splits];
   if (wg[0] > 65535 || wg[1] > 65535) throw new Error(`${name}: too many tiles ${wg}`);
   const entry = `${name}_gemm`;
   if (p.splits === 1) {
-    const src = gemmCode(g, p, bias !== null, accumulate);
-    const binds = bias ? [a, b, c, bias] : [a, b, c];
-    return [k.dispatch(src, "gemm", binds, wg)].map((d) => ({ ...d, label: entry }));
+    const s = gemmCode(g, p, epi);
+    return [{ ...k.dispatch(s.code, "gemm", [a, b, ...s.tensors], wg), label: entry }];
   }
   const part = scratchTensor(k, p.splits * g.R * g.Q);
-  const mm = k.dispatch(gemmCode(g, p, false, false), "gemm", [a, b, part], wg);
-  const vecOut = g.Q % 4 === 0;
-  const count = g.R * g.Q / (vecOut ? 4 : 1);
+  const mm = k.dispatch(gemmCode(g, p, null).code, "gemm", [a, b, part], wg);
+  const r = reduceCode(g, p.splits, epi);
   const red = k.dispatch(
-    reduceCode(g, p.splits, vecOut, bias !== null, accumulate),
+    r.code,
     "reduce_splits",
-    bias ? [part, c, bias] : [part, c],
-    cdiv(count, 256),
+    [part, ...r.tensors],
+    cdiv(g.R * cdiv(g.Q, 4), 256),
   );
   return [{ ...mm, label: entry }, { ...red, label: `${name}_reduce` }];
 }
@@ -420,9 +846,51 @@ function checkBias(name: string, b: Tensor | null, n: number, what = "bias"): vo
   }
 }
 
+/** Both operands f16 (packed f16 products) or both 4-byte (f32). */
+function precision(name: string, a: Tensor, an: string, b: Tensor, bn: string): boolean {
+  const da: DType = a.dtype ?? "f32", dbt: DType = b.dtype ?? "f32";
+  if ((da === "f16") !== (dbt === "f16")) {
+    throw new Error(
+      `${name}: ${an} is ${da} but ${bn} is ${dbt}; give both operands one precision ` +
+        `(cast with castF32ToF16 / castF16ToF32 from src/ops/cast.ts)`,
+    );
+  }
+  return da === "f16";
+}
+
+function sameSize(name: string, t: Tensor | undefined, n: number, what: string): void {
+  if (t && t.length !== n) {
+    throw new Error(`${name}: ${what} has ${t.length} elements, expected ${n}`);
+  }
+}
+
+/** Options only a forward (or a dX) takes. */
+function rejectEpilogue(name: string, opts: LinearOptions, allowed: string[]): void {
+  for (const key of ["gelu", "pre", "gate", "residual", "geluGrad"] as const) {
+    if (opts[key] && !allowed.includes(key)) {
+      throw new Error(`${name}: option ${key} is not supported here`);
+    }
+  }
+}
+
+function baseEpilogue(out: Tensor, opts: LinearOptions): Epilogue {
+  return {
+    out,
+    accumulate: opts.accumulate ?? false,
+    bias: null,
+    pre: null,
+    gelu: false,
+    gate: null,
+    residual: null,
+    geluGrad: null,
+  };
+}
+
 /**
- * y = x·wᵀ + b (accumulate: y += x·wᵀ + b). x [M,K] (leading dims flattened into M),
- * w [N,K] (PyTorch (out,in) layout), b [N] or null, y [M,N].
+ * y = x·wᵀ + b (accumulate: y += x·wᵀ + b), with the fused epilogues of LinearOptions (gelu,
+ * gate, residual, pre). x [M,K] (leading dims flattened into M), w [N,K] (PyTorch (out,in)
+ * layout), b [N] or null, y [M,N]. x and w both f32 or both f16; y, b, pre, residual and the
+ * gate's mod each f32 or f16.
  */
 export function linearForward(
   k: Kernels,
@@ -438,10 +906,32 @@ export function linearForward(
   expect(name, "w's input width", [K2], [K]);
   expect(name, "y [M,N]", dims(name, y, "y"), [M, N]);
   checkBias(name, b, N);
-  return gemm(k, name, { R: M, Q: N, L: K, a: "rl", b: "ql" }, x, w, y, b, opts);
+  rejectEpilogue(name, opts, ["gelu", "pre", "gate", "residual"]);
+  const f16 = precision(name, x, "x", w, "w");
+  sameSize(name, opts.pre, M * N, "pre");
+  sameSize(name, opts.residual, M * N, "residual");
+  const epi = baseEpilogue(y, opts);
+  epi.bias = b;
+  epi.pre = opts.pre ?? null;
+  epi.gelu = opts.gelu ?? false;
+  epi.residual = opts.residual ?? null;
+  if (opts.gate) {
+    const { mod, chunk } = opts.gate;
+    const [B, width] = dims(name, mod, "gate mod");
+    if (M % B !== 0) throw new Error(`${name}: ${M} rows do not split into ${B} samples`);
+    if (!Number.isInteger(chunk) || chunk < 0 || (chunk + 1) * N > width) {
+      throw new Error(`${name}: gate chunk ${chunk} of width ${N} exceeds mod's ${width} columns`);
+    }
+    epi.gate = { mod, T: M / B, stride: width, offset: chunk * N };
+  }
+  if (epi.gelu && epi.gate) throw new Error(`${name}: gelu and gate together are not supported`);
+  return gemm(k, name, { R: M, Q: N, L: K, a: "rl", b: "ql", f16 }, x, w, epi, opts);
 }
 
-/** dx = dy·w (accumulate: dx += dy·w). dy [M,N], w [N,K], dx [M,K]. */
+/**
+ * dx = dy·w (accumulate: dx += dy·w); with `geluGrad: h`, dx = (dy·w) ⊙ gelu'(h). dy [M,N],
+ * w [N,K], dx [M,K]; dy and w both f32 or both f16.
+ */
 export function linearBackwardInput(
   k: Kernels,
   dy: Tensor,
@@ -454,12 +944,18 @@ export function linearBackwardInput(
   const [N2, K] = dims(name, w, "w");
   expect(name, "w's output width", [N2], [N]);
   expect(name, "dx [M,K]", dims(name, dx, "dx"), [M, K]);
-  return gemm(k, name, { R: M, Q: K, L: N, a: "rl", b: "lq" }, dy, w, dx, null, opts);
+  rejectEpilogue(name, opts, ["geluGrad"]);
+  const f16 = precision(name, dy, "dy", w, "w");
+  sameSize(name, opts.geluGrad, M * K, "geluGrad");
+  const epi = baseEpilogue(dx, opts);
+  epi.geluGrad = opts.geluGrad ?? null;
+  return gemm(k, name, { R: M, Q: K, L: N, a: "rl", b: "lq", f16 }, dy, w, epi, opts);
 }
 
 /**
  * dw = dyᵀ·x and db = column sums of dy (accumulate: +=). dy [M,N], x [M,K], dw [N,K],
- * db [N] or null. Deterministic: split-K partials and the column sums are reduced in fixed order.
+ * db [N] or null; dy and x both f32 or both f16 (dw, db f32 for gradients). Deterministic:
+ * split-K partials and the column sums are reduced in fixed order.
  */
 export function linearBackwardWeight(
   k: Kernels,
@@ -475,12 +971,15 @@ export function linearBackwardWeight(
   expect(name, "x's rows", [M2], [M]);
   expect(name, "dw [N,K]", dims(name, dw, "dw"), [N, K]);
   checkBias(name, db, N, "db");
-  const out = gemm(k, name, { R: N, Q: K, L: M, a: "lr", b: "lq" }, dy, x, dw, null, opts);
+  rejectEpilogue(name, opts, []);
+  const f16 = precision(name, dy, "dy", x, "x");
+  const g: Gemm = { R: N, Q: K, L: M, a: "lr", b: "lq", f16 };
+  const out = gemm(k, name, g, dy, x, baseEpilogue(dw, opts), opts);
   if (db) out.push(...columnSums(k, dy, M, N, db, opts.accumulate ?? false));
   return out;
 }
 
-/** db (=, +=) Σ_rows dy, in two fixed-order stages. */
+/** db (=, +=) Σ_rows dy, in two fixed-order stages (f32 sums). */
 function columnSums(
   k: Kernels,
   dy: Tensor,
@@ -494,17 +993,25 @@ function columnSums(
   // Enough (chunk, column) threads to fill the GPU, chunks a multiple of 4 rows.
   const chunk = Math.max(4, Math.ceil(M * cols / 16384 / 4) * 4);
   const nchunk = cdiv(M, chunk);
-  const src = specialise(sections.colsum, {
-    T: vec ? "vec4f" : "f32",
+  const A = vec ? "vec4f" : "f32";
+  const el = (t: DType | undefined) => vec ? `vec4<${t ?? "f32"}>` : (t ?? "f32");
+  const dt = db.dtype === "f16" ? "f16" : "f32";
+  const consts = (S: string, D: string, f16: boolean) => ({
+    ENABLE: f16 ? "enable f16;" : "",
+    S,
+    D,
+    A,
     ROWS: M,
     COLS: cols,
     CHUNK: chunk,
     NCHUNK: nchunk,
-    FINISH: accumulate ? "  dst[col] = dst[col] + s;" : "  dst[col] = s;",
+    FINISH: accumulate ? `  dst[col] = ${D}(${A}(dst[col]) + s);` : `  dst[col] = ${D}(s);`,
   });
+  const partSrc = specialise(sections.colsum, consts(el(dy.dtype), A, dy.dtype === "f16"));
+  const finalSrc = specialise(sections.colsum, consts(A, el(dt), dt === "f16"));
   const part = k.tensor([nchunk * N], "linear db partial sums");
   return [
-    { ...k.dispatch(src, "colsum_part", [dy, part], [cdiv(cols, 64), nchunk, 1]) },
-    { ...k.dispatch(src, "colsum_final", [part, db], [cdiv(cols, 64), 1, 1]) },
+    { ...k.dispatch(partSrc, "colsum_part", [dy, part], [cdiv(cols, 64), nchunk, 1]) },
+    { ...k.dispatch(finalSrc, "colsum_final", [part, db], [cdiv(cols, 64), 1, 1]) },
   ].map((d, i) => ({ ...d, label: i ? "linear_db_final" : "linear_db_part" }));
 }
