@@ -132,10 +132,7 @@ export class Model {
 export function trainableView(cfg: DiTConfig, layout: Layout, buf: FlatBuffer): Tensor {
   const frozen = paramSpecs(cfg).filter((s) => !s.trainable).map((s) => layout.get(s.name));
   // pos_embed is the first slot (DiT's state_dict order): the trainable range follows it.
-  const start = frozen.reduce(
-    (end, s) => Math.max(end, s.offset + Math.ceil(s.length / 64) * 64),
-    0,
-  );
+  const start = frozen.reduce((end, s) => Math.max(end, layout.end(s)), 0);
   if (frozen.some((s) => s.offset >= start)) {
     throw new Error("layout: frozen tensors must come first");
   }
