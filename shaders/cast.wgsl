@@ -11,9 +11,9 @@ enable f16;
 // Elements (or vec4s) to convert.
 const N: u32 = {{N}}u;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn convert(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nw: vec3u) {
-  let i = g.x + g.y * nw.x * 256u;
+  let i = index(g, nw);
   if (i >= N) { return; }
   dst[i] = {{D}}(src[i]);
 }

@@ -4,7 +4,7 @@
  * Both tensors must have the same length; any shape (flat views are typical).
  */
 import type { Dispatch, Kernels, Tensor } from "../gpu/kernels.ts";
-import { grid, specialise } from "../gpu/kernels.ts";
+import { groupsFor, shader } from "./common.ts";
 import code from "../../shaders/cast.wgsl" with { type: "text" };
 
 function cast(k: Kernels, name: string, src: Tensor, dst: Tensor, from: string, to: string) {
@@ -23,8 +23,8 @@ function cast(k: Kernels, name: string, src: Tensor, dst: Tensor, from: string, 
   const vec = src.length % 4 === 0;
   const n = vec ? src.length / 4 : src.length;
   const ty = (t: string) => (vec ? `vec4<${t}>` : t);
-  const wgsl = specialise(code, { S: ty(from), D: ty(to), N: n });
-  return [{ ...k.dispatch(wgsl, "convert", [src, dst], grid(Math.ceil(n / 256))), label: name }];
+  const wgsl = shader(code, { S: ty(from), D: ty(to), N: n });
+  return [{ ...k.dispatch(wgsl, "convert", [src, dst], groupsFor(n)), label: name }];
 }
 
 /** dst (f16) = src (f32) rounded to nearest. */

@@ -15,7 +15,11 @@ const head = specialise(prelude, { WG: WORKGROUP_SIZE });
  * Pipelines are cached by code, so call it once per variant (module level or a cache).
  */
 export function shader(code: string, consts?: Record<string, string | number>): string {
-  return head + "\n" + (consts ? specialise(code, consts) : code);
+  const body = consts ? specialise(code, consts) : code;
+  // Directives (`enable f16;`) must precede every declaration: lift them above the prelude.
+  const directives = body.match(/^enable [^;]+;\s*$/gm) ?? [];
+  const rest = body.replace(/^enable [^;]+;\s*$/gm, "");
+  return [...directives, head, rest].join("\n");
 }
 
 /** Workgroups for one thread per element of `n` (`k.dispatch` turns it into a 2D grid). */
