@@ -134,8 +134,13 @@ function matmul(a: Float64Array, b: Float64Array, n: number): Float64Array {
 }
 
 /** Tr((S1^½ S2 S1^½)^½) = Σ sqrt(eigenvalues of the symmetric PSD S1^½ S2 S1^½). */
-export function traceSqrtProduct(s1: Float64Array, s2: Float64Array, n: number): number {
-  const r = sqrtPsd(s1, n);
+export function traceSqrtProduct(
+  s1: Float64Array,
+  s2: Float64Array,
+  n: number,
+  sqrtS1?: Float64Array,
+): number {
+  const r = sqrtS1 ?? sqrtPsd(s1, n);
   const m = matmul(matmul(r, s2, n), r, n);
   const { values } = symmetricEigen(m, n);
   let t = 0;
@@ -143,7 +148,10 @@ export function traceSqrtProduct(s1: Float64Array, s2: Float64Array, n: number):
   return t;
 }
 
-/** Fréchet distance between two Gaussians of the same dimension. */
+/** S^½ of each first argument of frechetDistance, kept: a reference set is scored many times. */
+const roots = new WeakMap<Gaussian, Float64Array>();
+
+/** Fréchet distance between two Gaussians of the same dimension (put the reused one first). */
 export function frechetDistance(a: Gaussian, b: Gaussian): number {
   if (a.d !== b.d) throw new Error(`frechetDistance: dimensions ${a.d} and ${b.d} differ`);
   const d = a.d;
@@ -152,5 +160,7 @@ export function frechetDistance(a: Gaussian, b: Gaussian): number {
     mu += (a.mean[i] - b.mean[i]) ** 2;
     tr += a.cov[i * d + i] + b.cov[i * d + i];
   }
-  return mu + tr - 2 * traceSqrtProduct(a.cov, b.cov, d);
+  let r = roots.get(a);
+  if (!r) roots.set(a, r = sqrtPsd(a.cov, d));
+  return mu + tr - 2 * traceSqrtProduct(a.cov, b.cov, d, r);
 }
