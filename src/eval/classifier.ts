@@ -198,8 +198,11 @@ export function decodeClassifier(bytes: Uint8Array, what = "classifier"): Classi
 }
 
 /** The description of a classifier trained here (input convention filled in). */
-export function classifierInfo(widths: readonly number[], extra: Partial<ClassifierInfo> = {}) {
-  return { widths: [...widths], activation: "gelu_tanh", input: INPUT, ...extra } as ClassifierInfo;
+export function classifierInfo(
+  widths: readonly number[],
+  extra: Partial<ClassifierInfo> = {},
+): ClassifierInfo {
+  return { widths: [...widths], activation: "gelu_tanh", input: INPUT, ...extra };
 }
 
 /** Features and logits of many images through one recorded graph of batch B. */
