@@ -291,11 +291,11 @@ async function main() {
   const k = new Kernels(gpu);
   const N = o.num_samples;
   const useEma = !o.no_ema && ckpt.ema !== undefined;
+  // Shipped weights hold one set (exported EMA weights) under the model's names: "model".
+  const which = useEma ? "EMA" : ckpt.ema ? "raw" : "model";
   console.log(`adapter: ${describeGpu(gpu)}`);
   console.log(
-    `checkpoint ${ckptPath} (${useEma ? "EMA" : "raw"} weights): ${
-      K > 0 ? `${K} classes` : "unconditional"
-    }, ` +
+    `checkpoint ${ckptPath} (${which} weights): ${K > 0 ? `${K} classes` : "unconditional"}, ` +
       `D=${cfg.hidden_size} depth ${cfg.depth} patch ${cfg.patch_size}`,
   );
   const acc = clfWeights.info.test_accuracy;
@@ -448,7 +448,7 @@ async function main() {
   });
   const json = {
     checkpoint: o.checkpoint,
-    weights: useEma ? "ema" : "raw",
+    weights: which.toLowerCase(),
     num_samples: N,
     shift: o.shift,
     seed: o.seed,
