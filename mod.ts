@@ -117,3 +117,32 @@ export {
   validateOptions,
   validateTrainOptions,
 } from "./src/train/options.ts";
+
+// Evaluation: the feature classifier, FD, precision/recall, shipped weights
+export {
+  argmax,
+  Classifier,
+  ClassifierGraph,
+  classifierInfo,
+  decodeClassifier,
+  encodeClassifier,
+  FASHION_MNIST_WIDTHS,
+} from "./src/eval/classifier.ts";
+export { frechetDistance, type Gaussian, gaussianStats, sqrtPsd } from "./src/eval/frechet.ts";
+export { precisionRecall } from "./src/eval/prdc.ts";
+export {
+  balancedLabels,
+  quantize,
+  type Reference,
+  reference,
+  scoreImages,
+  type Scores,
+} from "./src/eval/evaluate.ts";
+export {
+  encodeShippedWeights,
+  isShippedName,
+  resolveWeights,
+  SHIPPED_WEIGHTS,
+  shippedWeightsUrl,
+} from "./src/io/weights.ts";
+export { linePlotPng, type PlotOptions, type Series } from "./src/io/plot.ts";

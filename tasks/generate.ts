@@ -28,14 +28,15 @@ import {
   writeFileAtomic,
 } from "./files.ts";
 import { Progress } from "./progress.ts";
-import { readCheckpoint, uploadWeights } from "./sampling.ts";
+import { readCheckpoint, resolveCheckpoint, uploadWeights } from "./sampling.ts";
 
 const DEFAULT_OUT = "samples.png", DEFAULT_DIR = "samples";
 
 const OPTIONS = {
   checkpoint: {
     type: "string",
-    help: "checkpoint .safetensors (path or URL), or a run directory (its final checkpoint)",
+    help: "checkpoint .safetensors (path or URL), a run directory (its final checkpoint), " +
+      "or a shipped name (fashion-mnist-small)",
   },
   num_samples: {
     type: "int",
@@ -109,23 +110,6 @@ const USAGE = "Usage: deno task generate --checkpoint PATH [options]\n\n" +
   "  deno task generate --checkpoint runs/latest --num_samples 16 --class_label 5\n" +
   "  deno task generate --checkpoint runs/latest --class_grid --samples_per_class 8\n" +
   "  deno task generate --checkpoint runs/latest --num_samples 16 --num_steps 100 --cfg_scale 4.0";
-
-/** A checkpoint file from a path, URL or run directory (its final checkpoint). */
-async function resolveCheckpoint(path: string): Promise<string> {
-  if (/^(https?|file):/.test(path)) return path;
-  const st = await Deno.stat(path).catch(() => undefined);
-  if (!st) throw new UsageError(`--checkpoint ${path}: no such file or directory`);
-  if (!st.isDirectory) return path;
-  for (
-    const p of [join(path, "checkpoints", "final.safetensors"), join(path, "final.safetensors")]
-  ) {
-    if (await Deno.stat(p).catch(() => undefined)) return p;
-  }
-  throw new UsageError(
-    `--checkpoint ${path}: no checkpoints/final.safetensors in that run directory ` +
-      `(an unfinished run: pass one of its checkpoints/step_*.safetensors)`,
-  );
-}
 
 /** The labels and grid shape of the images to draw. */
 function plan(o: Values, K: number): { labels: number[]; rows: number; cols: number } {

@@ -2,14 +2,19 @@
  * The one place the tasks turn weights into something `generateImages` samples from: a checkpoint
  * read and checked without a GPU (so a bad file costs no adapter start-up), then uploaded.
  */
+import { join } from "node:path";
 import {
   decodeCheckpoint,
   type DiTConfig,
   generateImages,
   type GenerateOptions,
+  isShippedName,
   type Kernels,
   Model,
+  resolveWeights,
+  type TrainingCheckpoint,
 } from "../mod.ts";
+import { UsageError } from "./cli.ts";
 import { reason } from "./files.ts";
 
 /** Sampling from one set of weights on the GPU. */
@@ -42,6 +47,38 @@ export interface CheckpointWeights {
   weights: Float32Array;
   /** Which weights: the EMA ones (default when present) or the raw ones. */
   kind: "EMA" | "raw";
+  /** A training checkpoint's trainer state (step, options). */
+  state?: TrainingCheckpoint["state"];
+}
+
+/**
+ * A checkpoint file from `--checkpoint`: a shipped name (fashion-mnist-small: weights/ next to
+ * this module, by URL), a path, an http(s)/file URL, or a run directory (its final checkpoint).
+ * `flag` names the option in errors.
+ */
+export async function resolveCheckpoint(path: string, flag = "--checkpoint"): Promise<string> {
+  const url = resolveWeights(path);
+  if (isShippedName(path) && url.startsWith("file:")) {
+    if (!(await Deno.stat(new URL(url)).catch(() => undefined))) {
+      throw new UsageError(
+        `${flag} ${path}: weights/${path}.safetensors is not in this copy of flowgpu ` +
+          `(weights/README.md says how it is made)`,
+      );
+    }
+  }
+  if (/^(https?|file):/.test(url)) return url;
+  const st = await Deno.stat(path).catch(() => undefined);
+  if (!st) throw new UsageError(`${flag} ${path}: no such file or directory`);
+  if (!st.isDirectory) return path;
+  for (
+    const p of [join(path, "checkpoints", "final.safetensors"), join(path, "final.safetensors")]
+  ) {
+    if (await Deno.stat(p).catch(() => undefined)) return p;
+  }
+  throw new UsageError(
+    `${flag} ${path}: no checkpoints/final.safetensors in that run directory ` +
+      `(an unfinished run: pass one of its checkpoints/step_*.safetensors)`,
+  );
 }
 
 /** Read a checkpoint (path or http(s)/file URL); errors name `path`. */
@@ -65,5 +102,7 @@ export async function readCheckpoint(path: string, ema = true): Promise<Checkpoi
     throw new Error(`${path}: ${(e as Error).message}`);
   }
   const useEma = ema && c.ema !== undefined;
-  return { cfg: c.cfg, weights: useEma ? c.ema! : c.params, kind: useEma ? "EMA" : "raw" };
+  // A single set of weights may be EMA ones (an exported or saved EMA model).
+  const kind = useEma || (c.ema === undefined && c.kind === "ema") ? "EMA" : "raw";
+  return { cfg: c.cfg, weights: useEma ? c.ema! : c.params, kind, state: c.state };
 }

@@ -1,10 +1,10 @@
 /**
  * The PNG encoder against imagescript's decoder (an independent implementation) and the CRC-32
- * check value; identical pixels give identical bytes. The loss curve read back like a reader
- * would: its tick numbers (matched against the font's glyphs) lie on a log-scale y axis and a
- * linear x axis, and the drawn curve sits where those axes put the data.
+ * check value; identical pixels give identical bytes. The plots read back like a reader would:
+ * their tick numbers (matched against the font's glyphs) lie on log-scale or linear axes, and the
+ * drawn curve (loss) or markers (FD against NFE) sit where those axes put the data.
  */
-import { crc32, encodePng, lossCurvePng } from "../mod.ts";
+import { crc32, encodePng, linePlotPng, lossCurvePng } from "../mod.ts";
 import { GLYPHS } from "../src/io/bitmap_font.ts";
 // deno-lint-ignore no-import-prefix -- same specifier as src/io/datasets.ts
 import { Image } from "npm:imagescript@1.3.1";
@@ -87,12 +87,10 @@ function fit(pairs: [number, number][]): { a: number; b: number; worst: number }
   return { a, b, worst: Math.max(...pairs.map(([t, u]) => Math.abs(a + b * t - u))) };
 }
 
-Deno.test("lossCurvePng: labelled log-scale y axis and linear x axis that place the curve", async () => {
-  // loss = 2·10^(-s/100): two decades over 200 steps, a straight line on a log axis
-  const loss = (s: number) => 2 * 10 ** (-s / 100);
-  const pts = Array.from({ length: 200 }, (_, i) => [i + 1, loss(i + 1)] as [number, number]);
-  const dec = await Image.decode(await lossCurvePng(pts));
-  const img: Px = {
+/** A decoded PNG as pixels. */
+async function decode(png: Uint8Array): Promise<Px> {
+  const dec = await Image.decode(png);
+  return {
     width: dec.width,
     height: dec.height,
     at: (x, y) =>
@@ -102,10 +100,17 @@ Deno.test("lossCurvePng: labelled log-scale y axis and linear x axis that place 
         number,
       ],
   };
+}
+
+/**
+ * A plot's frame read back like a reader would: the axes (the longest black column and row), the
+ * grid lines, the tick numbers at them, and least-squares maps value → pixel (in log10 of the
+ * value on a log axis) that must fit every tick within a pixel.
+ */
+function readFrame(img: Px, log: { x: boolean; y: boolean }) {
   const W = img.width, H = img.height;
   const count = (n: number, f: (i: number) => boolean) =>
     Array.from({ length: n }, (_, i) => i).filter(f).length;
-  // axes: the column and the row with the longest black runs
   const cols = Array.from({ length: W }, (_, x) => count(H, (y) => isBlack(img.at(x, y))));
   const rows = Array.from({ length: H }, (_, y) => count(W, (x) => isBlack(img.at(x, y))));
   const axisX = cols.indexOf(Math.max(...cols)), axisY = rows.indexOf(Math.max(...rows));
@@ -126,31 +131,85 @@ Deno.test("lossCurvePng: labelled log-scale y axis and linear x axis that place 
       xTicks.map(([x, v]) => `${v}@${x}`)
     }`,
   );
-  assert(yTicks.length >= 2 && yTicks.every(([, v]) => v > 0), `y ticks ${yTicks}`);
+  assert(yTicks.length >= 2 && yTicks.every(([, v]) => Number.isFinite(v)), `y ticks ${yTicks}`);
   assert(xTicks.length >= 3 && xTicks.every(([, v]) => Number.isFinite(v)), `x ticks ${xTicks}`);
-  // log scale: pixel row linear in log10(value); linear x: pixel column linear in the step
-  const yMap = fit(yTicks.map(([y, v]) => [Math.log10(v), y]));
-  const xMap = fit(xTicks.map(([x, v]) => [v, x]));
-  assert(yMap.worst <= 1 && yMap.b < 0, `y ticks not log-spaced: ${JSON.stringify(yMap)}`);
-  assert(xMap.worst <= 1 && xMap.b > 0, `x ticks not linear: ${JSON.stringify(xMap)}`);
-  // the per-step curve (light blue) where those axes put the data, within 2 pixels
-  let n = 0, worst = 0;
+  const t = (v: number, l: boolean) => l ? Math.log10(v) : v;
+  const yMap = fit(yTicks.map(([y, v]) => [t(v, log.y), y]));
+  const xMap = fit(xTicks.map(([x, v]) => [t(v, log.x), x]));
+  assert(yMap.worst <= 1 && yMap.b < 0, `y ticks not evenly spaced: ${JSON.stringify(yMap)}`);
+  assert(xMap.worst <= 1 && xMap.b > 0, `x ticks not evenly spaced: ${JSON.stringify(xMap)}`);
   let plotTop = 0;
   while (!isBlack(img.at(axisX, plotTop))) plotTop++; // the y axis starts at the plot's top
-  for (let x = axisX + 1; x < W; x++) {
-    for (let y = plotTop; y < axisY; y++) {
+  return {
+    axisX,
+    axisY,
+    plotTop,
+    /** Pixel column of x, pixel row of y; and back. */
+    X: (v: number) => xMap.a + xMap.b * t(v, log.x),
+    Y: (v: number) => yMap.a + yMap.b * t(v, log.y),
+    xOf: (px: number) => {
+      const u = (px - xMap.a) / xMap.b;
+      return log.x ? 10 ** u : u;
+    },
+  };
+}
+
+Deno.test("lossCurvePng: labelled log-scale y axis and linear x axis that place the curve", async () => {
+  // loss = 2·10^(-s/100): two decades over 200 steps, a straight line on a log axis
+  const loss = (s: number) => 2 * 10 ** (-s / 100);
+  const pts = Array.from({ length: 200 }, (_, i) => [i + 1, loss(i + 1)] as [number, number]);
+  const img = await decode(await lossCurvePng(pts));
+  const W = img.width, H = img.height;
+  const f = readFrame(img, { x: false, y: true });
+  // the per-step curve (light blue) where those axes put the data, within 2 pixels
+  let n = 0, worst = 0;
+  for (let x = f.axisX + 1; x < W; x++) {
+    for (let y = f.plotTop; y < f.axisY; y++) {
       const p = img.at(x, y);
       if (p[0] !== 174 || p[1] !== 199 || p[2] !== 232) continue;
-      const step = (x - xMap.a) / xMap.b;
-      worst = Math.max(worst, Math.abs(yMap.a + yMap.b * Math.log10(loss(step)) - y));
+      worst = Math.max(worst, Math.abs(f.Y(loss(f.xOf(x))) - y));
       n++;
     }
   }
   assert(n > 100 && worst <= 2, `curve: ${n} pixels, worst ${worst.toFixed(2)} px off`);
   // axis labels
-  assert(readText(img, axisX, W, axisY + 24, H) === "step", "x axis label");
+  assert(readText(img, f.axisX, W, f.axisY + 24, H) === "step", "x axis label");
   assert(
     readText(img, 0, W / 2, 0, 24) === "loss(log)",
     `y axis label ${readText(img, 0, W / 2, 0, 24)}`,
   );
+});
+
+Deno.test("linePlotPng: log-scale x axis, markers where the axes put the points, legend", async () => {
+  const rng = new Rng(TEST_SEED ^ 0x9e7);
+  // FD against NFE for two solvers: random decreasing values on 10..200 NFE
+  const series = ["euler", "heun"].map((name, s) => {
+    let fd = 30 + 20 * rng.uniform();
+    const points = [10, 25, 50, 100, 200].map((nfe) => {
+      fd *= 0.5 + 0.3 * rng.uniform();
+      return [nfe * (s + 1), fd + 1] as [number, number];
+    });
+    return { name, points };
+  });
+  const opts = { xLabel: "NFE", yLabel: "FD", logX: true, logY: false };
+  const img = await decode(await linePlotPng(series, opts));
+  const W = img.width, H = img.height;
+  const f = readFrame(img, { x: true, y: false });
+  const colours = [[31, 119, 180], [255, 127, 14]];
+  series.forEach((s, i) => {
+    for (const [x, y] of s.points) {
+      // the 7×7 marker centred on the point, within a pixel
+      const cx = Math.round(f.X(x)), cy = Math.round(f.Y(y));
+      let hits = 0;
+      for (let dy = -2; dy <= 2; dy++) {
+        for (let dx = -2; dx <= 2; dx++) {
+          if (img.at(cx + dx, cy + dy).join() === colours[i].join()) hits++;
+        }
+      }
+      assert(hits >= 20, `${s.name} (${x}, ${y}): marker not at (${cx}, ${cy}) (${hits} px)`);
+    }
+  });
+  assert(readText(img, f.axisX, W, f.axisY + 24, H) === "NFE(log)", "x axis label");
+  const top = readText(img, 0, W, 0, 24);
+  assert(top === "FDeulerheun", `top row "${top}"`);
 });

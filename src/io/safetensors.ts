@@ -6,7 +6,7 @@
  * Header: {"__metadata__": {string: string}, name: {"dtype", "shape", "data_offsets": [b, e]}}
  * with offsets relative to the data buffer; the tensors must tile it exactly (no gap, no overlap).
  *
- * The encoder writes F32 only, tensors in the given order, header space-padded to 8 bytes, plus a
+ * The encoder writes F32 (or F16 for tensors that ask for it), tensors in the given order, header space-padded to 8 bytes, plus a
  * CRC-32 under metadata key "flowgpu.crc32" covering every tensor's name, dtype, shape, offsets,
  * the other metadata and the data bytes. The decoder accepts F32/F16/BF16 (returned as f32), from
  * any writer; when the checksum key is present it is verified, so a corrupted flowgpu file is
@@ -33,6 +33,8 @@ export interface TensorIn {
   name: string;
   shape: number[];
   data: Float32Array;
+  /** Stored type: F32 (default), or F16 (rounded to nearest; |values| must stay ≤ 65504). */
+  dtype?: "F32" | "F16";
 }
 
 /** A decoded tensor: `dtype` is the file's (F32, F16 or BF16), `data` always f32. */
@@ -114,20 +116,35 @@ export function encodeSafetensors(
         throw new SafetensorsError(`tensor "${t.name}": non-finite value ${t.data[i]} at [${i}]`);
       }
     }
+    const dtype = t.dtype ?? "F32";
+    if (dtype !== "F32" && dtype !== "F16") {
+      throw new SafetensorsError(`tensor "${t.name}": cannot encode dtype ${dtype} (F32 or F16)`);
+    }
+    if (dtype === "F16") {
+      for (let i = 0; i < n; i++) {
+        if (Math.abs(t.data[i]) > 65504) {
+          throw new SafetensorsError(`tensor "${t.name}": ${t.data[i]} at [${i}] overflows F16`);
+        }
+      }
+    }
+    const size = dtype === "F16" ? 2 : 4;
     entries.push({
       name: t.name,
-      dtype: "F32",
+      dtype,
       shape: [...t.shape],
       begin: offset,
-      end: offset + 4 * n,
+      end: offset + size * n,
     });
-    offset += 4 * n;
+    offset += size * n;
   }
   const body = new Uint8Array(offset);
   const bodyView = new DataView(body.buffer);
   for (let k = 0; k < tensors.length; k++) {
     const d = tensors[k].data, o = entries[k].begin;
-    if (LITTLE_ENDIAN) body.set(new Uint8Array(d.buffer, d.byteOffset, d.byteLength), o);
+    if (entries[k].dtype === "F16") {
+      const h = new Float16Array(d); // round to nearest even
+      for (let j = 0; j < h.length; j++) bodyView.setFloat16(o + 2 * j, h[j], true);
+    } else if (LITTLE_ENDIAN) body.set(new Uint8Array(d.buffer, d.byteOffset, d.byteLength), o);
     else for (let j = 0; j < d.length; j++) bodyView.setFloat32(o + 4 * j, d[j], true);
   }
   let crc = crc32Update(0xffffffff, new TextEncoder().encode(canonical(entries, meta)));

@@ -1,0 +1,93 @@
+/**
+ * `deno task export-weights`: a checkpoint → the shipped form (EMA weights in F16, config
+ * metadata, provenance), e.g. weights/fashion-mnist-small.safetensors. Run with --help.
+ */
+import { decodeCheckpoint, encodeShippedWeights, type OptionTable } from "../mod.ts";
+import {
+  helpText,
+  type OptionValues,
+  parseFlags,
+  runMain,
+  UsageError,
+  warn,
+  withDefaults,
+} from "./cli.ts";
+import { checkWritableFile, exitOnSignals, firstFreeName, writeFileAtomic } from "./files.ts";
+import { readCheckpoint, resolveCheckpoint } from "./sampling.ts";
+
+const DEFAULT_OUT = "exported.safetensors";
+/** Size budget of weights committed to the repository. */
+const BUDGET_MIB = 16;
+
+const OPTIONS = {
+  checkpoint: {
+    type: "string",
+    help: "checkpoint .safetensors (path or URL), or a run directory (its final checkpoint)",
+  },
+  out: {
+    type: "string",
+    help: `output .safetensors (default: the first free name of ${DEFAULT_OUT}, …-2, …)`,
+  },
+  no_ema: { type: "boolean", help: "export the raw weights instead of the EMA weights" },
+} satisfies OptionTable;
+
+type Values = OptionValues<typeof OPTIONS>;
+
+const USAGE = "Usage: deno task export-weights --checkpoint PATH [--out FILE]\n\n" +
+  "Writes a checkpoint's EMA weights in F16 (pos_embed in F32) with its config and training\n" +
+  "options: the form of the weights shipped in weights/, loaded by generate and eval like any\n" +
+  "checkpoint. Example:\n" +
+  "  deno task export-weights --checkpoint runs/small --out weights/fashion-mnist-small.safetensors";
+
+async function outputPath(o: Values): Promise<string> {
+  if (o.out !== undefined && !/\.safetensors$/i.test(o.out)) {
+    throw new UsageError(`--out ${o.out}: give a name ending in .safetensors`);
+  }
+  const out = o.out ?? await firstFreeName(DEFAULT_OUT);
+  await checkWritableFile(out, `--out ${out}`).catch((e) => {
+    throw new UsageError(e.message);
+  });
+  return out;
+}
+
+async function main(): Promise<number> {
+  const { values, help } = parseFlags(Deno.args, OPTIONS);
+  if (help) {
+    console.log(helpText(USAGE, OPTIONS));
+    return 0;
+  }
+  const o = withDefaults(OPTIONS, values);
+  if (!o.checkpoint) {
+    throw new UsageError("--checkpoint is required (a .safetensors file or a run directory)");
+  }
+  const path = await resolveCheckpoint(o.checkpoint);
+  const out = await outputPath(o);
+  const ck = await readCheckpoint(path, !o.no_ema).catch((e) => {
+    throw new UsageError(e.message);
+  });
+  exitOnSignals();
+  const info = {
+    source: `${ck.kind} weights of ${path}`,
+    step: ck.state?.step,
+    train_options: ck.state?.options,
+  };
+  const bytes = encodeShippedWeights(ck.cfg, ck.weights, info, ck.kind === "EMA" ? "ema" : "raw");
+  await writeFileAtomic(out, bytes);
+  // Round-trip check: what the loader will see.
+  const back = decodeCheckpoint(await Deno.readFile(out));
+  let err = 0, max = 0;
+  for (let i = 0; i < ck.weights.length; i++) {
+    err = Math.max(err, Math.abs(back.params[i] - ck.weights[i]));
+    max = Math.max(max, Math.abs(ck.weights[i]));
+  }
+  const mib = bytes.length / 2 ** 20;
+  console.log(
+    `wrote ${out}: ${mib.toFixed(2)} MiB, ${info.source}` +
+      `${info.step !== undefined ? ` (step ${info.step})` : ""}; F16 rounding: max |error| ` +
+      `${err.toExponential(2)} (max |w| ${max.toFixed(3)})`,
+  );
+  if (mib > BUDGET_MIB) warn(`${mib.toFixed(1)} MiB is over the ${BUDGET_MIB} MiB budget`);
+  return 0;
+}
+
+if (import.meta.main) await runMain(main);

@@ -1,0 +1,218 @@
+/**
+ * Shipped weights: F16 safetensors encoding (bit patterns, rounding to nearest even, overflow),
+ * the shipped form of a model (loads through decodeCheckpoint; pos_embed exact), name resolution
+ * relative to the module URL (file: and https:), the shipped classifier, and — once committed —
+ * the shipped fashion-mnist-small weights (size, config, a forward pass, a few samples).
+ */
+import { join, normalize } from "node:path";
+import { fileURLToPath } from "node:url";
+import { decodeSafetensors, encodeSafetensors, SafetensorsError } from "../src/io/safetensors.ts";
+import {
+  encodeShippedWeights,
+  PROVENANCE_KEY,
+  resolveWeights,
+  SHIPPED_WEIGHTS,
+  shippedWeightsUrl,
+} from "../src/io/weights.ts";
+import { decodeCheckpoint, loadModel, readSource } from "../src/io/model_io.ts";
+import { resolveConfig } from "../src/model/config.ts";
+import { initParams, paramLayout } from "../src/model/params.ts";
+import { generateImages } from "../src/model/sampler.ts";
+import { argmax, Classifier, decodeClassifier } from "../src/eval/classifier.ts";
+import { loadFashionMnistSubset } from "../src/data/fashion_mnist.ts";
+import { toFloat } from "../src/io/eval_data.ts";
+import { kernels } from "./harness.ts";
+import { Rng, TEST_SEED } from "./reference/random.ts";
+import { assert } from "./task_run.ts";
+
+Deno.test("safetensors encodes F16: IEEE half bits, ties to even, mixed with F32, checksum", () => {
+  // value → the half's bits (round to nearest, ties to even)
+  const cases: [number, number][] = [
+    [1, 0x3c00],
+    [-2, 0xc000],
+    [0.1, 0x2e66],
+    [1 / 3, 0x3555],
+    [65504, 0x7bff],
+    [2 ** -24, 0x0001], // smallest subnormal
+    [1 + 2 ** -10, 0x3c01],
+    [1 + 2 ** -11, 0x3c00], // halfway: to the even 0x3c00
+    [1 + 3 * 2 ** -11, 0x3c02], // halfway: to the even 0x3c02
+    [2 ** -26, 0x0000], // below half the smallest subnormal
+  ];
+  const data = Float32Array.from(cases, (c) => c[0]);
+  const bytes = encodeSafetensors([
+    { name: "h", shape: [cases.length], data, dtype: "F16" },
+    { name: "f", shape: [2], data: Float32Array.of(0.1, -3) },
+  ], { note: "x" });
+  const n = Number(new DataView(bytes.buffer).getBigUint64(0, true));
+  const header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n)));
+  assert(header.h.dtype === "F16" && header.h.data_offsets[1] === 2 * cases.length, "F16 header");
+  assert(header.f.dtype === "F32", "F32 header");
+  const raw = new DataView(bytes.buffer, 8 + n);
+  cases.forEach(([v, bits], i) => {
+    const got = raw.getUint16(2 * i, true);
+    assert(got === bits, `${v}: bits 0x${got.toString(16)}, want 0x${bits.toString(16)}`);
+  });
+  const d = decodeSafetensors(bytes); // verifies the checksum
+  assert(d.tensors.get("h")!.data[2] === 0.0999755859375, "F16 0.1 decodes to its half");
+  assert(d.tensors.get("f")!.data[0] === Math.fround(0.1), "F32 tensor after an F16 one");
+  let err: unknown;
+  try {
+    encodeSafetensors([{ name: "x", shape: [1], data: Float32Array.of(70000), dtype: "F16" }]);
+  } catch (e) {
+    err = e;
+  }
+  assert(err instanceof SafetensorsError && /overflows F16/.test(err.message), `${err}`);
+});
+
+Deno.test("shipped form: F16 weights, F32 pos_embed, loads as a checkpoint", () => {
+  const cfg = resolveConfig({ preset: "tiny", image_size: 8, in_channels: 1, num_classes: 3 });
+  const rng = new Rng(TEST_SEED ^ 0x3e1);
+  const flat = initParams(cfg, 3);
+  const layout = paramLayout(cfg);
+  // Non-zero everywhere (DiT's init has zero blocks), pos_embed kept.
+  const pos = layout.get("pos_embed");
+  const noise = rng.normals(flat.length, 0.05);
+  for (let i = 0; i < flat.length; i++) {
+    if (i < pos.offset || i >= pos.offset + pos.length) flat[i] += noise[i];
+  }
+  const bytes = encodeShippedWeights(cfg, flat, { step: 7 });
+  const c = decodeCheckpoint(bytes);
+  assert(JSON.stringify(c.cfg) === JSON.stringify(cfg), "config differs");
+  assert(c.ema === undefined, "no ema.* tensors in the shipped form");
+  assert(c.kind === "ema", `the shipped weights are marked EMA (kind ${c.kind})`);
+  const half = Float32Array.from(new Float16Array(flat));
+  for (const s of layout.slots) {
+    for (let i = s.offset; i < s.offset + s.length; i++) {
+      const w = s.name === "pos_embed" ? flat[i] : half[i];
+      assert(c.params[i] === w, `${s.name}: ${c.params[i]}, want ${w} (F16 of ${flat[i]})`);
+    }
+  }
+  const { metadata, tensors } = decodeSafetensors(bytes);
+  assert(JSON.parse(metadata[PROVENANCE_KEY]).step === 7, "provenance metadata");
+  assert(
+    tensors.get("pos_embed")!.dtype === "F32" &&
+      tensors.get("t_embedder.mlp.0.weight")!.dtype === "F16",
+    "dtypes",
+  );
+  const params = layout.slots.reduce((a, s) => a + s.length, 0);
+  assert(
+    bytes.length < 2 * params + pos.length * 2 + 16384,
+    `${bytes.length} bytes for ${params} values`,
+  );
+});
+
+Deno.test("shipped names resolve relative to the module URL (file: and https:)", () => {
+  const repo = new URL("../", import.meta.url).href;
+  for (const name of SHIPPED_WEIGHTS) {
+    assert(
+      resolveWeights(name) === `${repo}weights/${name}.safetensors`,
+      `${name} → ${resolveWeights(name)}`,
+    );
+  }
+  const web = "https://example.org/flowgpu@1.0/src/io/weights.ts";
+  assert(
+    resolveWeights("fashion-mnist-small", web) ===
+      "https://example.org/flowgpu@1.0/weights/fashion-mnist-small.safetensors",
+    "https base",
+  );
+  for (const other of ["runs/x/final.safetensors", "fashion-mnist-smal", "/tmp/a.safetensors"]) {
+    assert(resolveWeights(other) === other, `${other} is not a shipped name`);
+  }
+});
+
+Deno.test("the shipped classifier loads by name (weights/fashion-mnist-classifier.safetensors)", async () => {
+  const w = decodeClassifier(await readSource(resolveWeights("fashion-mnist-classifier")));
+  assert(w.info.widths.join() === "784,512,256,10", `widths ${w.info.widths}`);
+  assert((w.info.test_accuracy ?? 0) >= 0.88, `test accuracy ${w.info.test_accuracy}`);
+  // CI has no test set: the embedded 6,000 training images (seen in training) must be classified
+  // at least as well as the reported test accuracy.
+  const sub = toFloat(await loadFashionMnistSubset());
+  const clf = new Classifier(await kernels(), w, 1000);
+  const pred = argmax((await clf.classify(sub.images)).logits, 10);
+  const acc = pred.filter((p, i) => p === sub.labels[i]).length / pred.length;
+  assert(acc >= w.info.test_accuracy!, `accuracy ${acc} on the embedded subset`);
+});
+
+const SMALL = shippedWeightsUrl("fashion-mnist-small");
+const haveSmall = await Deno.stat(SMALL).then(() => true, () => false);
+
+Deno.test({
+  name: `the shipped fashion-mnist-small weights: size, config, forward, samples${
+    haveSmall ? "" : " (not committed yet: skipped)"
+  }`,
+  ignore: !haveSmall,
+  fn: async () => {
+    const bytes = await readSource(resolveWeights("fashion-mnist-small"));
+    assert(bytes.length <= 16 * 2 ** 20, `${bytes.length} bytes is over 16 MiB`);
+    const c = decodeCheckpoint(bytes);
+    const want = resolveConfig({
+      preset: "small",
+      image_size: 28,
+      in_channels: 1,
+      num_classes: 10,
+    });
+    assert(JSON.stringify(c.cfg) === JSON.stringify(want), `config ${JSON.stringify(c.cfg)}`);
+    const model = await loadModel(bytes, { kernels: await kernels() });
+    assert(model.kind === "ema", `shipped weights load as ${model.kind}`);
+    const rng = new Rng(TEST_SEED ^ 0x3e2);
+    const x = Float32Array.from(rng.normals(2 * 784));
+    const v = await model.velocity(x, Float32Array.of(0.3, 0.8), Int32Array.of(4, 10));
+    assert(v.every(Number.isFinite), "non-finite velocity");
+    let s = 0;
+    for (const a of v) s += a * a;
+    assert(Math.sqrt(s / v.length) > 0.1, "velocity is near zero: untrained weights?");
+    const { images } = await generateImages(model, {
+      labels: [1, 7],
+      steps: 4,
+      cfgScale: 3,
+      seed: 1,
+    });
+    assert(images.every((p) => Number.isFinite(p) && Math.abs(p) < 4), "samples out of range");
+  },
+});
+
+Deno.test("shipped names resolve to http: URLs when mod.ts is imported by URL", async () => {
+  const root = fileURLToPath(new URL("..", import.meta.url));
+  const ac = new AbortController();
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, signal: ac.signal, onListen() {} },
+    async (req) => {
+      const path = normalize(join(root, decodeURIComponent(new URL(req.url).pathname)));
+      if (!path.startsWith(root)) return new Response("forbidden", { status: 403 });
+      try {
+        const body = await Deno.readFile(path);
+        const type = path.endsWith(".ts") ? "application/typescript" : "application/octet-stream";
+        return new Response(body, { headers: { "content-type": type } });
+      } catch {
+        return new Response("not found", { status: 404 });
+      }
+    },
+  );
+  const origin = `http://127.0.0.1:${server.addr.port}`;
+  const script = `
+    const m = await import(${JSON.stringify(`${origin}/mod.ts`)});
+    const href = m.resolveWeights("fashion-mnist-classifier");
+    const w = m.decodeClassifier(new Uint8Array(await (await fetch(href)).arrayBuffer()));
+    console.log(JSON.stringify({ href, widths: w.info.widths }));
+  `;
+  const lock = await Deno.makeTempFile({ suffix: ".lock" });
+  await Deno.copyFile(join(root, "deno.lock"), lock);
+  try {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["eval", `--lock=${lock}`, `--reload=${origin}`, script],
+      cwd: root,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const err = new TextDecoder().decode(out.stderr);
+    assert(out.success, `import by URL failed: ${err.slice(-2000)}`);
+    const r = JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").at(-1)!);
+    assert(r.href === `${origin}/weights/fashion-mnist-classifier.safetensors`, r.href);
+    assert(r.widths.join() === "784,512,256,10", `widths ${r.widths}`);
+  } finally {
+    ac.abort();
+    await server.finished;
+    await Deno.remove(lock);
+  }
+});
