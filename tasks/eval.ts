@@ -312,14 +312,14 @@ async function main(): Promise<number> {
   if (K > widths[widths.length - 1]) {
     throw new UsageError(`the model has ${K} classes, the classifier ${widths.at(-1)}`);
   }
+  const sweep = !!o.sweep || !!o.sweep_file;
+  const out = await outputs(o, sweep);
   const testDs = await loadFashionMnistTest(o.data).catch((e) => {
     throw new UsageError(e.message);
   });
   const trainDs = o.no_floor ? undefined : await loadFashionMnistTrain(o.data).catch((e) => {
     throw new UsageError(e.message);
   });
-  const sweep = !!o.sweep || !!o.sweep_file;
-  const out = await outputs(o, sweep);
   exitOnSignals();
 
   const gpu = await getGpu();

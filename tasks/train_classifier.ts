@@ -106,6 +106,7 @@ async function main(): Promise<number> {
     return 0;
   }
   const o = withDefaults(OPTIONS, values);
+  const out = await outputPath(o);
   const [trainDs, testDs] = await Promise.all([
     loadFashionMnistTrain(o.data),
     loadFashionMnistTest(o.data),
@@ -118,7 +119,6 @@ async function main(): Promise<number> {
   if (trainDs.length < 60000) {
     warn(`only ${trainDs.length} training images (the full set is not found)`);
   }
-  const out = await outputPath(o);
   exitOnSignals();
 
   const train = toFloat(trainDs), test = toFloat(testDs);

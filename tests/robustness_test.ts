@@ -34,6 +34,7 @@ interface Fixture {
   corrupt: string;
   afile: string; // a regular file, to put paths under
   emptyRun: string;
+  model28: string; // a 28×28 model, as the evaluation classifier takes
 }
 
 let fixture: Promise<Fixture> | undefined;
@@ -64,7 +65,15 @@ function fixtures(): Promise<Fixture> {
     await Deno.writeTextFile(afile, "a regular file\n");
     const emptyRun = join(root, "empty_run");
     await Deno.mkdir(emptyRun);
-    return { root, model, finished, corrupt, afile, emptyRun };
+    const cfg28 = resolveConfig({
+      preset: "tiny",
+      image_size: 28,
+      in_channels: 1,
+      num_classes: 10,
+    });
+    const model28 = join(root, "model28.safetensors");
+    await Deno.writeFile(model28, encodeCheckpoint({ cfg: cfg28, params: initParams(cfg28, 3) }));
+    return { root, model, finished, corrupt, afile, emptyRun, model28 };
   })();
   return fixture;
 }
@@ -93,7 +102,7 @@ Deno.test("bad input: one line, exit 2, nothing written, no GPU started", async 
     await Deno.writeTextFile(p, text);
     return p;
   };
-  const ck = ["--checkpoint", f.model];
+  const ck = ["--checkpoint", f.model], ck28 = ["--checkpoint", f.model28];
   const cases: [string, string[], RegExp][] = [
     // train: ranges, negative numbers as values, types, names
     ["train", ["--steps", "0"], /--steps must be ≥ 1, got 0$/],
@@ -171,6 +180,58 @@ Deno.test("bad input: one line, exit 2, nothing written, no GPU started", async 
     ["generate", [...ck, "--out", join(f.root, "no", "x.png")], /folder .*no does not exist/],
     ["generate", [...ck, "--out", "grid.jpg"], /--out grid\.jpg: .*ending in \.png/],
     ["generate", [...ck, "--separate", "--out", join(f.afile, "d")], /afile is a file/],
+    // eval: ranges and lists before anything is read, then the files it reads and writes
+    ["eval", [], /--checkpoint is required/],
+    ["eval", ["--checkpoint", join(f.root, "nope")], /--checkpoint .*nope: no such file/],
+    ["eval", ["--checkpoint", f.corrupt], /corrupt\.safetensors: safetensors/],
+    ["eval", ["--checkpoint", f.emptyRun], /no checkpoints\/final\.safetensors/],
+    ["eval", [...ck28, "--num-samples", "3"], /--num-samples must be in \[4, 100000\], got 3/],
+    ["eval", [...ck28, "--num_steps=-1"], /--num_steps must be ≥ 1, got -1/],
+    ["eval", [...ck28, "--cfg-scale", "-1"], /--cfg-scale must be ≥ 0, got -1/],
+    ["eval", [...ck28, "--solver", "rk5"], /--solver must be one of/],
+    ["eval", [...ck28, "--batch", "0"], /--batch must be ≥ 1, got 0/],
+    ["eval", [...ck28, "--sweep-solvers", "euler,rk5"], /solvers: unknown solver 'rk5'/],
+    ["eval", [...ck28, "--sweep_steps", "10,0"], /step count '0' is not an integer ≥ 1/],
+    ["eval", [...ck28, "--sweep-cfg", "1,x"], /CFG scale 'x' is not a number ≥ 0/],
+    [
+      "eval",
+      [...ck28, "--sweep-file", join(f.root, "missing.json")],
+      /--sweep-file .*missing\.json: no such file/,
+    ],
+    [
+      "eval",
+      [...ck28, "--sweep-file", await cfgFile("grid1.json", '{"solvers": ["rk5"]}')],
+      /grid1\.json: "solvers" has unknown solver 'rk5'/,
+    ],
+    [
+      "eval",
+      [...ck28, "--sweep-file", await cfgFile("grid2.json", '{"nfe": [10]}')],
+      /grid2\.json: unknown key "nfe"/,
+    ],
+    ["eval", [...ck, "--data", f.root], /classifier takes 784 values/],
+    ["eval", [...ck28, "--classifier", f.corrupt], /--classifier .*corrupt\.safetensors: safet/],
+    ["eval", [...ck28, "--classifier", f.model], /not a classifier file/],
+    ["eval", [...ck28, "--classifier", join(f.root, "no.safetensors")], /no such file/],
+    ["eval", [...ck28, "--plot", "fd.png"], /--plot: the plot is of a --sweep/],
+    ["eval", [...ck28, "--sweep", "--plot", "fd.jpg"], /--plot fd\.jpg: .*ending in \.png/],
+    ["eval", [...ck28, "--json", join(f.afile, "r.json")], /--json .*afile is a file/],
+    ["eval", [...ck28, "--data", f.root], /--data .*: no t10k-images/],
+    // train-classifier (tasks/train_classifier.ts)
+    ["train_classifier", ["--epochs", "0"], /--epochs must be ≥ 1, got 0/],
+    ["train_classifier", ["--lr", "-1"], /--lr must be > 0, got -1/],
+    ["train_classifier", ["--batch_size", "0"], /--batch_size must be ≥ 1, got 0/],
+    ["train_classifier", ["--weight-decay", "-0.1"], /--weight-decay must be ≥ 0/],
+    ["train_classifier", ["--out", "clf.bin"], /--out clf\.bin: .*ending in \.safetensors/],
+    ["train_classifier", ["--out", join(f.afile, "c.safetensors")], /afile is a file/],
+    ["train_classifier", ["--data", f.root], /--data .*: no t10k-images/],
+    // export-weights (tasks/export_weights.ts)
+    ["export_weights", [], /--checkpoint is required/],
+    ["export_weights", ["--checkpoint", join(f.root, "nope")], /nope: no such file/],
+    ["export_weights", ["--checkpoint", f.corrupt], /corrupt\.safetensors: safetensors/],
+    ["export_weights", ["--checkpoint", f.emptyRun], /no checkpoints\/final\.safetensors/],
+    ["export_weights", [...ck, "--out", "w.bin"], /--out w\.bin: .*ending in \.safetensors/],
+    ["export_weights", [...ck, "--out", join(f.afile, "w.safetensors")], /afile is a file/],
+    ["export_weights", [...ck, "--ema"], /unknown option '--ema'/],
     // bench
     ["bench", ["--batch-size", "0"], /--batch-size must be ≥ 1/],
     ["bench", ["--skip", "step,foo"], /--skip has unknown part\(s\) foo/],
