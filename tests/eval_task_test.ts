@@ -2,7 +2,8 @@
  * `deno run -A tasks/eval.ts` end to end on the CPU adapter: tiny checkpoints (random weights) and
  * a tiny Fashion-MNIST reference set (t10k + train files from the embedded subset) written here,
  * the shipped classifier; table and JSON fields present and sane, the floor below the untrained
- * model, --sweep into a table and a PNG plot, an unconditional checkpoint, one-line errors.
+ * model, --sweep into a table and a PNG plot, an unconditional checkpoint, one-line errors; and
+ * `tasks/train_classifier.ts` on the fixture set, its file used by eval through --classifier.
  */
 import { join } from "node:path";
 import { resolveConfig } from "../src/model/config.ts";
@@ -11,6 +12,7 @@ import { encodeCheckpoint } from "../src/io/model_io.ts";
 import { encodeIdx, gzip, loadFashionMnistSubset } from "../src/data/fashion_mnist.ts";
 import { balancedSubset } from "../src/eval/evaluate.ts";
 import { Rng, TEST_SEED } from "./reference/random.ts";
+import { decodeClassifier } from "../src/eval/classifier.ts";
 import { assert, expectOk, expectOneLineError, runTask } from "./task_run.ts";
 
 const evalTask = (args: string[]) => runTask("eval", args);
@@ -208,4 +210,33 @@ Deno.test("eval: one-line errors", async () => {
     "bad solver",
     /rk5/,
   );
+});
+
+Deno.test("train-classifier on the fixture set: an epoch line each, a file eval scores with", async () => {
+  const f = await fixtures();
+  const cwd = await Deno.makeTempDir({ prefix: "flowgpu_clf_" });
+  const args = ["--data", f.data, "--epochs", "2", "--batch-size", "25", "--warmup", "2"];
+  const r = await runTask("train_classifier", args, cwd);
+  expectOk(r, "train-classifier");
+  // 100 training images (a warning: not the full set), 4 steps an epoch
+  assert(/warning: only 100 training images/.test(r.stderr), r.stderr);
+  const epochs = r.stdout.split("\n").filter((l) => /^epoch \d\/2 +loss/.test(l));
+  assert(epochs.length === 2 && /2 epochs = 8 steps/.test(r.stdout), r.stdout);
+  const m = r.stdout.match(/wrote fashion-mnist-classifier\.safetensors: test accuracy ([\d.]+)%/);
+  assert(m, `no output line:\n${r.stdout}`);
+  const path = join(cwd, "fashion-mnist-classifier.safetensors");
+  const w = decodeClassifier(await Deno.readFile(path));
+  assert(
+    Math.abs(100 * w.info.test_accuracy! - Number(m[1])) < 0.006 &&
+      w.info.command?.includes("--epochs 2"),
+    JSON.stringify(w.info),
+  );
+  const e = await runTask("eval", [
+    ...["--checkpoint", f.uncond, "--data", f.data, "--classifier", path],
+    ...["--num-samples", "12", "--num-steps", "1", "--no-floor"],
+  ]);
+  expectOk(e, "eval with the new classifier");
+  const j = jsonLine(e.stdout);
+  assert(j.classifier.name === path && !("floor" in j), JSON.stringify(j));
+  await Deno.remove(cwd, { recursive: true });
 });

@@ -2,7 +2,8 @@
  * Shipped weights: F16 safetensors encoding (bit patterns, rounding to nearest even, overflow),
  * the shipped form of a model (loads through decodeCheckpoint; pos_embed exact), name resolution
  * relative to the module URL (file: and https:), the shipped classifier, and — once committed —
- * the shipped fashion-mnist-small weights (size, config, a forward pass, a few samples).
+ * the shipped fashion-mnist-small weights (size, config, a forward pass, a few samples); the
+ * export-weights task; the classifier's accuracy on the t10k set.
  */
 import { join, normalize } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -14,7 +15,7 @@ import {
   SHIPPED_WEIGHTS,
   shippedWeightsUrl,
 } from "../src/io/weights.ts";
-import { decodeCheckpoint, loadModel, readSource } from "../src/io/model_io.ts";
+import { decodeCheckpoint, encodeCheckpoint, loadModel, readSource } from "../src/io/model_io.ts";
 import { resolveConfig } from "../src/model/config.ts";
 import { initParams, paramLayout } from "../src/model/params.ts";
 import { generateImages } from "../src/model/sampler.ts";
@@ -23,7 +24,7 @@ import { loadFashionMnistSubset } from "../src/data/fashion_mnist.ts";
 import { loadFashionMnistTest, toFloat } from "../src/io/eval_data.ts";
 import { kernels } from "./harness.ts";
 import { Rng, TEST_SEED } from "./reference/random.ts";
-import { assert } from "./task_run.ts";
+import { assert, expectOk, runTask } from "./task_run.ts";
 
 Deno.test("safetensors encodes F16: IEEE half bits, ties to even, mixed with F32, checksum", () => {
   // value → the half's bits (round to nearest, ties to even)
@@ -132,6 +133,57 @@ Deno.test("the shipped classifier loads by name (weights/fashion-mnist-classifie
   const pred = argmax((await clf.classify(sub.images)).logits, 10);
   const acc = pred.filter((p, i) => p === sub.labels[i]).length / pred.length;
   assert(acc >= w.info.test_accuracy!, `accuracy ${acc} on the embedded subset`);
+});
+
+Deno.test("export-weights: a run's EMA (or raw) weights in the shipped form; generate loads them as EMA", async () => {
+  const cfg = resolveConfig({ preset: "tiny", image_size: 8, in_channels: 1, num_classes: 3 });
+  const rng = new Rng(TEST_SEED ^ 0x3e3);
+  const n = paramLayout(cfg).total;
+  const params = Float32Array.from(rng.normals(n, 0.05)),
+    ema = Float32Array.from(rng.normals(n, 0.05));
+  const pos = paramLayout(cfg).get("pos_embed");
+  for (const w of [params, ema]) {
+    w.set(initParams(cfg, 1).subarray(pos.offset, pos.offset + pos.length), pos.offset);
+  }
+  const dir = await Deno.makeTempDir({ prefix: "flowgpu_export_" });
+  const run = join(dir, "run");
+  await Deno.mkdir(join(run, "checkpoints"), { recursive: true });
+  await Deno.writeFile(
+    join(run, "checkpoints", "final.safetensors"),
+    encodeCheckpoint({
+      cfg,
+      params,
+      ema,
+      m: params,
+      v: ema.map(Math.abs),
+      state: { step: 5, options: { preset: "tiny" } } as never,
+    }),
+  );
+  const half = (w: Float32Array) => Float32Array.from(new Float16Array(w));
+  for (const [args, want, kind] of [[[], ema, "ema"], [["--no-ema"], params, undefined]] as const) {
+    const r = await runTask("export_weights", ["--checkpoint", run, ...args], dir);
+    expectOk(r, `export-weights ${args.join(" ")}`);
+    const name = kind ? "exported.safetensors" : "exported-2.safetensors", out = join(dir, name);
+    assert(r.stdout.includes(`wrote ${name}:`) && r.stdout.includes("(step 5)"), r.stdout);
+    const c = decodeCheckpoint(await Deno.readFile(out));
+    assert(c.kind === kind && c.ema === undefined && !c.m, `kind ${c.kind}, ema ${!!c.ema}`);
+    const h = half(want);
+    for (const sl of paramLayout(cfg).slots) {
+      for (let i = sl.offset; i < sl.offset + sl.length; i++) {
+        const w = sl.name === "pos_embed" ? want[i] : h[i];
+        if (c.params[i] !== w) throw new Error(`${sl.name} [${i}]: ${c.params[i]}, want ${w}`);
+      }
+    }
+    const prov = JSON.parse(decodeSafetensors(await Deno.readFile(out)).metadata[PROVENANCE_KEY]);
+    assert(prov.step === 5 && prov.train_options.preset === "tiny", JSON.stringify(prov));
+  }
+  const g = await runTask("generate", [
+    ...["--checkpoint", join(dir, "exported.safetensors"), "--num_samples", "2"],
+    ...["--num_steps", "1", "--out", join(dir, "g.png")],
+  ]);
+  expectOk(g, "generate from exported weights");
+  assert(/\(EMA weights\)/.test(g.stdout), g.stdout);
+  await Deno.remove(dir, { recursive: true });
 });
 
 const TEST_SET = await loadFashionMnistTest().catch(() => undefined);
