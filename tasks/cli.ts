@@ -12,7 +12,8 @@ import {
   type OptionTable,
   rangeText,
 } from "../mod.ts";
-import { runExitHooks } from "./files.ts";
+import { extname } from "node:path";
+import { checkWritableFile, firstFreeName, runExitHooks } from "./files.ts";
 
 /** A user error: printed as one line, exit code 2. */
 export class UsageError extends Error {}
@@ -101,14 +102,14 @@ export function parseFlags(
 }
 
 /**
- * Options from a JSON file, checked like flags; errors name the file. `skip`: names a file may
- * not set (e.g. "config" itself).
+ * The JSON object in the file `flag` names; errors are one line naming both (what the object
+ * holds, `contents`, completes "expected a JSON object of …").
  */
-export async function readConfigFile(
+export async function readJsonObject(
+  flag: string,
   path: string,
-  table: OptionTable,
-  skip: string[] = [],
-): Promise<Record<string, string | number | boolean>> {
+  contents: string,
+): Promise<Record<string, unknown>> {
   let json: unknown;
   try {
     json = JSON.parse(await Deno.readTextFile(path));
@@ -118,11 +119,45 @@ export async function readConfigFile(
       : e instanceof SyntaxError
       ? `not valid JSON (${e.message})`
       : (e as Error).message;
-    throw new UsageError(`--config ${path}: ${why}`);
+    throw new UsageError(`${flag} ${path}: ${why}`);
   }
   if (json === null || typeof json !== "object" || Array.isArray(json)) {
-    throw new UsageError(`--config ${path}: expected a JSON object of option names and values`);
+    throw new UsageError(`${flag} ${path}: expected a JSON object of ${contents}`);
   }
+  return json as Record<string, unknown>;
+}
+
+/**
+ * The output file of option `flag`: `given`, else the first free name of `fallback` (never
+ * overwriting an earlier output); its extension must be `fallback`'s, and a file must be
+ * writable there, checked before any work.
+ */
+export async function outputFile(
+  flag: string,
+  given: string | undefined,
+  fallback: string,
+): Promise<string> {
+  const ext = extname(fallback);
+  if (given !== undefined && !given.toLowerCase().endsWith(ext)) {
+    throw new UsageError(`${flag} ${given}: give a name ending in ${ext}`);
+  }
+  const path = given ?? await firstFreeName(fallback);
+  await checkWritableFile(path, `${flag} ${path}`).catch((e) => {
+    throw new UsageError(e.message);
+  });
+  return path;
+}
+
+/**
+ * Options from a JSON file, checked like flags; errors name the file. `skip`: names a file may
+ * not set (e.g. "config" itself).
+ */
+export async function readConfigFile(
+  path: string,
+  table: OptionTable,
+  skip: string[] = [],
+): Promise<Record<string, string | number | boolean>> {
+  const json = await readJsonObject("--config", path, "option names and values");
   const out: Record<string, string | number | boolean> = {};
   for (const [key, raw] of Object.entries(json)) {
     const name = lookup(table, key);

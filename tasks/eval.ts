@@ -27,22 +27,24 @@ import { loadFashionMnistTest, loadFashionMnistTrain, toFloat } from "../src/io/
 import {
   helpText,
   type OptionValues,
+  outputFile,
   parseFlags,
+  readJsonObject,
   runMain,
   UsageError,
   withDefaults,
 } from "./cli.ts";
-import {
-  checkWritableFile,
-  exitOnSignals,
-  firstFreeName,
-  reason,
-  writeFileAtomic,
-} from "./files.ts";
+import { checkWritableFile, exitOnSignals, reason, writeFileAtomic } from "./files.ts";
 import { Progress } from "./progress.ts";
-import { readCheckpoint, resolveCheckpoint, uploadWeights } from "./sampling.ts";
+import {
+  readCheckpoint,
+  resolveCheckpoint,
+  samplerSettings,
+  SAMPLING_OPTIONS,
+  uploadWeights,
+} from "./sampling.ts";
 
-const SOLVERS = ["euler", "heun", "midpoint", "rk4", "dopri5"];
+const SOLVERS: readonly string[] = SAMPLING_OPTIONS.solver.choices;
 const DEFAULT_PLOT = "eval_sweep.png";
 
 /** Why a sweep list item is wrong, or undefined: solvers, step counts, CFG scales. */
@@ -78,24 +80,7 @@ const OPTIONS = {
     min: 4, // k-NN radii need 3 other points
     max: 100_000,
   },
-  num_steps: { type: "int", help: "solver steps (fixed-step solvers)", default: 50, min: 1 },
-  solver: { type: "string", help: "ODE solver", choices: SOLVERS, default: "euler" },
-  cfg_scale: {
-    type: "number",
-    help: "classifier-free guidance scale (1 = no guidance)",
-    default: 3.0,
-    min: 0,
-  },
-  shift: { type: "number", help: "SD3 time shift on sigma = 1 - t", default: 1, above: 0 },
-  atol: { type: "number", help: "dopri5 absolute tolerance", default: 1e-5, above: 0 },
-  rtol: { type: "number", help: "dopri5 relative tolerance", default: 1e-5, above: 0 },
-  seed: {
-    type: "int",
-    help: "random seed of the samples' noise and of the floor's images",
-    default: 0,
-    min: 0,
-    max: 2 ** 32 - 1,
-  },
+  ...SAMPLING_OPTIONS,
   batch: { type: "int", help: "images per batched forward while sampling", default: 250, min: 1 },
   // (--precision: generate's flag goes here and into uploadWeights, when the model has f16.)
   data: {
@@ -163,22 +148,7 @@ const split = (s: string) => s.split(",").map((p) => p.trim());
 
 /** A --sweep-file's grid, each list checked like the flags'. */
 async function sweepFile(path: string): Promise<Partial<Record<keyof typeof ITEM, string[]>>> {
-  let g: unknown;
-  try {
-    g = JSON.parse(await Deno.readTextFile(path));
-  } catch (e) {
-    const why = e instanceof Deno.errors.NotFound
-      ? "no such file"
-      : e instanceof SyntaxError
-      ? `not valid JSON (${e.message})`
-      : (e as Error).message;
-    throw new UsageError(`--sweep-file ${path}: ${why}`);
-  }
-  if (g === null || typeof g !== "object" || Array.isArray(g)) {
-    throw new UsageError(
-      `--sweep-file ${path}: expected a JSON object {"solvers", "steps", "cfg"}`,
-    );
-  }
+  const g = await readJsonObject("--sweep-file", path, '"solvers", "steps" and "cfg" lists');
   const out: Partial<Record<keyof typeof ITEM, string[]>> = {};
   for (const [key, v] of Object.entries(g)) {
     const name = ({ solvers: "solver", steps: "steps", cfg: "cfg", cfg_scales: "cfg" } as const)[
@@ -240,20 +210,14 @@ async function readClassifier(arg: string) {
 
 /** The output paths, checked writable before any work; the default plot never overwrites. */
 async function outputs(o: Values, sweep: boolean): Promise<{ plot?: string; json?: string }> {
-  const check = async (flag: string, path: string) => {
-    await checkWritableFile(path, `--${flag} ${path}`).catch((e) => {
+  if (o.plot !== undefined && !sweep) throw new UsageError("--plot: the plot is of a --sweep");
+  const json = o.json;
+  if (json !== undefined) {
+    await checkWritableFile(json, `--json ${json}`).catch((e) => {
       throw new UsageError(e.message);
     });
-    return path;
-  };
-  if (o.plot !== undefined && !sweep) throw new UsageError("--plot: the plot is of a --sweep");
-  if (o.plot !== undefined && !/\.png$/i.test(o.plot)) {
-    throw new UsageError(`--plot ${o.plot}: the plot is a PNG; give a name ending in .png`);
   }
-  return {
-    plot: sweep ? await check("plot", o.plot ?? await firstFreeName(DEFAULT_PLOT)) : undefined,
-    json: o.json !== undefined ? await check("json", o.json) : undefined,
-  };
+  return { plot: sweep ? await outputFile("--plot", o.plot, DEFAULT_PLOT) : undefined, json };
 }
 
 function fmtTime(s: number): string {
@@ -372,13 +336,11 @@ async function main(): Promise<number> {
     const ts = performance.now();
     const { images, nfe } = await sampler.generate({
       labels,
+      ...samplerSettings(o),
+      // the setting's solver, steps and scale over the flags'
+      method: s.solver as Method,
       steps: s.steps || o.num_steps,
       cfgScale: s.cfg,
-      method: s.solver as Method,
-      shift: o.shift,
-      atol: o.atol,
-      rtol: o.rtol,
-      seed: o.seed,
       batch: o.batch,
       onProgress: (done, total) => {
         const sec = (performance.now() - ts) / 1000, rate = done / Math.max(sec, 1e-9);

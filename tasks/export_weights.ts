@@ -5,14 +5,14 @@
 import { decodeCheckpoint, encodeShippedWeights, type OptionTable } from "../mod.ts";
 import {
   helpText,
-  type OptionValues,
+  outputFile,
   parseFlags,
   runMain,
   UsageError,
   warn,
   withDefaults,
 } from "./cli.ts";
-import { checkWritableFile, exitOnSignals, firstFreeName, writeFileAtomic } from "./files.ts";
+import { exitOnSignals, writeFileAtomic } from "./files.ts";
 import { readCheckpoint, resolveCheckpoint } from "./sampling.ts";
 
 const DEFAULT_OUT = "exported.safetensors";
@@ -31,24 +31,11 @@ const OPTIONS = {
   no_ema: { type: "boolean", help: "export the raw weights instead of the EMA weights" },
 } satisfies OptionTable;
 
-type Values = OptionValues<typeof OPTIONS>;
-
 const USAGE = "Usage: deno task export-weights --checkpoint PATH [--out FILE]\n\n" +
   "Writes a checkpoint's EMA weights in F16 (pos_embed in F32) with its config and training\n" +
   "options: the form of the weights shipped in weights/, loaded by generate and eval like any\n" +
   "checkpoint. Example:\n" +
   "  deno task export-weights --checkpoint runs/small --out weights/fashion-mnist-small.safetensors";
-
-async function outputPath(o: Values): Promise<string> {
-  if (o.out !== undefined && !/\.safetensors$/i.test(o.out)) {
-    throw new UsageError(`--out ${o.out}: give a name ending in .safetensors`);
-  }
-  const out = o.out ?? await firstFreeName(DEFAULT_OUT);
-  await checkWritableFile(out, `--out ${out}`).catch((e) => {
-    throw new UsageError(e.message);
-  });
-  return out;
-}
 
 async function main(): Promise<number> {
   const { values, help } = parseFlags(Deno.args, OPTIONS);
@@ -61,7 +48,7 @@ async function main(): Promise<number> {
     throw new UsageError("--checkpoint is required (a .safetensors file or a run directory)");
   }
   const path = await resolveCheckpoint(o.checkpoint);
-  const out = await outputPath(o);
+  const out = await outputFile("--out", o.out, DEFAULT_OUT);
   const ck = await readCheckpoint(path, !o.no_ema).catch((e) => {
     throw new UsageError(e.message);
   });

@@ -3,15 +3,7 @@
  * (t=0) to data (t=1) with classifier-free guidance. Run with --help for the flags.
  */
 import { join } from "node:path";
-import {
-  describeGpu,
-  getGpu,
-  imageGridPng,
-  Kernels,
-  type Method,
-  type OptionTable,
-  SeededRng,
-} from "../mod.ts";
+import { describeGpu, getGpu, imageGridPng, Kernels, type OptionTable, SeededRng } from "../mod.ts";
 import {
   helpText,
   type OptionValues,
@@ -28,7 +20,13 @@ import {
   writeFileAtomic,
 } from "./files.ts";
 import { Progress } from "./progress.ts";
-import { readCheckpoint, resolveCheckpoint, uploadWeights } from "./sampling.ts";
+import {
+  readCheckpoint,
+  resolveCheckpoint,
+  samplerSettings,
+  SAMPLING_OPTIONS,
+  uploadWeights,
+} from "./sampling.ts";
 
 const DEFAULT_OUT = "samples.png", DEFAULT_DIR = "samples";
 
@@ -54,43 +52,7 @@ const OPTIONS = {
     min: 1,
     max: 1000,
   },
-  num_steps: { type: "int", help: "solver steps (fixed-step solvers)", default: 50, min: 1 },
-  cfg_scale: {
-    type: "number",
-    help: "classifier-free guidance scale (1 = no guidance)",
-    default: 3.0,
-    min: 0,
-  },
-  guidance_interval: {
-    type: "string",
-    help: "guide only for t in [a,b], given as a,b with 0 <= a <= b <= 1 (e.g. 0,0.7)",
-    check: (s: string) => {
-      const p = s.split(",").map((x) => x.trim() === "" ? NaN : Number(x));
-      const ok = p.length === 2 && p.every((x) => x >= 0 && x <= 1) && p[0] <= p[1];
-      return ok ? undefined : `expects a,b with 0 <= a <= b <= 1, got '${s}'`;
-    },
-  },
-  solver: {
-    type: "string",
-    help: "ODE solver",
-    choices: ["euler", "heun", "midpoint", "rk4", "dopri5"],
-    default: "euler",
-  },
-  shift: {
-    type: "number",
-    help: "SD3 time shift on sigma = 1 - t (>1: more steps near the noise)",
-    default: 1,
-    above: 0,
-  },
-  atol: { type: "number", help: "dopri5 absolute tolerance", default: 1e-5, above: 0 },
-  rtol: { type: "number", help: "dopri5 relative tolerance", default: 1e-5, above: 0 },
-  seed: {
-    type: "int",
-    help: "random seed (same seed, same images, whatever --batch)",
-    default: 0,
-    min: 0,
-    max: 2 ** 32 - 1,
-  },
+  ...SAMPLING_OPTIONS,
   batch: { type: "int", help: "images per batched forward", default: 64, min: 1 },
   out: {
     type: "string",
@@ -170,7 +132,6 @@ async function main(): Promise<number> {
   });
   const { cfg } = ck, K = cfg.num_classes;
   const { labels, rows, cols } = plan(o, K);
-  const interval = o.guidance_interval?.split(",").map(Number) as [number, number] | undefined;
   const out = await outputPath(o);
   exitOnSignals();
 
@@ -189,14 +150,7 @@ async function main(): Promise<number> {
   const t0 = performance.now();
   const { images, nfe } = await sampler.generate({
     labels,
-    steps: o.num_steps,
-    cfgScale: o.cfg_scale,
-    guidanceInterval: interval,
-    method: o.solver as Method,
-    shift: o.shift,
-    atol: o.atol,
-    rtol: o.rtol,
-    seed: o.seed,
+    ...samplerSettings(o),
     batch: o.batch,
     onProgress: (done, total) => {
       const s = (performance.now() - t0) / 1000;

@@ -1,6 +1,8 @@
 /**
- * The one place the tasks turn weights into something `generateImages` samples from: a checkpoint
- * read and checked without a GPU (so a bad file costs no adapter start-up), then uploaded.
+ * The one place the tasks turn weights into something `generateImages` samples from: the
+ * `--checkpoint` argument resolved (shipped names, run directories), the checkpoint read and
+ * checked without a GPU (so a bad file costs no adapter start-up), then uploaded; and the solver
+ * options generate and eval share.
  */
 import { join } from "node:path";
 import {
@@ -10,12 +12,71 @@ import {
   type GenerateOptions,
   isShippedName,
   type Kernels,
+  type Method,
   Model,
+  type OptionTable,
   resolveWeights,
   type TrainingCheckpoint,
 } from "../mod.ts";
-import { UsageError } from "./cli.ts";
+import { type OptionValues, UsageError } from "./cli.ts";
 import { reason } from "./files.ts";
+
+/** The solver options every sampling task takes (generate, eval), in one table. */
+export const SAMPLING_OPTIONS = {
+  num_steps: { type: "int", help: "solver steps (fixed-step solvers)", default: 50, min: 1 },
+  cfg_scale: {
+    type: "number",
+    help: "classifier-free guidance scale (1 = no guidance)",
+    default: 3.0,
+    min: 0,
+  },
+  guidance_interval: {
+    type: "string",
+    help: "guide only for t in [a,b], given as a,b with 0 <= a <= b <= 1 (e.g. 0,0.7)",
+    check: (s: string) => {
+      const p = s.split(",").map((x) => x.trim() === "" ? NaN : Number(x));
+      const ok = p.length === 2 && p.every((x) => x >= 0 && x <= 1) && p[0] <= p[1];
+      return ok ? undefined : `expects a,b with 0 <= a <= b <= 1, got '${s}'`;
+    },
+  },
+  solver: {
+    type: "string",
+    help: "ODE solver",
+    choices: ["euler", "heun", "midpoint", "rk4", "dopri5"],
+    default: "euler",
+  },
+  shift: {
+    type: "number",
+    help: "SD3 time shift on sigma = 1 - t (>1: more steps near the noise)",
+    default: 1,
+    above: 0,
+  },
+  atol: { type: "number", help: "dopri5 absolute tolerance", default: 1e-5, above: 0 },
+  rtol: { type: "number", help: "dopri5 relative tolerance", default: 1e-5, above: 0 },
+  seed: {
+    type: "int",
+    help: "random seed (same seed, same images, whatever --batch)",
+    default: 0,
+    min: 0,
+    max: 2 ** 32 - 1,
+  },
+} satisfies OptionTable;
+
+/** The sampler's settings from parsed SAMPLING_OPTIONS (labels, batch, progress: the caller's). */
+export function samplerSettings(
+  o: OptionValues<typeof SAMPLING_OPTIONS>,
+): Omit<GenerateOptions, "labels"> {
+  return {
+    steps: o.num_steps,
+    cfgScale: o.cfg_scale,
+    guidanceInterval: o.guidance_interval?.split(",").map(Number) as [number, number] | undefined,
+    method: o.solver as Method,
+    shift: o.shift,
+    atol: o.atol,
+    rtol: o.rtol,
+    seed: o.seed,
+  };
+}
 
 /** Sampling from one set of weights on the GPU. */
 export interface Sampler {

@@ -19,14 +19,14 @@ import { CLASSIFIER_DEFAULTS, ClassifierTrainer } from "../src/eval/classifier_t
 import { loadFashionMnistTest, loadFashionMnistTrain, toFloat } from "../src/io/eval_data.ts";
 import {
   helpText,
-  type OptionValues,
+  outputFile,
   parseFlags,
   runMain,
   UsageError,
   warn,
   withDefaults,
 } from "./cli.ts";
-import { checkWritableFile, exitOnSignals, firstFreeName, writeFileAtomic } from "./files.ts";
+import { exitOnSignals, writeFileAtomic } from "./files.ts";
 import { Progress } from "./progress.ts";
 
 const DEFAULT_OUT = "fashion-mnist-classifier.safetensors";
@@ -80,24 +80,10 @@ const OPTIONS = {
   },
 } satisfies OptionTable;
 
-type Values = OptionValues<typeof OPTIONS>;
-
 const USAGE = "Usage: deno task train-classifier [options]\n\n" +
   "Trains the Fashion-MNIST feature classifier used by `deno task eval` (FD, class accuracy,\n" +
   "precision/recall) with this project's kernels, and reports its test-set accuracy. The shipped\n" +
   "one was made by: deno task train-classifier --out weights/fashion-mnist-classifier.safetensors";
-
-/** The output path, checked writable before any work; the default never overwrites. */
-async function outputPath(o: Values): Promise<string> {
-  if (o.out !== undefined && !/\.safetensors$/i.test(o.out)) {
-    throw new UsageError(`--out ${o.out}: give a name ending in .safetensors`);
-  }
-  const out = o.out ?? await firstFreeName(DEFAULT_OUT);
-  await checkWritableFile(out, `--out ${out}`).catch((e) => {
-    throw new UsageError(e.message);
-  });
-  return out;
-}
 
 async function main(): Promise<number> {
   const { values, help } = parseFlags(Deno.args, OPTIONS);
@@ -106,7 +92,7 @@ async function main(): Promise<number> {
     return 0;
   }
   const o = withDefaults(OPTIONS, values);
-  const out = await outputPath(o);
+  const out = await outputFile("--out", o.out, DEFAULT_OUT);
   const [trainDs, testDs] = await Promise.all([
     loadFashionMnistTrain(o.data),
     loadFashionMnistTest(o.data),

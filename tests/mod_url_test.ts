@@ -1,6 +1,7 @@
 /**
  * mod.ts imported by URL: the repository served on a loopback HTTP server, a fresh Deno process
- * imports http://127.0.0.1:PORT/mod.ts and runs a kernel (the model's velocity) on the adapter.
+ * imports http://127.0.0.1:PORT/mod.ts and runs a kernel (the model's velocity) on the adapter,
+ * and finds the shipped weights by name on the same server (resolveWeights, relative to the URL).
  */
 import assert from "node:assert/strict";
 import { join, normalize } from "node:path";
@@ -30,7 +31,9 @@ Deno.test("mod.ts works when imported by URL", async () => {
     const model = await m.createModel({ preset: "tiny", image_size: 8, in_channels: 1, num_classes: 3 }, { seed: 1 });
     const x = new Float32Array(2 * 64).map((_, i) => Math.sin(i));
     const v = await model.velocity(x, new Float32Array([0.25, 0.75]), new Int32Array([0, 3]));
-    console.log(JSON.stringify({ n: v.length, finite: v.every(Number.isFinite), params: model.layout.total }));
+    const href = m.resolveWeights("fashion-mnist-classifier");
+    const w = m.decodeClassifier(new Uint8Array(await (await fetch(href)).arrayBuffer()));
+    console.log(JSON.stringify({ n: v.length, finite: v.every(Number.isFinite), params: model.layout.total, href, widths: w.info.widths }));
   `;
   // A copy of the lock file: npm packages resolve as pinned (no registry needed), and the
   // served modules' hashes do not end up in the repository's lock.
@@ -50,6 +53,9 @@ Deno.test("mod.ts works when imported by URL", async () => {
     assert.equal(r.n, 128);
     assert(r.finite);
     assert(r.params > 0);
+    const origin = `http://127.0.0.1:${server.addr.port}`;
+    assert.equal(r.href, `${origin}/weights/fashion-mnist-classifier.safetensors`);
+    assert.equal(r.widths.join(), "784,512,256,10");
   } finally {
     ac.abort();
     await server.finished;

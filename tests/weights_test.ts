@@ -5,8 +5,7 @@
  * the shipped fashion-mnist-small weights (size, config, a forward pass, a few samples); the
  * export-weights task; the classifier's accuracy on the t10k set.
  */
-import { join, normalize } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { decodeSafetensors, encodeSafetensors, SafetensorsError } from "../src/io/safetensors.ts";
 import {
   encodeShippedWeights,
@@ -103,6 +102,7 @@ Deno.test("shipped form: F16 weights, F32 pos_embed, loads as a checkpoint", () 
   );
 });
 
+// (mod_url_test.ts checks the names against a served copy of the repository, over http:.)
 Deno.test("shipped names resolve relative to the module URL (file: and https:)", () => {
   const repo = new URL("../", import.meta.url).href;
   for (const name of SHIPPED_WEIGHTS) {
@@ -244,49 +244,4 @@ Deno.test({
     });
     assert(images.every((p) => Number.isFinite(p) && Math.abs(p) < 4), "samples out of range");
   },
-});
-
-Deno.test("shipped names resolve to http: URLs when mod.ts is imported by URL", async () => {
-  const root = fileURLToPath(new URL("..", import.meta.url));
-  const ac = new AbortController();
-  const server = Deno.serve(
-    { hostname: "127.0.0.1", port: 0, signal: ac.signal, onListen() {} },
-    async (req) => {
-      const path = normalize(join(root, decodeURIComponent(new URL(req.url).pathname)));
-      if (!path.startsWith(root)) return new Response("forbidden", { status: 403 });
-      try {
-        const body = await Deno.readFile(path);
-        const type = path.endsWith(".ts") ? "application/typescript" : "application/octet-stream";
-        return new Response(body, { headers: { "content-type": type } });
-      } catch {
-        return new Response("not found", { status: 404 });
-      }
-    },
-  );
-  const origin = `http://127.0.0.1:${server.addr.port}`;
-  const script = `
-    const m = await import(${JSON.stringify(`${origin}/mod.ts`)});
-    const href = m.resolveWeights("fashion-mnist-classifier");
-    const w = m.decodeClassifier(new Uint8Array(await (await fetch(href)).arrayBuffer()));
-    console.log(JSON.stringify({ href, widths: w.info.widths }));
-  `;
-  const lock = await Deno.makeTempFile({ suffix: ".lock" });
-  await Deno.copyFile(join(root, "deno.lock"), lock);
-  try {
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: ["eval", `--lock=${lock}`, `--reload=${origin}`, script],
-      cwd: root,
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const err = new TextDecoder().decode(out.stderr);
-    assert(out.success, `import by URL failed: ${err.slice(-2000)}`);
-    const r = JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").at(-1)!);
-    assert(r.href === `${origin}/weights/fashion-mnist-classifier.safetensors`, r.href);
-    assert(r.widths.join() === "784,512,256,10", `widths ${r.widths}`);
-  } finally {
-    ac.abort();
-    await server.finished;
-    await Deno.remove(lock);
-  }
 });
