@@ -344,6 +344,15 @@ def get_1d_sincos_pos_embed_from_grid(embed_dim, pos):
 CONFIG_KEYS = ["image_size", "in_channels", "patch_size", "hidden_size", "depth", "num_heads",
                "num_classes", "t_scale"]
 
+# src/model/config.ts PRESETS (patch_size 2 unless the preset says otherwise).
+PRESETS = {
+    "tiny": dict(hidden_size=64, depth=2, num_heads=2, patch_size=4),
+    "small": dict(hidden_size=256, depth=6, num_heads=4, patch_size=2),
+    "S": dict(hidden_size=384, depth=12, num_heads=6, patch_size=2),
+    "B": dict(hidden_size=768, depth=12, num_heads=12, patch_size=2),
+    "L": dict(hidden_size=1024, depth=24, num_heads=16, patch_size=2),
+}
+
 
 def build_dit(cfg):
     if cfg.get("mlp_ratio", 4) != 4:

@@ -30,21 +30,15 @@ import sys
 import time
 
 import numpy as np
-import torch
-import torch.nn.functional as F
+
+try:
+    import torch
+    import torch.nn.functional as F
+except ImportError:
+    sys.exit("error: scripts/pytorch_train.py needs PyTorch: pip install torch")
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from pytorch_dit import CONFIG_KEYS, build_dit, write_safetensors  # noqa: E402
-
-# src/model/config.ts PRESETS (patch_size 2 unless the preset says otherwise).
-PRESETS = {
-    "tiny": dict(hidden_size=64, depth=2, num_heads=2, patch_size=4),
-    "small": dict(hidden_size=256, depth=6, num_heads=4, patch_size=2),
-    "S": dict(hidden_size=384, depth=12, num_heads=6, patch_size=2),
-    "B": dict(hidden_size=768, depth=12, num_heads=12, patch_size=2),
-    "L": dict(hidden_size=1024, depth=24, num_heads=16, patch_size=2),
-}
-
+from pytorch_dit import CONFIG_KEYS, PRESETS, build_dit, write_safetensors  # noqa: E402
 
 def parse_args():
     ap = argparse.ArgumentParser(description=__doc__,

@@ -149,6 +149,22 @@ export async function outputFile(
 }
 
 /**
+ * A task's options: Deno.args parsed against `table`, over its defaults; undefined when --help
+ * was asked for (the help is printed).
+ */
+export function taskOptions<T extends OptionTable>(
+  usage: string,
+  table: T,
+): OptionValues<T> | undefined {
+  const { values, help } = parseFlags(Deno.args, table);
+  if (help) {
+    console.log(helpText(usage, table));
+    return undefined;
+  }
+  return withDefaults(table, values);
+}
+
+/**
  * Options from a JSON file, checked like flags; errors name the file. `skip`: names a file may
  * not set (e.g. "config" itself).
  */

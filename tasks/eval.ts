@@ -25,14 +25,12 @@ import {
 import { balancedSubset, gather } from "../src/eval/evaluate.ts";
 import { loadFashionMnistTest, loadFashionMnistTrain, toFloat } from "../src/io/eval_data.ts";
 import {
-  helpText,
   type OptionValues,
   outputFile,
-  parseFlags,
   readJsonObject,
   runMain,
+  taskOptions,
   UsageError,
-  withDefaults,
 } from "./cli.ts";
 import { checkWritableFile, exitOnSignals, reason, writeFileAtomic } from "./files.ts";
 import { Progress } from "./progress.ts";
@@ -247,17 +245,8 @@ function rounded(s: Scores) {
 }
 
 async function main(): Promise<number> {
-  const { values, help } = parseFlags(Deno.args, OPTIONS);
-  if (help) {
-    console.log(helpText(USAGE, OPTIONS));
-    return 0;
-  }
-  const o = withDefaults(OPTIONS, values);
-  if (!o.checkpoint) {
-    throw new UsageError(
-      "--checkpoint is required (a .safetensors file, a run directory, or fashion-mnist-small)",
-    );
-  }
+  const o = taskOptions(USAGE, OPTIONS);
+  if (!o) return 0;
   // Everything a user can get wrong is checked before the GPU starts.
   const grid = await settings(o);
   const ckptPath = await resolveCheckpoint(o.checkpoint);

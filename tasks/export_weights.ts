@@ -3,15 +3,7 @@
  * metadata, provenance), e.g. weights/fashion-mnist-small.safetensors. Run with --help.
  */
 import { decodeCheckpoint, encodeShippedWeights, type OptionTable } from "../mod.ts";
-import {
-  helpText,
-  outputFile,
-  parseFlags,
-  runMain,
-  UsageError,
-  warn,
-  withDefaults,
-} from "./cli.ts";
+import { outputFile, runMain, taskOptions, UsageError, warn } from "./cli.ts";
 import { exitOnSignals, writeFileAtomic } from "./files.ts";
 import { readCheckpoint, resolveCheckpoint } from "./sampling.ts";
 
@@ -38,15 +30,8 @@ const USAGE = "Usage: deno task export-weights --checkpoint PATH [--out FILE]\n\
   "  deno task export-weights --checkpoint runs/small --out weights/fashion-mnist-small.safetensors";
 
 async function main(): Promise<number> {
-  const { values, help } = parseFlags(Deno.args, OPTIONS);
-  if (help) {
-    console.log(helpText(USAGE, OPTIONS));
-    return 0;
-  }
-  const o = withDefaults(OPTIONS, values);
-  if (!o.checkpoint) {
-    throw new UsageError("--checkpoint is required (a .safetensors file or a run directory)");
-  }
+  const o = taskOptions(USAGE, OPTIONS);
+  if (!o) return 0;
   const path = await resolveCheckpoint(o.checkpoint);
   const out = await outputFile("--out", o.out, DEFAULT_OUT);
   const ck = await readCheckpoint(path, !o.no_ema).catch((e) => {

@@ -115,9 +115,17 @@ export interface CheckpointWeights {
 /**
  * A checkpoint file from `--checkpoint`: a shipped name (fashion-mnist-small: weights/ next to
  * this module, by URL), a path, an http(s)/file URL, or a run directory (its final checkpoint).
- * `flag` names the option in errors.
+ * `flag` names the option in errors (and says it is required when `path` is undefined).
  */
-export async function resolveCheckpoint(path: string, flag = "--checkpoint"): Promise<string> {
+export async function resolveCheckpoint(
+  path: string | undefined,
+  flag = "--checkpoint",
+): Promise<string> {
+  if (path === undefined) {
+    throw new UsageError(
+      `${flag} is required (a .safetensors file, a run directory, or fashion-mnist-small)`,
+    );
+  }
   const url = resolveWeights(path);
   if (isShippedName(path) && url.startsWith("file:")) {
     if (!(await Deno.stat(new URL(url)).catch(() => undefined))) {

@@ -17,15 +17,7 @@ import {
 } from "../mod.ts";
 import { CLASSIFIER_DEFAULTS, ClassifierTrainer } from "../src/eval/classifier_train.ts";
 import { loadFashionMnistTest, loadFashionMnistTrain, toFloat } from "../src/io/eval_data.ts";
-import {
-  helpText,
-  outputFile,
-  parseFlags,
-  runMain,
-  UsageError,
-  warn,
-  withDefaults,
-} from "./cli.ts";
+import { outputFile, runMain, taskOptions, UsageError, warn } from "./cli.ts";
 import { exitOnSignals, writeFileAtomic } from "./files.ts";
 import { Progress } from "./progress.ts";
 
@@ -86,12 +78,8 @@ const USAGE = "Usage: deno task train-classifier [options]\n\n" +
   "one was made by: deno task train-classifier --out weights/fashion-mnist-classifier.safetensors";
 
 async function main(): Promise<number> {
-  const { values, help } = parseFlags(Deno.args, OPTIONS);
-  if (help) {
-    console.log(helpText(USAGE, OPTIONS));
-    return 0;
-  }
-  const o = withDefaults(OPTIONS, values);
+  const o = taskOptions(USAGE, OPTIONS);
+  if (!o) return 0;
   const out = await outputFile("--out", o.out, DEFAULT_OUT);
   const [trainDs, testDs] = await Promise.all([
     loadFashionMnistTrain(o.data),
