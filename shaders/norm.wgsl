@@ -3,6 +3,10 @@
 // shift and scale are columns of mod [B, nChunks·D] at offsets shiftOff and scaleOff.
 // Forward and dx: one workgroup per row, a fixed-order tree reduction in workgroup memory.
 // dmod: per (b, d), sums over t in a fixed order (4 strided slices combined in order 0..3).
+// Mixed precision: the Y placeholder is the element type of y (f16: the next GEMM's operand), DY
+// that of dy (f16: a GEMM's dX output); x, mod, the statistics and every sum stay f32.
+
+{{ENABLE}}
 
 struct P {
   rows: u32,      // B·T
@@ -24,8 +28,8 @@ struct P {
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> mod_f: array<f32>;
 @group(0) @binding(2) var<storage, read> stats: array<f32>; // [rows, 2]: mean, rstd
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;
-@group(0) @binding(3) var<storage, read> dy: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<{{Y}}>;
+@group(0) @binding(3) var<storage, read> dy: array<{{DY}}>;
 @group(0) @binding(4) var<storage, read_write> stats_w: array<f32>;
 @group(0) @binding(4) var<storage, read> mod_b: array<f32>;
 @group(0) @binding(4) var<storage, read_write> dmod: array<f32>;
@@ -67,7 +71,7 @@ fn ln_mod_fwd(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw: ve
   let mb = (row / p.T) * p.modStride;
   for (var d = lid; d < D; d += WG) {
     let xh = (x[base + d] - mean) * rstd;
-    y[base + d] = xh * (1.0 + mod_f[mb + p.scaleOff + d]) + mod_f[mb + p.shiftOff + d];
+    y[base + d] = {{Y}}(xh * (1.0 + mod_f[mb + p.scaleOff + d]) + mod_f[mb + p.shiftOff + d]);
   }
   if (lid == 0u) {
     stats_w[2u * row] = mean;
@@ -89,13 +93,13 @@ fn ln_mod_bwd_dx(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw:
   var s = vec2f(0.0);
   for (var d = lid; d < D; d += WG) {
     let xh = (x[base + d] - mean) * rstd;
-    let g = dy[base + d] * (1.0 + mod_b[sb + d]);
+    let g = f32(dy[base + d]) * (1.0 + mod_b[sb + d]);
     s += vec2f(g, g * xh);
   }
   let m = wg_sum(s, lid) / f32(D);
   for (var d = lid; d < D; d += WG) {
     let xh = (x[base + d] - mean) * rstd;
-    let g = dy[base + d] * (1.0 + mod_b[sb + d]);
+    let g = f32(dy[base + d]) * (1.0 + mod_b[sb + d]);
     let v = rstd * (g - m.x - xh * m.y);
     if (p.acc != 0u) { dx[base + d] += v; } else { dx[base + d] = v; }
   }
@@ -117,7 +121,7 @@ fn ln_mod_bwd_dmod(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) n
     for (var t = l.y; t < p.T; t += 4u) {
       let row = b * p.T + t;
       let xh = (x[row * D + d] - stats[2u * row]) * stats[2u * row + 1u];
-      let g = dy[row * D + d];
+      let g = f32(dy[row * D + d]);
       s += vec2f(g, g * xh);
     }
   }

@@ -1,6 +1,10 @@
 // Gated residual: out = x + gate[b,:]·y, gate being columns gateOff.. of mod [B, nChunks·D].
 // Forward and dy: one thread per element. dgate: per (b, d), Σ_t dout·y in a fixed order
 // (4 strided slices of t combined in order 0..3).
+// Mixed precision: the Y placeholder is the element type of y (the branch output the forward saved)
+// and DY that of dy (a GEMM operand); x, dout, mod, out and the sums are f32.
+
+{{ENABLE}}
 
 struct P {
   n: u32,         // B·T·D
@@ -17,10 +21,10 @@ struct P {
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> dout: array<f32>;
-@group(0) @binding(2) var<storage, read> y: array<f32>;
+@group(0) @binding(2) var<storage, read> y: array<{{Y}}>;
 @group(0) @binding(2) var<storage, read> mod_b: array<f32>;
 @group(0) @binding(3) var<storage, read> mod_f: array<f32>;
-@group(0) @binding(3) var<storage, read_write> dy: array<f32>;
+@group(0) @binding(3) var<storage, read_write> dy: array<{{DY}}>;
 @group(0) @binding(3) var<storage, read_write> dmod: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
@@ -33,14 +37,14 @@ fn gate_index(i: u32) -> u32 {
 fn gate_fwd(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nw: vec3u) {
   let i = index(g, nw);
   if (i >= p.n) { return; }
-  out[i] = x[i] + mod_f[gate_index(i)] * y[i];
+  out[i] = x[i] + mod_f[gate_index(i)] * f32(y[i]);
 }
 
 @compute @workgroup_size(WG)
 fn gate_bwd_dy(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nw: vec3u) {
   let i = index(g, nw);
   if (i >= p.n) { return; }
-  dy[i] = mod_b[gate_index(i)] * dout[i];
+  dy[i] = {{DY}}(mod_b[gate_index(i)] * dout[i]);
 }
 
 var<workgroup> part: array<f32, 256>;
@@ -57,7 +61,7 @@ fn gate_bwd_dmod(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw:
   if (d < D) {
     for (var t = l.y; t < p.T; t += 4u) {
       let i = (b * p.T + t) * D + d;
-      s += dout[i] * y[i];
+      s += dout[i] * f32(y[i]);
     }
   }
   part[l.y * 64u + l.x] = s;
