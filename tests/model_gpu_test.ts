@@ -4,33 +4,14 @@
  */
 import { resolveConfig } from "../src/model/config.ts";
 import type { DiTConfig } from "../src/model/config.ts";
-import { paramLayout, paramSpecs, posEmbed } from "../src/model/params.ts";
+import { paramSpecs } from "../src/model/params.ts";
+import { randomWeights } from "./random_weights.ts";
 import { Model, type Precision } from "../src/model/model.ts";
 import type { DiTGraph } from "../src/model/dit.ts";
 import { FlatBuffer } from "../src/gpu/arena.ts";
 import { ditBackwardRef, ditForwardRef } from "./reference/dit.ts";
 import { assertClose, kernels, testF16, U16 } from "./harness.ts";
 import { Rng, TEST_SEED } from "./reference/random.ts";
-
-/** Random non-zero weights (pos_embed exact), as a flat vector and as the reference's map. */
-export function randomWeights(
-  cfg: DiTConfig,
-  rng: Rng,
-): { flat: Float32Array; map: Map<string, Float64Array> } {
-  const layout = paramLayout(cfg);
-  const flat = new Float32Array(layout.total);
-  const map = new Map<string, Float64Array>();
-  for (const s of paramSpecs(cfg)) {
-    const slot = layout.get(s.name);
-    const fan = s.shape.length > 1 ? s.shape.slice(1).reduce((a, b) => a * b, 1) : 4;
-    const v = s.name === "pos_embed"
-      ? Float64Array.from(posEmbed(cfg))
-      : rng.normals(slot.length, s.name.endsWith("bias") ? 0.1 : 1 / Math.sqrt(fan));
-    flat.set(Float32Array.from(v), slot.offset);
-    map.set(s.name, v);
-  }
-  return { flat, map };
-}
 
 async function checkModel(cfg: DiTConfig, B: number, precision: Precision = "f32", tol = 1e-4) {
   const k = await kernels();
