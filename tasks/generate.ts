@@ -4,12 +4,15 @@
  */
 import { join } from "node:path";
 import {
+  defaultPrecision,
   describeGpu,
   getGpu,
   imageGridPng,
   Kernels,
   type Method,
   type OptionTable,
+  type Precision,
+  precisionProblem,
   SeededRng,
 } from "../mod.ts";
 import {
@@ -98,6 +101,12 @@ const OPTIONS = {
   },
   separate: { type: "boolean", help: "write one PNG per image into the --out folder" },
   no_ema: { type: "boolean", help: "use the raw weights instead of the EMA weights" },
+  precision: {
+    type: "string",
+    help: "f32, or f16 (mixed precision: f16 weight copy and activations; needs shader-f16) " +
+      "(default: f32)",
+    choices: ["f32", "f16"],
+  },
 } satisfies OptionTable;
 
 type Values = OptionValues<typeof OPTIONS>;
@@ -191,6 +200,9 @@ async function main(): Promise<number> {
   exitOnSignals();
 
   const gpu = await getGpu();
+  const precision = (o.precision ?? defaultPrecision(gpu)) as Precision;
+  const why = precisionProblem(gpu, precision);
+  if (why) throw new UsageError(`--${why}`);
   const k = new Kernels(gpu);
   console.log(`adapter: ${describeGpu(gpu)}`);
   const solver = o.solver === "dopri5"
@@ -198,9 +210,9 @@ async function main(): Promise<number> {
     : `${o.solver} ${o.num_steps} steps`;
   console.log(
     `checkpoint ${path} (${ck.kind} weights): ${labels.length} images, ${solver}, ` +
-      `CFG ${K > 0 ? o.cfg_scale : "off (unconditional)"}`,
+      `CFG ${K > 0 ? o.cfg_scale : "off (unconditional)"}, ${precision}`,
   );
-  const sampler = uploadWeights(k, cfg, ck.weights, ck.kind === "EMA" ? "ema" : "raw");
+  const sampler = uploadWeights(k, cfg, ck.weights, ck.kind === "EMA" ? "ema" : "raw", precision);
   const progress = new Progress();
   const t0 = performance.now();
   const { images, nfe } = await sampler.generate({

@@ -9,6 +9,7 @@ import {
   type GenerateOptions,
   type Kernels,
   Model,
+  type Precision,
 } from "../mod.ts";
 import { reason } from "./files.ts";
 
@@ -25,15 +26,22 @@ export function samplerFor(model: Model): Sampler {
   return { cfg: model.cfg, generate: (o) => generateImages(model, o), dispose: () => {} };
 }
 
-/** A sampler over weights in memory: uploaded into a new model. */
+/** A sampler over weights in memory: uploaded into a new model (f32, or f16 mixed precision). */
 export function uploadWeights(
   k: Kernels,
   cfg: DiTConfig,
   weights: Float32Array,
   kind: "raw" | "ema" = "raw",
+  precision: Precision = "f32",
 ): Sampler {
-  const model = new Model(k, cfg, { weights, kind });
-  return { ...samplerFor(model), dispose: () => model.params.buffer.destroy() };
+  const model = new Model(k, cfg, { weights, kind, precision });
+  return {
+    ...samplerFor(model),
+    dispose: () => {
+      model.params.buffer.destroy();
+      model.params16?.buffer.destroy();
+    },
+  };
 }
 
 /** A checkpoint's config and the weights to sample with, checked; no GPU needed. */

@@ -34,7 +34,7 @@ export function defaultPrecision(_gpu: Gpu): Precision {
 export function precisionProblem(gpu: Gpu, precision: Precision): string | undefined {
   if (precision === "f16" && !gpu.features.has("shader-f16")) {
     return `precision f16 needs the WebGPU feature shader-f16, which this adapter (${gpu.name}) ` +
-      "lacks: use --precision f32";
+      "lacks: use f32";
   }
   return undefined;
 }
