@@ -8,24 +8,34 @@
  * the statistics and every sum.
  */
 import { type Dispatch, f32, type Kernels, type Tensor } from "../gpu/kernels.ts";
-import { sameLength, shader } from "./common.ts";
+import { sameLength, shader, WORKGROUP_SIZE } from "./common.ts";
 import source from "../../shaders/norm.wgsl" with { type: "text" };
 
+/** Threads per row (a row team); WORKGROUP_SIZE / TEAM rows per workgroup. */
+const TEAM = 32;
+
 const variants = new Map<string, string>();
-/** The shader with y and dy of the given element types (f16 enables the extension). */
-function code(k: Kernels, y: "f32" | "f16", dy: "f32" | "f16"): string {
+/**
+ * The shader with y and dy of the given element types (f16 enables the extension), its
+ * per-thread register count specialised for rows of D.
+ */
+function code(k: Kernels, y: "f32" | "f16", dy: "f32" | "f16", D: number): string {
   if ((y === "f16" || dy === "f16") && !k.gpu.features.has("shader-f16")) {
     throw new Error("layerNormModulate: f16 tensors need the adapter feature shader-f16");
   }
-  const key = y + dy;
+  const NE = Math.ceil(D / TEAM);
+  const key = `${y}${dy}${NE}`;
   let c = variants.get(key);
   if (!c) {
     const f16 = y === "f16" || dy === "f16";
-    c = shader(source, { ENABLE: f16 ? "enable f16;" : "", Y: y, DY: dy });
+    c = shader(source, { ENABLE: f16 ? "enable f16;" : "", Y: y, DY: dy, TEAM, NE });
     variants.set(key, c);
   }
   return c;
 }
+
+/** Workgroups of the row kernels (forward, dx): one per WORKGROUP_SIZE / TEAM rows. */
+const rowGroups = (d: Dims) => Math.ceil(d.B * d.T / (WORKGROUP_SIZE / TEAM));
 
 const dt = (t: Tensor) => (t.dtype === "f16" ? "f16" : "f32");
 
@@ -100,7 +110,9 @@ export function layerNormModulateForward(
   if (stats.length !== d.B * d.T * 2) throw new Error("layerNormModulate: stats must be [B·T·2]");
   f32Only("layerNormModulate", { x, mod, stats });
   const u = uniform(k, d, shiftChunk, scaleChunk, false);
-  return [k.dispatch(code(k, dt(y), "f32"), "ln_mod_fwd", [u, x, mod, y, stats], d.B * d.T)];
+  return [
+    k.dispatch(code(k, dt(y), "f32", d.D), "ln_mod_fwd", [u, x, mod, y, stats], rowGroups(d)),
+  ];
 }
 
 /**
@@ -126,9 +138,9 @@ export function layerNormModulateBackward(
   if (shiftChunk === scaleChunk) throw new Error("layerNormModulateBackward: shift = scale chunk");
   f32Only("layerNormModulateBackward", { x, mod, stats, dx, dmod });
   const u = uniform(k, d, shiftChunk, scaleChunk, opts.accumulate ?? false);
-  const c = code(k, "f32", dt(dy));
+  const c = code(k, "f32", dt(dy), d.D);
   return [
-    k.dispatch(c, "ln_mod_bwd_dx", [u, x, stats, dy, mod, dx], d.B * d.T),
+    k.dispatch(c, "ln_mod_bwd_dx", [u, x, stats, dy, mod, dx], rowGroups(d)),
     k.dispatch(c, "ln_mod_bwd_dmod", [u, x, stats, dy, dmod], d.B * Math.ceil(d.D / 64)),
   ];
 }
