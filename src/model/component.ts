@@ -142,7 +142,7 @@ function weightFor(p: Views, name: string, x: Tensor): Tensor {
 }
 
 /** Label dispatches with the layer's name (the bench's per-kernel breakdown groups by label). */
-function named(name: string, ds: Dispatch[]): Dispatch[] {
+export function named(name: string, ds: Dispatch[]): Dispatch[] {
   return ds.map((d) => ({ ...d, label: `${name} ${d.label}` }));
 }
 
