@@ -36,7 +36,7 @@ export class FinalLayer {
     return [
       ...linear(ctx, p, "adaLN_modulation.1", sc, this.mod),
       ...layerNormModulateForward(k, tok(x), this.mod, shift, scale, tok(this.norm), this.stats),
-      ...linear(ctx, p, "linear", this.norm, this.linearOut), // labelled "linear linear_fwd_…"
+      ...linear(ctx, p, "linear", this.norm, this.linearOut),
       ...unpatchifyForward(k, this.linearOut, out, cfg.patch_size, cfg.in_channels),
     ];
   }
