@@ -11,10 +11,12 @@ import {
   defaultPrecision,
   describeGpu,
   type DiTConfig,
+  generateImages,
   getGpu,
   GPU_DEFAULTS,
   initParams,
   Kernels,
+  Model,
   type OptionTable,
   paramLayout,
   type Precision,
@@ -32,7 +34,6 @@ import {
   withDefaults,
 } from "./cli.ts";
 import { type LinearShape, median, modelShapes, timeLinear, Timer } from "./bench_timing.ts";
-import { uploadWeights } from "./sampling.ts";
 import { exitOnSignals } from "./files.ts";
 
 const PARTS = ["step", "sample", "linear", "breakdown"];
@@ -209,10 +210,10 @@ async function benchStep(
 
 /** (b) sampling: Euler with CFG 3 over a batch of images (inference-only graph). */
 async function benchSample(k: Kernels, cfg: DiTConfig, o: Opts, precision: Precision) {
-  const sampler = uploadWeights(k, cfg, initParams(cfg, 0), "raw", precision);
+  const model = new Model(k, cfg, { weights: initParams(cfg, 0), precision });
   const labels = Array.from({ length: o.batch_size }, (_, i) => i % Math.max(1, cfg.num_classes));
   const run = () =>
-    sampler.generate({ labels, steps: o.sampling_steps, cfgScale: 3, batch: o.batch_size });
+    generateImages(model, { labels, steps: o.sampling_steps, cfgScale: 3, batch: o.batch_size });
   const before = k.allocatedBytes;
   await run();
   // The inference graph's activations and the solver's vectors, allocated by the first run.
@@ -223,14 +224,18 @@ async function benchSample(k: Kernels, cfg: DiTConfig, o: Opts, precision: Preci
     await run();
     ms.push(performance.now() - t0);
   }
-  sampler.dispose();
+  // For comparison: the activations the training graph (what sampling ran before the
+  // inference-only graph) allocates for the same guided batch.
+  const beforeTrain = k.allocatedBytes;
+  model.graph(2 * o.batch_size);
+  const trainingGraph = k.allocatedBytes - beforeTrain;
   const ips = o.batch_size / (median(ms) / 1e3);
   const weights = paramLayout(cfg).total * (precision === "f16" ? 6 : 4);
   console.log(
     `\nsampling (${precision}): ${o.sampling_steps} Euler steps, CFG 3, ${o.batch_size} images: ` +
       `${median(ms).toFixed(1)} ms wall, ${ips.toFixed(1)} images/s; memory ` +
       `${bytes(weights + activations)} (weights ${bytes(weights)}, activations and solver ` +
-      `${bytes(activations)})`,
+      `${bytes(activations)}; a training graph's activations would be ${bytes(trainingGraph)})`,
   );
   return {
     sample: {
@@ -240,6 +245,7 @@ async function benchSample(k: Kernels, cfg: DiTConfig, o: Opts, precision: Preci
       ms: median(ms),
       images_per_s: ips,
       memory_bytes: weights + activations,
+      training_graph_activation_bytes: trainingGraph,
     },
   };
 }
