@@ -1,7 +1,6 @@
 /**
  * The loss curve as a PNG: per-step loss (light) and its exponential moving average (dark) on a
- * log-scale y axis, with tick numbers and axis labels drawn in the embedded bitmap font; and
- * several runs' smoothed curves on one plot (`lossCurvesPng`, e.g. f16 against f32).
+ * log-scale y axis, with tick numbers and axis labels drawn in the embedded bitmap font.
  */
 import { drawText, GLYPH_H, textWidth } from "./bitmap_font.ts";
 import { encodePng } from "./png.ts";
@@ -49,83 +48,29 @@ export function linearTicks(a: number, b: number, n = 6): number[] {
   return out;
 }
 
-/** One curve of a plot: points, colour, line width, and a legend label (none: no entry). */
-interface Curve {
-  points: [number, number][];
-  color: RGB;
-  width: number;
-  label?: string;
-}
-
-/** The exponential moving average (0.95) of finite positive points, as the progress line's. */
-function smoothed(points: [number, number][]): [number, number][] {
-  const out: [number, number][] = [];
-  let ema = NaN;
-  for (const [s, l] of points) {
-    ema = Number.isNaN(ema) ? l : 0.95 * ema + 0.05 * l;
-    out.push([s, ema]);
-  }
-  return out;
-}
-
-const finitePositive = (points: [number, number][]) =>
-  points.filter(([s, l]) => Number.isFinite(s) && Number.isFinite(l) && l > 0);
-
 /** A loss curve of (step, loss) points as PNG bytes (RGB, `width × height`). */
 export function lossCurvePng(
   points: [number, number][],
   width = 720,
   height = 400,
 ): Promise<Uint8Array> {
-  const good = finitePositive(points);
-  return plot(
-    [
-      { points: good, color: RAW, width: 1, label: "per step" },
-      { points: smoothed(good), color: SMOOTH, width: 2, label: "smoothed" },
-    ],
-    width,
-    height,
-  );
-}
-
-/** Colours of the runs of `lossCurvesPng` (matplotlib's first four). */
-const RUNS: RGB[] = [[31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40]];
-
-/**
- * Several runs' loss curves on one plot (e.g. f32 and f16 mixed precision): each run's smoothed
- * loss (EMA 0.95, as the training progress line) in its own colour, labelled in the legend.
- */
-export function lossCurvesPng(
-  runs: { label: string; points: [number, number][] }[],
-  width = 900,
-  height = 500,
-): Promise<Uint8Array> {
-  return plot(
-    runs.map((r, i) => ({
-      points: smoothed(finitePositive(r.points)),
-      color: RUNS[i % RUNS.length],
-      width: 2,
-      label: r.label,
-    })),
-    width,
-    height,
-  );
-}
-
-/** Curves on a linear step axis and a log loss axis, with ticks, labels and a legend. */
-function plot(curves: Curve[], width: number, height: number): Promise<Uint8Array> {
   const px = new Uint8Array(width * height * 3).fill(255);
   const set = (x: number, y: number, c: RGB) => {
     x = Math.round(x), y = Math.round(y);
     if (x < 0 || y < 0 || x >= width || y >= height) return;
     px.set(c, (y * width + x) * 3);
   };
-  const all = curves.flatMap((c) => c.points);
+  const good = points.filter(([s, l]) => Number.isFinite(s) && Number.isFinite(l) && l > 0);
+  const smooth: [number, number][] = [];
+  let ema = NaN;
+  for (const [s, l] of good) {
+    ema = Number.isNaN(ema) ? l : 0.95 * ema + 0.05 * l;
+    smooth.push([s, ema]);
+  }
   // Ranges: steps linear, loss in log10 with a little headroom.
-  const steps = all.map(([s]) => s);
-  const s0 = all.length ? Math.min(...steps) : 0;
-  const s1 = all.length > 1 && Math.max(...steps) > s0 ? Math.max(...steps) : s0 + 1;
-  const logs = all.map(([, l]) => Math.log10(l));
+  const s0 = good.length ? good[0][0] : 0;
+  const s1 = good.length > 1 ? good[good.length - 1][0] : s0 + 1;
+  const logs = good.map(([, l]) => Math.log10(l));
   let lo = logs.length ? Math.min(...logs) : -1, hi = logs.length ? Math.max(...logs) : 0;
   if (hi - lo < 0.1) [lo, hi] = [(lo + hi) / 2 - 0.05, (lo + hi) / 2 + 0.05];
   const pad = (hi - lo) * 0.03;
@@ -163,16 +108,13 @@ function plot(curves: Curve[], width: number, height: number): Promise<Uint8Arra
   );
   drawText("loss (log)", 8, 8, S, (a, b) => set(a, b, BLACK));
   // Legend, top right.
-  const entries = curves.filter((c) => c.label !== undefined);
-  let lx = width - right - entries.reduce((a, c) => a + 40 + textWidth(c.label!, S), 0) + 18;
-  for (const c of entries) {
-    for (let i = 0; i < 16; i++) {
-      for (let w = 0; w < 3; w++) set(lx + i, 8 + GLYPH_H + w - 1, c.color);
-    }
-    drawText(c.label!, lx + 22, 8, S, (a, b) => set(a, b, BLACK));
-    lx += 22 + textWidth(c.label!, S) + 18;
+  let lx = width - right - textWidth("per step", S) - textWidth("smoothed", S) - 70;
+  for (const [label, c] of [["per step", RAW], ["smoothed", SMOOTH]] as const) {
+    for (let i = 0; i < 16; i++) for (let w = 0; w < 3; w++) set(lx + i, 8 + GLYPH_H + w - 1, c);
+    drawText(label, lx + 22, 8, S, (a, b) => set(a, b, BLACK));
+    lx += 22 + textWidth(label, S) + 18;
   }
-  // Curves: line segments, in order (the last on top).
+  // Curves: line segments, the smoothed one 2 pixels wide and on top.
   const line = (pts: [number, number][], c: RGB, w: number) => {
     for (let i = 1; i < pts.length; i++) {
       const xa = X(pts[i - 1][0]), ya = Y(pts[i - 1][1]), xb = X(pts[i][0]), yb = Y(pts[i][1]);
@@ -183,6 +125,7 @@ function plot(curves: Curve[], width: number, height: number): Promise<Uint8Arra
       }
     }
   };
-  for (const c of curves) line(c.points, c.color, c.width);
+  line(good, RAW, 1);
+  line(smooth, SMOOTH, 2);
   return encodePng(px, width, height, 3);
 }

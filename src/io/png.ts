@@ -125,4 +125,4 @@ export function imageGridPng(
   return encodePng(px, W, Ht, C);
 }
 
-export { lossCurvePng, lossCurvesPng } from "./loss_plot.ts";
+export { lossCurvePng } from "./loss_plot.ts";
