@@ -33,17 +33,26 @@ export {
 } from "./src/model/config.ts";
 export { initParams, paramLayout, paramSpecs, posEmbed } from "./src/model/params.ts";
 export { DiTGraph } from "./src/model/dit.ts";
-export { GraphContext, linear, linearBackward, type Views, views } from "./src/model/component.ts";
+export {
+  GraphContext,
+  type GraphOptions,
+  linear,
+  linearBackward,
+  type Views,
+  views,
+} from "./src/model/component.ts";
 export { ADALN, DiTBlock } from "./src/model/block.ts";
 export { LabelEmbedder, PatchEmbed, TimestepEmbedder } from "./src/model/embedders.ts";
 export { FINAL_ADALN, FinalLayer } from "./src/model/final_layer.ts";
 export {
   createModel,
   defaultKernels,
+  defaultPrecision,
   type LatentDecoder,
   Model,
   type ModelOptions,
   type Precision,
+  precisionProblem,
   type WeightKind,
 } from "./src/model/model.ts";
 export { generateImages, type GenerateOptions, imageNoise } from "./src/model/sampler.ts";
@@ -98,7 +107,12 @@ export { mix32, type RngState, SeededRng } from "./src/rng.ts";
 export { fashionMnistFromBytes, loadFashionMnistSubset } from "./src/data/fashion_mnist.ts";
 export { cifar10FromBytes } from "./src/data/cifar10.ts";
 export { type DatasetName, datasetTrainDefaults, loadDataset } from "./src/io/datasets.ts";
-export { type StepMetrics, Trainer, type TrainerState } from "./src/train/trainer.ts";
+export {
+  type LossScaleState,
+  type StepMetrics,
+  Trainer,
+  type TrainerState,
+} from "./src/train/trainer.ts";
 export {
   CPU_DEFAULTS,
   emaDecayAt,

@@ -1,19 +1,26 @@
 /**
  * `deno task bench`: speed of the training step (the trainer's own step function), of sampling
  * (Euler + CFG), of the linear kernel (n³ and the model's shapes), a per-kernel breakdown of one
- * step from timestamp queries, and the step's GPU memory. Prints a table and one JSON line.
+ * step from timestamp queries, and the GPU memory of the step and of sampling, per precision
+ * (`--precision f32`, `f16`, or `f32,f16`). Prints a table and one JSON line.
  */
 import {
   ArrayDataset,
   CPU_DEFAULTS,
   createModel,
+  defaultPrecision,
   describeGpu,
   type DiTConfig,
+  generateImages,
   getGpu,
   GPU_DEFAULTS,
   initParams,
   Kernels,
+  Model,
   type OptionTable,
+  paramLayout,
+  type Precision,
+  precisionProblem,
   type PresetName,
   resolveConfig,
   Trainer,
@@ -27,7 +34,6 @@ import {
   withDefaults,
 } from "./cli.ts";
 import { type LinearShape, median, modelShapes, timeLinear, Timer } from "./bench_timing.ts";
-import { uploadWeights } from "./sampling.ts";
 import { exitOnSignals } from "./files.ts";
 
 const PARTS = ["step", "sample", "linear", "breakdown"];
@@ -52,7 +58,8 @@ const OPTIONS = {
   },
   num_classes: { type: "int", help: "classes", default: 10, min: 0 },
   patch_size: { type: "int", help: "patch size (default: the preset's)", min: 1 },
-  iters: { type: "int", help: "timed steps per measurement", default: 10, cpu: 2, min: 1 },
+  // 30 steps: the ~11 ms until a wait settles in Deno is then ~0.4 ms of a measured step
+  iters: { type: "int", help: "timed steps per measurement", default: 30, cpu: 2, min: 1 },
   repeats: {
     type: "int",
     help: "measurements (the median is reported)",
@@ -82,6 +89,14 @@ const OPTIONS = {
     cpu: 128,
     min: 1,
   },
+  precision: {
+    type: "string",
+    help: "f32, f16 (mixed precision; needs shader-f16), or both as f32,f16 (default: f32)",
+    check: (s: string) => {
+      const bad = s.split(",").filter((p) => p !== "f32" && p !== "f16");
+      return bad.length || !s ? `must be f32, f16 or f32,f16, got '${s}'` : undefined;
+    },
+  },
 } satisfies OptionTable;
 
 type Opts = OptionValues<typeof OPTIONS>;
@@ -92,7 +107,14 @@ function bytes(n: number): string {
 }
 
 /** (a) the training step, (d) its per-kernel breakdown, (e) its memory. */
-async function benchStep(k: Kernels, timer: Timer, cfg: DiTConfig, o: Opts, skip: Set<string>) {
+async function benchStep(
+  k: Kernels,
+  timer: Timer,
+  cfg: DiTConfig,
+  o: Opts,
+  skip: Set<string>,
+  precision: Precision,
+) {
   const n = Math.max(64, o.batch_size);
   const pixels = new Uint8Array(n * cfg.in_channels * cfg.image_size ** 2)
     .map((_, i) => (i * 2654435761) >>> 24);
@@ -105,11 +127,13 @@ async function benchStep(k: Kernels, timer: Timer, cfg: DiTConfig, o: Opts, skip
     train_steps: 1e9,
   };
   const before = k.allocatedBytes;
-  const trainer = new Trainer(await createModel(cfg, { seed: opts.seed, kernels: k }), opts, data);
-  // Every buffer the step owns: the five flat buffers (weights, gradients, Adam m and v, EMA) and
-  // the activations and scratch tensors it allocated.
-  const flats = [trainer.model.params, trainer.grads, trainer.m, trainer.v, trainer.ema.params];
-  const memory = flats.reduce((a, b) => a + b.buffer.size, 0) + k.allocatedBytes - before;
+  const model = await createModel(cfg, { seed: opts.seed, kernels: k, precision });
+  const trainer = new Trainer(model, opts, data);
+  // Every buffer the step owns: the flat buffers (weights and their f16 copy, gradients, Adam m
+  // and v, EMA) and the activations and scratch tensors it allocated (all live at the peak).
+  const flats = [model.params, model.params16, trainer.grads, trainer.m, trainer.v];
+  const memory = flats.reduce((a, b) => a + (b?.buffer.size ?? 0), 0) +
+    trainer.ema.params.buffer.size + k.allocatedBytes - before;
   for (let i = 0; i < 3; i++) await trainer.trainStep();
   await k.device.queue.onSubmittedWorkDone();
   const ms: number[] = [];
@@ -133,16 +157,24 @@ async function benchStep(k: Kernels, timer: Timer, cfg: DiTConfig, o: Opts, skip
     else why = "the adapter's timestamps exceed the wall time";
   }
   const ips = o.batch_size / (stepMs / 1e3);
+  const hostMs = trainer.hostMsPerStep;
   console.log(
-    `training step: ${stepMs.toFixed(2)} ms wall` +
-      (gpuMs !== null ? ` (GPU ${gpuMs.toFixed(2)} ms)` : ` (no GPU time: ${why})`) +
-      `, ${ips.toFixed(1)} images/s, ${trainer.dispatchCount} dispatches, ` +
-      `${bytes(memory)} of buffers (weights, gradients, Adam, EMA, activations)`,
+    `training step (${precision}): ${stepMs.toFixed(2)} ms wall` +
+      (gpuMs !== null
+        ? ` (GPU ${gpuMs.toFixed(2)} ms; wall/GPU ${(stepMs / gpuMs).toFixed(3)})`
+        : ` (no GPU time: ${why})`) +
+      `, ${ips.toFixed(1)} images/s, host ${hostMs.work.toFixed(2)} ms a step (draw, upload, ` +
+      `encode) + ${hostMs.submit.toFixed(2)} ms in submit, ${trainer.dispatchCount} dispatches, ` +
+      `${bytes(memory)} of buffers ` +
+      `(weights${precision === "f16" ? " f32 + f16" : ""}, gradients, Adam, EMA, activations)`,
   );
   const result: Record<string, unknown> = {
+    precision,
     step: {
       ms: stepMs,
       gpu_ms: gpuMs,
+      host_ms: hostMs.work,
+      submit_ms: hostMs.submit,
       images_per_s: ips,
       dispatches: trainer.dispatchCount,
       memory_bytes: memory,
@@ -166,10 +198,10 @@ async function benchStep(k: Kernels, timer: Timer, cfg: DiTConfig, o: Opts, skip
   console.log(
     `\nper-kernel breakdown (each dispatch in its own pass; sum ${total.toFixed(2)} ms):`,
   );
-  console.log(`  ${"kernel".padEnd(28)} ${"calls".padStart(5)} ${"ms".padStart(9)} share`);
-  for (const [label, e] of rows.slice(0, 20)) {
+  console.log(`  ${"kernel".padEnd(44)} ${"calls".padStart(5)} ${"ms".padStart(9)} share`);
+  for (const [label, e] of rows.slice(0, 48)) {
     console.log(
-      `  ${label.padEnd(28)} ${String(e.n).padStart(5)} ${e.ms.toFixed(3).padStart(9)} ` +
+      `  ${label.padEnd(44)} ${String(e.n).padStart(5)} ${e.ms.toFixed(3).padStart(9)} ` +
         `${(100 * e.ms / total).toFixed(1).padStart(5)}%`,
     );
   }
@@ -177,24 +209,34 @@ async function benchStep(k: Kernels, timer: Timer, cfg: DiTConfig, o: Opts, skip
   return result;
 }
 
-/** (b) sampling: Euler with CFG 3 over a batch of images. */
-async function benchSample(k: Kernels, cfg: DiTConfig, o: Opts) {
-  const sampler = uploadWeights(k, cfg, initParams(cfg, 0));
+/** (b) sampling: Euler with CFG 3 over a batch of images (inference-only graph). */
+async function benchSample(k: Kernels, cfg: DiTConfig, o: Opts, precision: Precision) {
+  const model = new Model(k, cfg, { weights: initParams(cfg, 0), precision });
   const labels = Array.from({ length: o.batch_size }, (_, i) => i % Math.max(1, cfg.num_classes));
   const run = () =>
-    sampler.generate({ labels, steps: o.sampling_steps, cfgScale: 3, batch: o.batch_size });
+    generateImages(model, { labels, steps: o.sampling_steps, cfgScale: 3, batch: o.batch_size });
+  const before = k.allocatedBytes;
   await run();
+  // The inference graph's activations and the solver's vectors, allocated by the first run.
+  const activations = k.allocatedBytes - before;
   const ms: number[] = [];
   for (let r = 0; r < Math.min(3, o.repeats); r++) {
     const t0 = performance.now();
     await run();
     ms.push(performance.now() - t0);
   }
-  sampler.dispose();
+  // For comparison: the activations the training graph (what sampling ran before the
+  // inference-only graph) allocates for the same guided batch.
+  const beforeTrain = k.allocatedBytes;
+  model.graph(2 * o.batch_size);
+  const trainingGraph = k.allocatedBytes - beforeTrain;
   const ips = o.batch_size / (median(ms) / 1e3);
+  const weights = paramLayout(cfg).total * (precision === "f16" ? 6 : 4);
   console.log(
-    `\nsampling: ${o.sampling_steps} Euler steps, CFG 3, ${o.batch_size} images: ` +
-      `${median(ms).toFixed(1)} ms wall, ${ips.toFixed(1)} images/s`,
+    `\nsampling (${precision}): ${o.sampling_steps} Euler steps, CFG 3, ${o.batch_size} images: ` +
+      `${median(ms).toFixed(1)} ms wall, ${ips.toFixed(1)} images/s; memory ` +
+      `${bytes(weights + activations)} (weights ${bytes(weights)}, activations and solver ` +
+      `${bytes(activations)}; a training graph's activations would be ${bytes(trainingGraph)})`,
   );
   return {
     sample: {
@@ -203,6 +245,8 @@ async function benchSample(k: Kernels, cfg: DiTConfig, o: Opts) {
       images: o.batch_size,
       ms: median(ms),
       images_per_s: ips,
+      memory_bytes: weights + activations,
+      training_graph_activation_bytes: trainingGraph,
     },
   };
 }
@@ -273,8 +317,20 @@ async function main(): Promise<number> {
     timestamps: timer.timestamps,
     config: { preset: o.preset, ...cfg, batch_size: o.batch_size },
   };
-  if (!skip.has("step")) Object.assign(result, await benchStep(k, timer, cfg, o, skip));
-  if (!skip.has("sample")) Object.assign(result, await benchSample(k, cfg, o));
+  const precisions = (o.precision ?? defaultPrecision(gpu)).split(",") as Precision[];
+  for (const p of precisions) {
+    const why = precisionProblem(gpu, p);
+    if (why) throw new UsageError(`--${why}`);
+  }
+  const runs: Record<string, unknown>[] = [];
+  for (const p of precisions) {
+    const r: Record<string, unknown> = { precision: p };
+    if (!skip.has("step")) Object.assign(r, await benchStep(k, timer, cfg, o, skip, p));
+    if (!skip.has("sample")) Object.assign(r, await benchSample(k, cfg, o, p));
+    runs.push(r);
+    if (precisions.length > 1) console.log("");
+  }
+  result.runs = runs;
   if (!skip.has("linear")) Object.assign(result, await benchLinear(k, timer, cfg, o));
   console.log(`\nJSON: ${JSON.stringify(result)}`);
   return 0;

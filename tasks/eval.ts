@@ -39,6 +39,7 @@ import {
   resolveCheckpoint,
   samplerSettings,
   SAMPLING_OPTIONS,
+  samplingPrecision,
   uploadWeights,
 } from "./sampling.ts";
 
@@ -80,7 +81,6 @@ const OPTIONS = {
   },
   ...SAMPLING_OPTIONS,
   batch: { type: "int", help: "images per batched forward while sampling", default: 250, min: 1 },
-  // (--precision: generate's flag goes here and into uploadWeights, when the model has f16.)
   data: {
     type: "string",
     help: "folder with t10k-images/labels-idx*-ubyte(.gz) (and train-* for the floor); " +
@@ -313,7 +313,13 @@ async function main(): Promise<number> {
     );
   }
 
-  const sampler = uploadWeights(k, cfg, ck.weights, ck.kind === "EMA" ? "ema" : "raw");
+  const sampler = uploadWeights(
+    k,
+    cfg,
+    ck.weights,
+    ck.kind === "EMA" ? "ema" : "raw",
+    samplingPrecision(gpu, o),
+  );
   const labels = balancedLabels(N, K);
   const batches = Math.ceil(N / Math.min(o.batch, N));
   const results: (Setting & { nfe: number; seconds: number; scores: Scores })[] = [];

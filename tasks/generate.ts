@@ -25,6 +25,7 @@ import {
   resolveCheckpoint,
   samplerSettings,
   SAMPLING_OPTIONS,
+  samplingPrecision,
   uploadWeights,
 } from "./sampling.ts";
 
@@ -136,6 +137,7 @@ async function main(): Promise<number> {
   exitOnSignals();
 
   const gpu = await getGpu();
+  const precision = samplingPrecision(gpu, o);
   const k = new Kernels(gpu);
   console.log(`adapter: ${describeGpu(gpu)}`);
   const solver = o.solver === "dopri5"
@@ -143,9 +145,9 @@ async function main(): Promise<number> {
     : `${o.solver} ${o.num_steps} steps`;
   console.log(
     `checkpoint ${path} (${ck.kind} weights): ${labels.length} images, ${solver}, ` +
-      `CFG ${K > 0 ? o.cfg_scale : "off (unconditional)"}`,
+      `CFG ${K > 0 ? o.cfg_scale : "off (unconditional)"}, ${precision}`,
   );
-  const sampler = uploadWeights(k, cfg, ck.weights, ck.kind === "EMA" ? "ema" : "raw");
+  const sampler = uploadWeights(k, cfg, ck.weights, ck.kind === "EMA" ? "ema" : "raw", precision);
   const progress = new Progress();
   const t0 = performance.now();
   const { images, nfe } = await sampler.generate({

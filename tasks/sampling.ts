@@ -7,14 +7,18 @@
 import { join } from "node:path";
 import {
   decodeCheckpoint,
+  defaultPrecision,
   type DiTConfig,
   generateImages,
   type GenerateOptions,
+  type Gpu,
   isShippedName,
   type Kernels,
   type Method,
   Model,
   type OptionTable,
+  type Precision,
+  precisionProblem,
   resolveWeights,
   type TrainingCheckpoint,
 } from "../mod.ts";
@@ -60,7 +64,24 @@ export const SAMPLING_OPTIONS = {
     min: 0,
     max: 2 ** 32 - 1,
   },
+  precision: {
+    type: "string",
+    help: "f32, or f16 (mixed precision: f16 weight copy and activations; needs shader-f16) " +
+      "(default: f32)",
+    choices: ["f32", "f16"],
+  },
 } satisfies OptionTable;
+
+/** The precision a sampling task runs in: --precision, else the adapter's default; checked. */
+export function samplingPrecision(
+  gpu: Gpu,
+  o: OptionValues<typeof SAMPLING_OPTIONS>,
+): Precision {
+  const precision = (o.precision ?? defaultPrecision(gpu)) as Precision;
+  const why = precisionProblem(gpu, precision);
+  if (why) throw new UsageError(`--${why}`);
+  return precision;
+}
 
 /** The sampler's settings from parsed SAMPLING_OPTIONS (labels, batch, progress: the caller's). */
 export function samplerSettings(
@@ -91,15 +112,22 @@ export function samplerFor(model: Model): Sampler {
   return { cfg: model.cfg, generate: (o) => generateImages(model, o), dispose: () => {} };
 }
 
-/** A sampler over weights in memory: uploaded into a new model. */
+/** A sampler over weights in memory: uploaded into a new model (f32, or f16 mixed precision). */
 export function uploadWeights(
   k: Kernels,
   cfg: DiTConfig,
   weights: Float32Array,
   kind: "raw" | "ema" = "raw",
+  precision: Precision = "f32",
 ): Sampler {
-  const model = new Model(k, cfg, { weights, kind });
-  return { ...samplerFor(model), dispose: () => model.params.buffer.destroy() };
+  const model = new Model(k, cfg, { weights, kind, precision });
+  return {
+    ...samplerFor(model),
+    dispose: () => {
+      model.params.buffer.destroy();
+      model.params16?.buffer.destroy();
+    },
+  };
 }
 
 /** A checkpoint's config and the weights to sample with, checked; no GPU needed. */

@@ -8,6 +8,7 @@ import {
   CPU_DEFAULTS,
   createModel,
   datasetTrainDefaults,
+  defaultPrecision,
   describeGpu,
   type DiTConfig,
   getGpu,
@@ -15,6 +16,7 @@ import {
   Kernels,
   loadDataset,
   type OptionTable,
+  precisionProblem,
   type PresetName,
   PRESETS,
   resolveConfig,
@@ -221,7 +223,9 @@ function describeModel(t: Trainer, opts: TrainOptions, images: number): string {
   return `model: DiT ${opts.preset} D=${cfg.hidden_size} depth=${cfg.depth} ` +
     `heads=${cfg.num_heads} patch=${cfg.patch_size} on ${cfg.in_channels}×${cfg.image_size}², ` +
     `${cfg.num_classes} classes, ${(n / 1e6).toFixed(2)}M parameters; data: ${images} images; ` +
-    `batch ${opts.batch_size}; ${t.dispatchCount} dispatches a step`;
+    `batch ${opts.batch_size}; ${t.precision}` +
+    (t.precision === "f16" ? ` (mixed, loss scale ${opts.loss_scale})` : "") +
+    `; ${t.dispatchCount} dispatches a step`;
 }
 
 async function main(): Promise<number> {
@@ -235,6 +239,9 @@ async function main(): Promise<number> {
   const defaults = gpu.isFallback ? CPU_DEFAULTS : GPU_DEFAULTS;
   const opts: TrainOptions = { ...defaults, ...(r ? savedOptions(r) : {}), ...plan.given };
   opts.hflip ??= datasetTrainDefaults(opts.dataset).hflip;
+  opts.precision ??= defaultPrecision(gpu);
+  const why = precisionProblem(gpu, opts.precision);
+  if (why) throw new UsageError(`--${why}`);
   console.log(`adapter: ${describeGpu(gpu)}`);
   if (gpu.isFallback && !r) {
     console.log(
@@ -260,7 +267,7 @@ async function main(): Promise<number> {
     }
     await writeRunConfig(run.dir, cfg, opts, r?.path);
     const trainer = new Trainer(
-      await createModel(cfg, { seed: opts.seed, kernels: k }),
+      await createModel(cfg, { seed: opts.seed, kernels: k, precision: opts.precision }),
       opts,
       data,
     );

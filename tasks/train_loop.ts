@@ -112,7 +112,7 @@ export async function trainLoop(ctx: LoopContext): Promise<number> {
       }
     }
     const path = join(runDir, "checkpoints", name);
-    const state = { ...trainer.state(), options: { ...opts } };
+    const state = { ...(await trainer.state()), options: { ...opts } };
     await writeFileAtomic(path, encodeCheckpoint({ cfg, ...bufs, state }));
     lastGood = path;
     if (!linked) await linkLatest(runDir); // runs/latest: only runs with a checkpoint
@@ -138,7 +138,7 @@ export async function trainLoop(ctx: LoopContext): Promise<number> {
   const drawLoss = async () =>
     await writeFileAtomic(join(runDir, "loss.png"), await lossCurvePng(lossPoints));
 
-  let smooth = NaN;
+  let smooth = NaN, skips = 0;
   const t0 = performance.now(), startStep = trainer.step;
   let lastLogged = startStep;
   const report = async (rows: StepMetrics[]) => {
@@ -157,12 +157,20 @@ export async function trainLoop(ctx: LoopContext): Promise<number> {
       smooth = Number.isNaN(smooth) ? r.loss : 0.95 * smooth + 0.05 * r.loss;
       lossPoints.push([r.step, r.loss]);
       const ips = (r.step - startStep) * opts.batch_size / Math.max(elapsed, 1e-9);
+      if (r.skipped) {
+        skips++;
+        progress.log(
+          `step ${r.step}: f16 gradient overflow at loss scale ${r.lossScale}: update skipped, ` +
+            `scale halved`,
+        );
+      }
       text += JSON.stringify({
         step: r.step,
         loss: r.loss,
         loss_smooth: smooth,
         lr: r.lr,
         grad_norm: r.gradNorm,
+        ...(r.lossScale !== undefined ? { loss_scale: r.lossScale, skipped: r.skipped } : {}),
         images_per_s: ips,
         elapsed_s: elapsed,
       }) + "\n";
@@ -177,6 +185,7 @@ export async function trainLoop(ctx: LoopContext): Promise<number> {
       progress.update(
         `step ${last.step}/${opts.train_steps}  loss ${smooth.toFixed(4)}  ` +
           `grad ${last.gradNorm.toFixed(3)}  lr ${last.lr.toExponential(2)}  ` +
+          (last.lossScale !== undefined ? `scale ${last.lossScale}  skipped ${skips}  ` : "") +
           `${ips.toFixed(1)} img/s  ETA ${fmtTime(eta)}`,
         final,
       );

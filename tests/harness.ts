@@ -37,6 +37,12 @@ export interface OpTest {
   skipFiniteDiff?: boolean;
   /** Relative tolerance (default 1e-4); the absolute one is ATOL_FACTOR·tol·max|ref|. */
   tol?: number;
+  /**
+   * Tensors held in f16 (mixed precision): input names (drawn, then rounded to f16, so the
+   * reference sees exactly the GPU's values), output names, and "d"+name for the gradient of an
+   * output (rounded likewise) or of an input (an f16 gradient tensor).
+   */
+  f16?: string[];
 }
 
 let kernelsP: Promise<Kernels> | undefined;
@@ -167,13 +173,16 @@ export async function checkOp(spec: OpTest): Promise<void> {
   }
   const k = await kernels();
   const rng = new Rng(TEST_SEED ^ hash(spec.name));
+  const half = new Set(spec.f16 ?? []);
+  const dtype = (n: string) => (half.has(n) ? "f16" as const : undefined);
+  const round = (n: string, v: Float64Array) => (half.has(n) ? roundF16(v) : v);
   const x: Arrays = {};
   for (const [n, s] of Object.entries(spec.inputs)) {
-    x[n] = rng.normals(size(s), spec.scale?.[n] ?? 1);
+    x[n] = round(n, rng.normals(size(s), spec.scale?.[n] ?? 1));
   }
   const t: Tensors = {};
   for (const [n, s] of Object.entries(spec.inputs)) {
-    t[n] = k.tensor(s, n);
+    t[n] = k.tensor(s, n, dtype(n));
     k.write(t[n], Float32Array.from(x[n]));
   }
   for (const [n, { shape, max }] of Object.entries(spec.ints ?? {})) {
@@ -183,7 +192,7 @@ export async function checkOp(spec: OpTest): Promise<void> {
     k.write(t[n], Uint32Array.from(v));
   }
   for (const [n, s] of Object.entries(spec.outputs)) {
-    t[n] = k.tensor(s, n);
+    t[n] = k.tensor(s, n, dtype(n));
     k.fill(t[n], NaN);
   }
   const ref = spec.ref(x);
@@ -202,8 +211,8 @@ export async function checkOp(spec: OpTest): Promise<void> {
   if (spec.refBackward && spec.gpuBackward) {
     const dy: Arrays = {};
     for (const [n, s] of Object.entries(spec.outputs)) {
-      dy[n] = rng.normals(size(s));
-      t["d" + n] = k.tensor(s, "d" + n);
+      dy[n] = round("d" + n, rng.normals(size(s)));
+      t["d" + n] = k.tensor(s, "d" + n, dtype("d" + n));
       k.write(t["d" + n], Float32Array.from(dy[n]));
     }
     finiteDiffCheck(spec, x, dy, rng);
@@ -211,9 +220,9 @@ export async function checkOp(spec: OpTest): Promise<void> {
     const init: Arrays = {};
     for (const n of Object.keys(grads)) {
       const shape = spec.inputs[n];
-      t["d" + n] = k.tensor(shape, "d" + n);
+      t["d" + n] = k.tensor(shape, "d" + n, dtype("d" + n));
       if (spec.accumulate?.includes(n)) {
-        init[n] = rng.normals(size(shape));
+        init[n] = round("d" + n, rng.normals(size(shape)));
         k.write(t["d" + n], Float32Array.from(init[n]));
       } else k.fill(t["d" + n], NaN);
     }
@@ -231,6 +240,24 @@ export async function checkOp(spec: OpTest): Promise<void> {
     }
   }
   console.log(`  ${spec.name}: relative error ${errs.join(", ")}`);
+}
+
+/** Each value rounded to the nearest f16 (round to nearest even, as the GPU's casts). */
+export function roundF16(a: ArrayLike<number>): Float64Array {
+  return Float64Array.from(new Float16Array(Array.from(a)));
+}
+
+/** f16's unit roundoff 2^-11: the relative error of one rounding to f16. */
+export const U16 = 2 ** -11;
+
+/**
+ * Register an f16 test: ignored, with the reason printed, where the adapter lacks shader-f16.
+ * Call at module level with `await`.
+ */
+export async function testF16(name: string, fn: () => Promise<void> | void): Promise<void> {
+  const ok = (await kernels()).gpu.features.has("shader-f16");
+  if (!ok) console.log(`skipping "${name}": the adapter lacks shader-f16`);
+  Deno.test({ name, ignore: !ok, fn });
 }
 
 function hash(s: string): number {

@@ -4,38 +4,20 @@
  */
 import { resolveConfig } from "../src/model/config.ts";
 import type { DiTConfig } from "../src/model/config.ts";
-import { paramLayout, paramSpecs, posEmbed } from "../src/model/params.ts";
-import { Model } from "../src/model/model.ts";
+import { paramSpecs } from "../src/model/params.ts";
+import { randomWeights } from "./random_weights.ts";
+import { Model, type Precision } from "../src/model/model.ts";
+import type { DiTGraph } from "../src/model/dit.ts";
 import { FlatBuffer } from "../src/gpu/arena.ts";
 import { ditBackwardRef, ditForwardRef } from "./reference/dit.ts";
-import { assertClose, kernels } from "./harness.ts";
+import { assertClose, kernels, testF16, U16 } from "./harness.ts";
 import { Rng, TEST_SEED } from "./reference/random.ts";
 
-/** Random non-zero weights (pos_embed exact), as a flat vector and as the reference's map. */
-export function randomWeights(
-  cfg: DiTConfig,
-  rng: Rng,
-): { flat: Float32Array; map: Map<string, Float64Array> } {
-  const layout = paramLayout(cfg);
-  const flat = new Float32Array(layout.total);
-  const map = new Map<string, Float64Array>();
-  for (const s of paramSpecs(cfg)) {
-    const slot = layout.get(s.name);
-    const fan = s.shape.length > 1 ? s.shape.slice(1).reduce((a, b) => a * b, 1) : 4;
-    const v = s.name === "pos_embed"
-      ? Float64Array.from(posEmbed(cfg))
-      : rng.normals(slot.length, s.name.endsWith("bias") ? 0.1 : 1 / Math.sqrt(fan));
-    flat.set(Float32Array.from(v), slot.offset);
-    map.set(s.name, v);
-  }
-  return { flat, map };
-}
-
-async function checkModel(cfg: DiTConfig, B: number) {
+async function checkModel(cfg: DiTConfig, B: number, precision: Precision = "f32", tol = 1e-4) {
   const k = await kernels();
   const rng = new Rng(TEST_SEED ^ 0x5eed);
   const { flat, map } = randomWeights(cfg, rng);
-  const model = new Model(k, cfg, { weights: flat });
+  const model = new Model(k, cfg, { weights: flat, precision });
   const graph = model.graph(B);
   const x = rng.normals(B * cfg.in_channels * cfg.image_size ** 2);
   const t = Float64Array.from({ length: B }, () => Math.fround(rng.uniform()));
@@ -49,7 +31,7 @@ async function checkModel(cfg: DiTConfig, B: number) {
   k.fill(graph.out, NaN);
   await k.run(graph.forward());
   const ref = ditForwardRef(cfg, map, x, t, y);
-  const e = assertClose("forward out", await k.read(graph.out), ref.out);
+  const e = assertClose(`${precision} forward out`, await k.read(graph.out), ref.out, tol);
   // backward
   const dOut = rng.normals(ref.out.length);
   const dOutT = k.tensor([ref.out.length], "dOut");
@@ -67,7 +49,12 @@ async function checkModel(cfg: DiTConfig, B: number) {
     if (!r) throw new Error(`reference has no gradient for ${s.name}`);
     worst = Math.max(
       worst,
-      assertClose(`grad ${s.name}`, got.subarray(slot.offset, slot.offset + slot.length), r),
+      assertClose(
+        `${precision} grad ${s.name}`,
+        got.subarray(slot.offset, slot.offset + slot.length),
+        r,
+        tol,
+      ),
     );
   }
   console.log(
@@ -97,3 +84,93 @@ Deno.test("GPU DiT matches the float64 reference: odd config (H=12, p=2, C=3, D=
 
 Deno.test("GPU DiT matches the float64 reference: unconditional", () =>
   checkModel(resolveConfig({ preset: "tiny", image_size: 8, in_channels: 2, num_classes: 0 }), 2));
+
+/**
+ * Mixed precision against the same float64 reference (f32 weights, no rounding): every f16
+ * rounding (weights, LayerNorm outputs, qkv, attention, proj, fc1, GELU, fc2, and their
+ * gradients) adds a relative error up to u = 2^-11. First order, along a gradient's path through
+ * L blocks that is ~26·L roundings, adding like a random walk: √(26·3)·u ≈ 9u at the depths
+ * here. Tolerance 16u = 7.8e-3 of max|ref| (measured: forward ~1.3u, gradients ~4.5u), while a
+ * wrong kernel (a dropped term, a wrong index) is off by O(1).
+ */
+const F16_MODEL_TOL = 16 * U16;
+
+await testF16("f16 GPU DiT matches the float64 reference: tiny preset", () =>
+  checkModel(
+    resolveConfig({ preset: "tiny", image_size: 16, in_channels: 1, num_classes: 10 }),
+    3,
+    "f16",
+    F16_MODEL_TOL,
+  ));
+
+await testF16("f16 GPU DiT matches the float64 reference: odd config", () =>
+  checkModel(
+    resolveConfig({
+      image_size: 12,
+      in_channels: 3,
+      patch_size: 2,
+      hidden_size: 48,
+      num_heads: 3,
+      depth: 3,
+      num_classes: 5,
+    }),
+    2,
+    "f16",
+    F16_MODEL_TOL,
+  ));
+
+/**
+ * The inference-only graph (one block's activations, the stream updated in place) runs the same
+ * kernels in the same order as the training graph's forward: the same output bit for bit.
+ */
+async function inferenceMatchesTraining(precision: Precision) {
+  const k = await kernels();
+  const cfg = resolveConfig({
+    image_size: 12,
+    in_channels: 3,
+    patch_size: 2,
+    hidden_size: 48,
+    num_heads: 3,
+    depth: 3,
+    num_classes: 5,
+  });
+  const rng = new Rng(TEST_SEED ^ 0x1f3);
+  const B = 3;
+  const model = new Model(k, cfg, { weights: randomWeights(cfg, rng).flat, precision });
+  const x = Float32Array.from(rng.normals(B * 3 * 12 * 12));
+  const t = Float32Array.from({ length: B }, () => rng.uniform());
+  const y = Uint32Array.of(1, 5, 3);
+  const outs = [];
+  // Activation bytes of each graph (its tensors are allocated when it is built).
+  const sizes: number[] = [];
+  const build = (f: () => DiTGraph) => {
+    const before = k.allocatedBytes;
+    const g = f();
+    sizes.push(k.allocatedBytes - before);
+    return g;
+  };
+  const graphs = [build(() => model.graph(B)), build(() => model.inferenceGraph(B))];
+  for (const g of graphs) {
+    k.write(g.x, x);
+    k.write(g.t, t);
+    k.write(g.y, y);
+    k.fill(g.out, NaN);
+    await k.run(g.forward());
+    outs.push(await k.read(g.out));
+  }
+  for (let i = 0; i < outs[0].length; i++) {
+    if (!Object.is(outs[0][i], outs[1][i])) {
+      throw new Error(`${precision}: inference out[${i}] = ${outs[1][i]}, training ${outs[0][i]}`);
+    }
+  }
+  const [train, infer] = sizes;
+  if (!(infer < train / 2)) throw new Error(`inference graph ${infer} bytes, training ${train}`);
+  console.log(`  ${precision}: identical outputs; activations ${train} → ${infer} bytes`);
+}
+
+Deno.test("inference graph = training forward, bit for bit: f32", () =>
+  inferenceMatchesTraining("f32"));
+await testF16(
+  "inference graph = training forward, bit for bit: f16",
+  () => inferenceMatchesTraining("f16"),
+);

@@ -1,9 +1,18 @@
 import * as ref from "./reference/optim.ts";
-import { assertClose, kernels } from "./harness.ts";
+import { assertClose, kernels, testF16 } from "./harness.ts";
 import { Rng, TEST_SEED } from "./reference/random.ts";
 import { FlatBuffer, Layout } from "../src/gpu/arena.ts";
 import type { Kernels, Tensor } from "../src/gpu/kernels.ts";
-import { adamwHyper, adamwStep, gradNormForward, writeAdamwHyper } from "../src/ops/optim.ts";
+import {
+  adamwAmpStep,
+  adamwHyper,
+  adamwStep,
+  AMP,
+  ampState,
+  gradNormForward,
+  lossScaleUpdate,
+  writeAdamwHyper,
+} from "../src/ops/optim.ts";
 
 /** A flat layout of ragged slots (padding between them stays zero). */
 function layout(): Layout {
@@ -142,6 +151,95 @@ Deno.test("adamw + EMA on a 2D grid (> 65535 workgroups)", async () => {
     for (let i = 0; i < n; i++) {
       if (Math.abs(got[i] - want) > 1e-6) {
         throw new Error(`${name}[${i}] = ${got[i]}, want ${want}`);
+      }
+    }
+  }
+});
+
+/**
+ * Mixed precision: the loss-scaled step against the float64 AdamW on the unscaled gradients, with
+ * the scaler's bookkeeping. Steps: 1 good (S = 2^10), 2 overflow (an inf in the gradients: nothing
+ * changes, S halves, Adam's step count stays), 3 and 4 good (interval 2: S doubles after 4), so
+ * steps 3 and 4 use Adam steps 2 and 3 (bias corrections of PyTorch's per-parameter step count).
+ */
+await testF16("adamw with dynamic loss scaling: skip, halve, grow, f16 copy", async () => {
+  const k = await kernels();
+  const rng = new Rng(TEST_SEED ^ 0xa3f);
+  const l = layout();
+  const st: ref.AdamwState = {
+    p: flatRandom(l, rng),
+    m: new Float64Array(l.total),
+    v: new Float64Array(l.total),
+    ema: flatRandom(l, rng),
+  };
+  const P = upload(k, l, st.p, "params"), M = upload(k, l, st.m, "m");
+  const V = upload(k, l, st.v, "v"), E = upload(k, l, st.ema, "ema");
+  const P16 = new FlatBuffer(k.device, l, "params16", "f16");
+  const G = new FlatBuffer(k.device, l, "grads");
+  const norm = k.tensor([1], "norm"), amp = k.tensor([8], "amp");
+  k.write(amp, ampState({ scale: 1024 }));
+  const hyper = adamwHyper(k);
+  const step = [
+    ...gradNormForward(k, G.all(), norm),
+    ...adamwAmpStep(k, P.all(), G.all(), M.all(), V.all(), E.all(), P16.all(), norm, amp, hyper),
+    ...lossScaleUpdate(k, norm, amp, { interval: 2 }),
+  ];
+  const base = { lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.1 };
+  // [S used, skipped, Adam step, S after, skipped total after]
+  const plan = [[1024, false, 1, 1024, 0], [1024, true, 0, 512, 1], [512, false, 2, 512, 1], [
+    512,
+    false,
+    3,
+    1024,
+    1,
+  ]] as const;
+  for (let s = 1; s <= plan.length; s++) {
+    const [S, skip, adamStep, after, skippedAfter] = plan[s - 1];
+    const grads = flatRandom(l, rng, 0.5 + s);
+    const scaled = Float32Array.from(grads, (g) => g * S);
+    if (skip) scaled[l.get("w2").offset + 5] = Infinity;
+    k.write(G.all(), scaled);
+    const h = { ...base, step: s, maxNorm: 3, emaDecay: 0.9 };
+    writeAdamwHyper(k, hyper, h);
+    const before = { p: await k.read(P.all()), m: await k.read(M.all()), e: await k.read(E.all()) };
+    const p16Before = await k.read(P16.all());
+    // The reference sees the f32 gradients the GPU unscales: scaled/S is exact (S a power of 2).
+    if (!skip) ref.adamwStep(st, Float64Array.from(scaled, (g) => g / S), { ...h, step: adamStep });
+    await k.run(step);
+    const a = await k.read(amp);
+    const at = `step ${s}`;
+    if (a[AMP.scale] !== after || a[AMP.skipped] !== skippedAfter) {
+      throw new Error(
+        `${at}: scale ${a[AMP.scale]} skipped ${a[AMP.skipped]}, want ${after}, ${skippedAfter}`,
+      );
+    }
+    if (a[AMP.lastSkipped] !== (skip ? 1 : 0) || a[AMP.lastScale] !== S) {
+      throw new Error(`${at}: last skipped ${a[AMP.lastSkipped]}, last scale ${a[AMP.lastScale]}`);
+    }
+    const p = await k.read(P.all());
+    if (skip) {
+      const same = (x: Float32Array, y: Float32Array) => x.every((v, i) => Object.is(v, y[i]));
+      if (!same(p, before.p) || !same(await k.read(M.all()), before.m)) {
+        throw new Error(`${at}: a skipped step changed params or moments`);
+      }
+      if (!same(await k.read(E.all()), before.e) || !same(await k.read(P16.all()), p16Before)) {
+        throw new Error(`${at}: a skipped step changed the EMA or the f16 copy`);
+      }
+      if (Number.isFinite(a[AMP.lastNorm])) throw new Error(`${at}: norm ${a[AMP.lastNorm]}`);
+      continue;
+    }
+    assertClose(`${at} unscaled norm`, [a[AMP.lastNorm]], [
+      ref.gradNorm(Float64Array.from(scaled, (g) => g / S)),
+    ]);
+    assertClose(`${at} params`, p, st.p);
+    assertClose(`${at} params − previous`, diff(p, before.p), diff(st.p, before.p));
+    assertClose(`${at} m`, await k.read(M.all()), st.m);
+    assertClose(`${at} v`, await k.read(V.all()), st.v);
+    assertClose(`${at} ema`, await k.read(E.all()), st.ema);
+    const p16 = await k.read(P16.all()), want16 = new Float16Array(p);
+    for (let i = 0; i < p.length; i++) {
+      if (!Object.is(p16[i], want16[i])) {
+        throw new Error(`${at}: params16[${i}] ${p16[i]} != f16(${p[i]})`);
       }
     }
   }

@@ -7,8 +7,11 @@ import { emaDecayAt, GPU_DEFAULTS, learningRate, type TrainOptions } from "../sr
 import {
   checkOption,
   CPU_DEFAULTS,
+  defaultPrecision,
+  type Gpu,
   OptionError,
   type OptionSpec,
+  precisionProblem,
   TRAIN_OPTIONS,
   validateTrainOptions,
 } from "../mod.ts";
@@ -167,4 +170,15 @@ Deno.test("helpText: a line per option with its type, range, choices, alias and 
     text.split("\n").filter((l) => l.startsWith("  --")).length,
     1 + Object.keys(TRAIN_OPTIONS).length,
   );
+});
+
+Deno.test("precision: f16 on an adapter without shader-f16 is a one-line error naming the fix", () => {
+  const gpu = { name: "Some GPU", features: new Set<string>() } as unknown as Gpu;
+  const why = precisionProblem(gpu, "f16")!;
+  assert.ok(why && !why.includes("\n") && /shader-f16/.test(why) && /use f32/.test(why), why);
+  assert.equal(precisionProblem(gpu, "f32"), undefined);
+  assert.equal(defaultPrecision(gpu), "f32", "the default never needs what the adapter lacks");
+  const f16 = { ...gpu, features: new Set(["shader-f16"]) } as Gpu;
+  assert.equal(precisionProblem(f16, "f16"), undefined);
+  assert.ok(["f32", "f16"].includes(defaultPrecision(f16)));
 });

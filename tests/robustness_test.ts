@@ -5,6 +5,7 @@
  * corrupt checkpoint and temporary files of a hard kill; default output names; honest bench
  * figures.
  */
+import { getGpu } from "../src/gpu/device.ts";
 import { join } from "node:path";
 import {
   decodeCheckpoint,
@@ -401,24 +402,36 @@ Deno.test("generate: default names never overwrite, identical bytes, one progres
 });
 
 Deno.test("bench on this adapter: no GPU time without timestamps, memory in real units", async () => {
+  const f16 = (await getGpu()).features.has("shader-f16");
+  const precisions = f16 ? ["f32", "f16"] : ["f32"];
   const r = await runTask("bench", [
     ...["--skip", "sample,linear", "--iters", "1", "--repeats", "1", "--batch-size", "2"],
+    ...["--precision", precisions.join(",")],
   ]);
   expectOk(r, "bench");
   const json = JSON.parse(r.stdout.split("\n").find((l) => l.startsWith("JSON: "))!.slice(6));
   const { preset: _p, batch_size: _b, ...model } = json.config;
   const cfg = resolveConfig(model);
-  const flat = paramLayout(cfg).total * 4 * 5; // weights, gradients, Adam m and v, EMA
-  assert(json.step.memory_bytes > flat, `memory ${json.step.memory_bytes} ≤ ${flat}`);
-  const line = r.stdout.split("\n").find((l) => l.startsWith("training step:"))!;
-  const shown = Number(line.match(/([\d.]+) MiB of buffers/)?.[1]);
-  assert(Math.abs(shown - json.step.memory_bytes / 2 ** 20) < 0.06, `shown ${line}`);
-  if (json.step.gpu_ms !== null) {
-    // a GPU time is the step's share of a submission timed on the wall clock too
-    assert(json.timestamps && json.step.gpu_ms > 0, `GPU time ${json.step.gpu_ms}`);
-    assert(/\(GPU [\d.]+ ms\)/.test(line), line);
-  } else {
-    assert(/no GPU time: /.test(line) && /breakdown: skipped/.test(r.stdout), r.stdout);
+  assert(
+    json.runs.map((x: { precision: string }) => x.precision).join() === precisions.join(),
+    "runs",
+  );
+  for (const run of json.runs) {
+    const p = run.precision;
+    // weights, gradients, Adam m and v, EMA (f32), plus the f16 weight copy in f16
+    const flat = paramLayout(cfg).total * (4 * 5 + (p === "f16" ? 2 : 0));
+    assert(run.step.memory_bytes > flat, `${p} memory ${run.step.memory_bytes} ≤ ${flat}`);
+    assert(run.step.host_ms > 0 && run.step.submit_ms >= 0, `${p} host time ${run.step.host_ms}`);
+    const line = r.stdout.split("\n").find((l) => l.startsWith(`training step (${p}):`))!;
+    const shown = Number(line.match(/([\d.]+) MiB of buffers/)?.[1]);
+    assert(Math.abs(shown - run.step.memory_bytes / 2 ** 20) < 0.06, `shown ${line}`);
+    if (run.step.gpu_ms !== null) {
+      // a GPU time is the step's share of a submission timed on the wall clock too
+      assert(json.timestamps && run.step.gpu_ms > 0, `GPU time ${run.step.gpu_ms}`);
+      assert(/\(GPU [\d.]+ ms; wall\/GPU [\d.]+\)/.test(line), line);
+    } else {
+      assert(/no GPU time: /.test(line) && /breakdown: skipped/.test(r.stdout), r.stdout);
+    }
   }
 });
 

@@ -8,12 +8,12 @@
 import { type DiTConfig, resolveConfig } from "../src/model/config.ts";
 import { paramLayout, paramSpecs, posEmbed } from "../src/model/params.ts";
 import { Trainer } from "../src/train/trainer.ts";
-import { Model } from "../src/model/model.ts";
+import { Model, type Precision } from "../src/model/model.ts";
 import { CPU_DEFAULTS, type TrainOptions } from "../src/train/options.ts";
 import { ArrayDataset, Batcher } from "../src/data/dataset.ts";
 import { FlowPath } from "../src/flow/path.ts";
 import { ditBackwardRef, ditForwardRef } from "./reference/dit.ts";
-import { assertClose, kernels } from "./harness.ts";
+import { assertClose, kernels, testF16, U16 } from "./harness.ts";
 import { Rng, TEST_SEED } from "./reference/random.ts";
 
 type F64 = Float64Array;
@@ -116,6 +116,9 @@ interface Case {
   startStep: number;
   /** Expect clipping to be active (coefficient < 1) in at least one step. */
   clipped: boolean;
+  /** Mixed precision, and the tolerances it needs (default f32: 1e-4 and 2e-2 for updates). */
+  precision?: Precision;
+  tol?: { metrics: number; state: number; update: number };
 }
 
 async function checkSteps(c: Case) {
@@ -152,7 +155,9 @@ async function checkSteps(c: Case) {
     v0.set(name, m.map((x, i) => Math.fround(x * x + extra[i] * extra[i])));
   }
 
-  const trainer = new Trainer(new Model(k, cfg), o, ds);
+  const precision = c.precision ?? "f32";
+  const tol = c.tol ?? { metrics: 1e-4, state: 1e-4, update: 2e-2 };
+  const trainer = new Trainer(new Model(k, cfg, { precision }), o, ds);
   // The reference replays the draws with the Trainer's seeds (see its constructor).
   const batcher = new Batcher(ds, { seed: o.seed, flip: o.hflip });
   const path = new FlowPath(o.seed ^ 0x51f15e, {
@@ -178,8 +183,11 @@ async function checkSteps(c: Case) {
   for (let s = 0; s < 3; s++) {
     const got = metrics[s], want = refMetrics[s];
     if (got.step !== c.startStep + s + 1) throw new Error(`metrics row ${s} has step ${got.step}`);
-    assertClose(`step ${got.step} loss`, [got.loss], [want.loss]);
-    assertClose(`step ${got.step} grad norm`, [got.gradNorm], [want.gradNorm]);
+    assertClose(`step ${got.step} loss`, [got.loss], [want.loss], tol.metrics);
+    assertClose(`step ${got.step} grad norm`, [got.gradNorm], [want.gradNorm], tol.metrics);
+    if (precision === "f16" && (got.skipped || got.lossScale !== o.loss_scale)) {
+      throw new Error(`step ${got.step}: skipped ${got.skipped} at loss scale ${got.lossScale}`);
+    }
     assertClose(`step ${got.step} lr`, [got.lr], [want.lr], 1e-6);
   }
   const coefs = refMetrics.map((r) => Math.min(1, o.grad_clip / (r.gradNorm + 1e-6)));
@@ -189,7 +197,9 @@ async function checkSteps(c: Case) {
         `${o.grad_clip} (expected clipping ${c.clipped ? "active" : "inactive"})`,
     );
   }
-  if (trainer.state().step !== c.startStep + 3) throw new Error("trainer step not advanced");
+  if ((await trainer.state()).step !== c.startStep + 3) {
+    throw new Error("trainer step not advanced");
+  }
 
   const bufs = await trainer.buffers();
   const layout = trainer.model.layout;
@@ -207,7 +217,10 @@ async function checkSteps(c: Case) {
       const slot = layout.get(spec.name);
       const got = flat.subarray(slot.offset, slot.offset + slot.length);
       const r = want.get(spec.name)!;
-      worst[what] = Math.max(worst[what], assertClose(`${what} ${spec.name}`, got, r));
+      worst[what] = Math.max(
+        worst[what],
+        assertClose(`${what} ${spec.name}`, got, r, tol.state),
+      );
     }
   }
   // The update itself (params after − before), per tensor, so a wrong step is not hidden by
@@ -222,10 +235,12 @@ async function checkSteps(c: Case) {
       x - before[i]
     );
     const want = ref.p.get(spec.name)!.map((x, i) => x - before[i]);
-    worstDelta = Math.max(worstDelta, assertClose(`update ${spec.name}`, got, want, 2e-2));
+    worstDelta = Math.max(worstDelta, assertClose(`update ${spec.name}`, got, want, tol.update));
   }
   console.log(
-    `  ${c.name}: losses ${refMetrics.map((r) => r.loss.toFixed(4)).join(", ")}; grad norms ` +
+    `  ${c.name} (${precision}): losses ${
+      refMetrics.map((r) => r.loss.toFixed(4)).join(", ")
+    }; grad norms ` +
       `${refMetrics.map((r) => r.gradNorm.toFixed(3)).join(", ")} (clip ${o.grad_clip}); ` +
       `worst relative error: ${
         Object.entries(worst).map(([k, v]) => `${k} ${v.toExponential(2)}`).join(", ")
@@ -269,3 +284,25 @@ Deno.test("three training steps match float64: odd config, resumed mid-run (flip
     startStep: 5,
     clipped: false,
   }));
+
+await testF16(
+  "three training steps match float64 in f16 mixed precision: tiny preset",
+  () =>
+    checkSteps({
+      name: "tiny",
+      cfg: resolveConfig({ preset: "tiny", image_size: 8, in_channels: 1, num_classes: 3 }),
+      opts: {
+        batch_size: 3,
+        grad_clip: 0.05,
+        label_dropout: 0.3,
+        warmup: 2,
+        loss_scale: 1024,
+        eps: 1e-2,
+      },
+      examples: 7,
+      startStep: 0,
+      clipped: true,
+      precision: "f16",
+      tol: { metrics: 16 * U16, state: 16 * U16, update: 16 * U16 },
+    }),
+);

@@ -13,7 +13,13 @@ import {
 } from "./checkpoint.ts";
 import type { DiTConfig } from "../model/config.ts";
 import { paramLayout, paramSpecs } from "../model/params.ts";
-import { defaultKernels, Model, type Precision, type WeightKind } from "../model/model.ts";
+import {
+  defaultKernels,
+  defaultPrecision,
+  Model,
+  type Precision,
+  type WeightKind,
+} from "../model/model.ts";
 import type { Kernels } from "../gpu/kernels.ts";
 import type { TrainerState } from "../train/trainer.ts";
 
@@ -122,6 +128,7 @@ export interface LoadOptions {
   config?: DiTConfig;
   /** Take the EMA weights when the checkpoint has them (default true); `model.kind` tells. */
   ema?: boolean;
+  /** "f32" or "f16" (mixed precision); default `defaultPrecision` of the adapter. */
   precision?: Precision;
   /** Kernels (pipeline cache) to share; default: the library's shared one. */
   kernels?: Kernels;
@@ -138,7 +145,7 @@ export async function loadModel(
   return new Model(k, c.cfg, {
     weights: ema ? c.ema : c.params,
     kind: ema ? "ema" : c.kind ?? "raw",
-    precision: opts.precision,
+    precision: opts.precision ?? defaultPrecision(k.gpu),
   });
 }
 

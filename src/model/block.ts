@@ -6,14 +6,27 @@
  * adaLN_modulation is SiLU then Linear; the SiLU of c is computed once for all blocks (dit.ts)
  * and passed in as `sc`. The block records its own forward and backward, so it can be recomputed
  * on its own (activation checkpointing).
+ *
+ * Fusions: GELU is fc1's GEMM epilogue (its pre-activation stored for the backward), and each
+ * branch's gate·y + residual is the epilogue of proj's and fc2's GEMMs (y stored for d gate); in
+ * the backward, gelu' is fc2's dX epilogue. LayerNorm + modulate is one kernel, not fused into the
+ * next GEMM: the GEMM generator has no prologue, and its operand tiles are loaded raw into
+ * workgroup memory, so normalising there would need the row statistics first anyway (a separate
+ * pass) and then cost a modulate per element per column tile re-read (D/BN = 6 times for qkv).
+ *
+ * Mixed precision: the residual stream (x, h1, out), adaLN's mod, the LayerNorm statistics and
+ * attention's row statistics are f32; the GEMM operands and stored activations of the token path
+ * (norm1, qkv, attn, proj, norm2, fc1, gelu, fc2) and their gradients are f16 (`ctx.act`).
+ *
+ * Inference-only graphs (ctx.inference): the blocks share one set of activations, and the branch
+ * GEMMs add gate·y into the residual stream in place (`accumulate`), so out = h1 = x.
  */
 import type { Dispatch, Tensor } from "../gpu/kernels.ts";
 import type { FlatBuffer } from "../gpu/arena.ts";
 import { mlpHidden } from "./config.ts";
 import { type GraphContext, linear, linearBackward, type Views, views } from "./component.ts";
-import { geluBackward, geluForward } from "../ops/elementwise.ts";
 import { layerNormModulateBackward, layerNormModulateForward } from "../ops/norm.ts";
-import { gateResidualBackward, gateResidualForward } from "../ops/residual.ts";
+import { gateResidualBackward } from "../ops/residual.ts";
 import { attentionAuxShape, attentionBackward, attentionForward } from "../ops/attention.ts";
 
 /** The six chunks of a block's modulation [B, 6·D], in DiT's `.chunk(6)` order. */
@@ -36,41 +49,67 @@ export class DiTBlock {
   /** Attention's saved row statistics (see attentionAuxShape). */
   readonly attnAux: Tensor;
   readonly attn: Tensor;
-  readonly proj: Tensor;
-  /** x after the attention branch. */
+  /** proj's output before the gate (training: d gate_msa reads it). */
+  readonly proj?: Tensor;
+  /** x after the attention branch (the stream itself in an inference graph). */
   readonly h1: Tensor;
   readonly norm2: Tensor;
   readonly stats2: Tensor;
-  readonly fc1: Tensor;
+  /** fc1's pre-activation (training: the backward of the fused GELU reads it). */
+  readonly fc1?: Tensor;
   readonly gelu: Tensor;
-  readonly fc2: Tensor;
-  /** The block's output. */
+  /** fc2's output before the gate (training). */
+  readonly fc2?: Tensor;
+  /** The block's output (the stream itself in an inference graph). */
   readonly out: Tensor;
   private p: Views;
 
-  constructor(readonly ctx: GraphContext, readonly index: number) {
+  /**
+   * `stream`: an inference graph's residual stream [B·T, D], updated in place (training graphs
+   * allocate h1 and out per block).
+   */
+  constructor(readonly ctx: GraphContext, readonly index: number, stream?: Tensor) {
     const { B, T, cfg } = ctx, BT = B * T, D = cfg.hidden_size, M = mlpHidden(cfg);
-    const a = (shape: number[], name: string) => ctx.tensor(shape, `blocks.${index}.${name}`);
-    this.mod = a([B, ADALN_CHUNKS * D], "adaLN_modulation");
+    // f16 in mixed precision unless `f32`
+    const a = (shape: number[], name: string, f32 = false) =>
+      ctx.activation(`blocks.${name}`, shape, `blocks.${index}.${name}`, f32 ? undefined : ctx.act);
+    const f32 = true;
+    if (ctx.inference !== (stream !== undefined)) {
+      throw new Error("DiTBlock: an inference graph passes its residual stream, training none");
+    }
+    this.mod = a([B, ADALN_CHUNKS * D], "adaLN_modulation", f32);
     this.norm1 = a([BT, D], "norm1");
-    this.stats1 = a([BT * 2], "norm1.stats");
+    this.stats1 = a([BT * 2], "norm1.stats", f32);
     this.qkv = a([BT, 3 * D], "attn.qkv");
-    this.attnAux = a(attentionAuxShape(B, T, D, cfg.num_heads), "attn.aux");
+    this.attnAux = a(attentionAuxShape(B, T, D, cfg.num_heads), "attn.aux", f32);
     this.attn = a([BT, D], "attn");
-    this.proj = a([BT, D], "attn.proj");
-    this.h1 = a([BT, D], "h1");
     this.norm2 = a([BT, D], "norm2");
-    this.stats2 = a([BT * 2], "norm2.stats");
-    this.fc1 = a([BT, M], "mlp.fc1");
+    this.stats2 = a([BT * 2], "norm2.stats", f32);
     this.gelu = a([BT, M], "mlp.act");
-    this.fc2 = a([BT, D], "mlp.fc2");
-    this.out = a([BT, D], "out");
-    this.p = views(ctx.params, `blocks.${index}.`);
+    if (stream) {
+      this.h1 = this.out = stream;
+    } else {
+      this.proj = a([BT, D], "attn.proj");
+      this.h1 = a([BT, D], "h1", f32);
+      this.fc1 = a([BT, M], "mlp.fc1");
+      this.fc2 = a([BT, D], "mlp.fc2");
+      this.out = a([BT, D], "out", f32);
+    }
+    this.p = ctx.views(`blocks.${index}.`);
   }
 
-  /** out = block(x, sc): x [B·T, D] the hidden state, sc = silu(c) [B, D]. */
+  /**
+   * out = block(x, sc): x [B·T, D] the hidden state, sc = silu(c) [B, D]. In an inference graph
+   * x is the stream passed to the constructor, updated in place.
+   */
   forward(x: Tensor, sc: Tensor): Dispatch[] {
     const { ctx, p } = this, { k, cfg } = ctx, tok = (t: Tensor) => ctx.tokens(t);
+    const inf = ctx.inference;
+    if (inf && x !== this.out) throw new Error("DiTBlock: an inference block updates its stream");
+    const gate = (chunk: number) => ({ gate: { mod: this.mod, chunk } });
+    // Branch GEMM epilogue: out = residual + gate·y (y kept for d gate), or stream += gate·y.
+    const branch = (chunk: number, residual: Tensor, pre?: Tensor) =>
+      inf ? { ...gate(chunk), accumulate: true } : { ...gate(chunk), residual, pre };
     return [
       ...linear(ctx, p, "adaLN_modulation.1", sc, this.mod),
       ...layerNormModulateForward(
@@ -84,8 +123,7 @@ export class DiTBlock {
       ),
       ...linear(ctx, p, "attn.qkv", this.norm1, this.qkv),
       ...attentionForward(k, tok(this.qkv), tok(this.attn), this.attnAux, cfg.num_heads),
-      ...linear(ctx, p, "attn.proj", this.attn, this.proj),
-      ...gateResidualForward(k, tok(x), tok(this.proj), this.mod, ADALN.gate_msa, tok(this.h1)),
+      ...linear(ctx, p, "attn.proj", this.attn, this.h1, branch(ADALN.gate_msa, x, this.proj)),
       ...layerNormModulateForward(
         k,
         tok(this.h1),
@@ -95,36 +133,27 @@ export class DiTBlock {
         tok(this.norm2),
         this.stats2,
       ),
-      ...linear(ctx, p, "mlp.fc1", this.norm2, this.fc1),
-      ...geluForward(k, this.fc1, this.gelu),
-      ...linear(ctx, p, "mlp.fc2", this.gelu, this.fc2),
-      ...gateResidualForward(
-        k,
-        tok(this.h1),
-        tok(this.fc2),
-        this.mod,
-        ADALN.gate_mlp,
-        tok(this.out),
-      ),
+      ...linear(ctx, p, "mlp.fc1", this.norm2, this.gelu, { gelu: true, pre: this.fc1 }),
+      ...linear(ctx, p, "mlp.fc2", this.gelu, this.out, branch(ADALN.gate_mlp, this.h1, this.fc2)),
     ];
   }
 
   /**
-   * The backward, given the forward's input x and sc: `dres` [B·T, D] holds d(out) on entry and
-   * d(x) on exit (the residual stream's gradient, updated in place); d(sc) is added into `dsc`;
-   * parameter gradients are written into `grads`.
+   * The backward, given the forward's input x and sc: `dres` [B·T, D] (f32) holds d(out) on
+   * entry and d(x) on exit (the residual stream's gradient, updated in place); d(sc) is added
+   * into `dsc`; parameter gradients (f32) are written into `grads`.
    */
   backward(grads: FlatBuffer, x: Tensor, sc: Tensor, dres: Tensor, dsc: Tensor): Dispatch[] {
     const { ctx, p } = this, { k, B, T, cfg } = ctx, tok = (t: Tensor) => ctx.tokens(t);
+    if (!this.proj || !this.fc1 || !this.fc2) throw new Error("DiTBlock: no backward in inference");
     const g = views(grads, `blocks.${this.index}.`);
-    const BT = B * T, D = cfg.hidden_size, M = mlpHidden(cfg);
-    // Scratch shared by every block (they run one after another).
+    const BT = B * T, D = cfg.hidden_size, M = mlpHidden(cfg), h = ctx.act;
+    // Scratch shared by every block (they run one after another); f16 in mixed precision.
     const dmod = ctx.scratch("d.blocks.adaLN_modulation", [B, ADALN_CHUNKS * D]);
-    const dbranch = ctx.scratch("d.blocks.branch", [BT, D]); // d fc2, d proj
-    const dnorm = ctx.scratch("d.blocks.norm", [BT, D]); // d norm2, d attn, d norm1
-    const dgelu = ctx.scratch("d.blocks.mlp.act", [BT, M]);
-    const dfc1 = ctx.scratch("d.blocks.mlp.fc1", [BT, M]);
-    const dqkv = ctx.scratch("d.blocks.attn.qkv", [BT, 3 * D]);
+    const dbranch = ctx.scratch("d.blocks.branch", [BT, D], h); // d fc2, d proj
+    const dnorm = ctx.scratch("d.blocks.norm", [BT, D], h); // d norm2, d attn, d norm1
+    const dfc1 = ctx.scratch("d.blocks.mlp.fc1", [BT, M], h);
+    const dqkv = ctx.scratch("d.blocks.attn.qkv", [BT, 3 * D], h);
     const accumulate = { accumulate: true };
     return [
       // out = h1 + gate_mlp · fc2(gelu(fc1(norm2)))
@@ -137,8 +166,10 @@ export class DiTBlock {
         tok(dbranch),
         dmod,
       ),
-      ...linearBackward(ctx, p, g, "mlp.fc2", this.gelu, dbranch, dgelu),
-      ...geluBackward(k, this.fc1, dgelu, dfc1),
+      // d fc1 = (d gelu) ⊙ gelu'(fc1): fc2's dX epilogue
+      ...linearBackward(ctx, p, g, "mlp.fc2", this.gelu, dbranch, dfc1, false, {
+        geluGrad: this.fc1,
+      }),
       ...linearBackward(ctx, p, g, "mlp.fc1", this.norm2, dfc1, dnorm),
       ...layerNormModulateBackward(
         k,

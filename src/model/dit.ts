@@ -3,11 +3,16 @@
  * batch size. Its components mirror DiT's modules (x_embedder, t_embedder, y_embedder, blocks.N,
  * final_layer), each owning its activations and recording its forward and backward; parameters
  * and gradients are views into flat buffers of paramLayout(cfg).
+ *
+ * Two kinds of graph: a training graph keeps every block's activations for the backward; an
+ * inference-only graph (`inference: true`) keeps none: its blocks share one set of activations
+ * and add into one residual stream in place (memory ≈ one block's), with the same kernels, so its
+ * output equals the training graph's forward bit for bit.
  */
 import type { Dispatch, Kernels, Tensor } from "../gpu/kernels.ts";
 import type { FlatBuffer } from "../gpu/arena.ts";
 import { type DiTConfig, numTokens } from "./config.ts";
-import { GraphContext } from "./component.ts";
+import { GraphContext, type GraphOptions } from "./component.ts";
 import { LabelEmbedder, PatchEmbed, TimestepEmbedder } from "./embedders.ts";
 import { DiTBlock } from "./block.ts";
 import { FinalLayer } from "./final_layer.ts";
@@ -36,8 +41,14 @@ export class DiTGraph {
   private ctx: GraphContext;
   private recorded?: Dispatch[];
 
-  constructor(k: Kernels, readonly cfg: DiTConfig, params: FlatBuffer, readonly B: number) {
-    const ctx = this.ctx = new GraphContext(k, cfg, params, B, numTokens(cfg));
+  constructor(
+    k: Kernels,
+    readonly cfg: DiTConfig,
+    params: FlatBuffer,
+    readonly B: number,
+    opts: GraphOptions = {},
+  ) {
+    const ctx = this.ctx = new GraphContext(k, cfg, params, B, numTokens(cfg), opts);
     const { image_size: H, in_channels: C, hidden_size: D } = cfg;
     this.x = ctx.tensor([B, C, H, H], "x");
     this.t = ctx.tensor([B], "t");
@@ -47,7 +58,9 @@ export class DiTGraph {
     if (cfg.num_classes > 0) this.y_embedder = new LabelEmbedder(ctx);
     this.c = this.y_embedder ? ctx.tensor([B, D], "c") : this.t_embedder.out;
     this.sc = ctx.tensor([B, D], "silu_c");
-    this.blocks = Array.from({ length: cfg.depth }, (_, i) => new DiTBlock(ctx, i));
+    // Inference: the blocks update the patch embedding's output in place (the one stream).
+    const stream = ctx.inference ? this.x_embedder.out : undefined;
+    this.blocks = Array.from({ length: cfg.depth }, (_, i) => new DiTBlock(ctx, i, stream));
     this.final_layer = new FinalLayer(ctx);
     this.out = ctx.tensor([B, C, H, H], "out");
   }
@@ -55,6 +68,11 @@ export class DiTGraph {
   /** Tokens per image. */
   get T(): number {
     return this.ctx.T;
+  }
+
+  /** True for an inference-only graph (no backward). */
+  get inference(): boolean {
+    return this.ctx.inference;
   }
 
   /** The hidden state entering block i (or the final layer when i = depth). */
@@ -90,6 +108,7 @@ export class DiTGraph {
    */
   backward(dOut: Tensor, grads: FlatBuffer): Dispatch[] {
     const { ctx, cfg } = this, { k, B, T } = ctx, D = cfg.hidden_size;
+    if (ctx.inference) throw new Error("DiTGraph: an inference-only graph has no backward");
     // The residual stream's gradient, carried from the final layer down through the blocks.
     const dres = ctx.scratch("d.residual", [B * T, D]);
     const dsc = ctx.scratch("d.silu_c", [B, D]);

@@ -7,7 +7,14 @@
 import type { Dispatch, Tensor } from "../gpu/kernels.ts";
 import type { FlatBuffer } from "../gpu/arena.ts";
 import { patchDim } from "./config.ts";
-import { type GraphContext, linear, linearBackward, type Views, views } from "./component.ts";
+import {
+  type GraphContext,
+  linear,
+  linearBackward,
+  named,
+  type Views,
+  views,
+} from "./component.ts";
 import { linearBackwardWeight, linearForward } from "../ops/linear.ts";
 import { siluBackward, siluForward } from "../ops/elementwise.ts";
 import { addPosEmbedForward, im2colForward } from "../ops/patch.ts";
@@ -43,7 +50,10 @@ export class PatchEmbed {
     const pos: Tensor = { ...this.ctx.params.view("pos_embed"), shape: [T, cfg.hidden_size] };
     return [
       ...im2colForward(k, x, this.cols, cfg.patch_size),
-      ...linearForward(k, this.cols, this.weight(this.p), this.p("bias"), this.out),
+      ...named(
+        "x_embedder.proj",
+        linearForward(k, this.cols, this.weight(this.p), this.p("bias"), this.out),
+      ),
       ...addPosEmbedForward(k, this.out, pos),
     ];
   }
@@ -51,7 +61,10 @@ export class PatchEmbed {
   /** Parameter gradients from dOut [B·T, D] (no input gradient: x is data). */
   backward(grads: FlatBuffer, dOut: Tensor): Dispatch[] {
     const g = views(grads, "x_embedder.proj.");
-    return linearBackwardWeight(this.ctx.k, dOut, this.cols, this.weight(g), g("bias"));
+    return named(
+      "x_embedder.proj",
+      linearBackwardWeight(this.ctx.k, dOut, this.cols, this.weight(g), g("bias")),
+    );
   }
 }
 

@@ -1,20 +1,43 @@
 /**
  * A model: its config, its parameters in one flat GPU buffer (DiT state_dict layout), which
  * weights they are (raw or EMA), its precision, and the recorded graphs per batch size (the one
- * graph cache: the trainer, `velocity` and `generateImages` all use `graph(B)`).
+ * graph cache: the trainer uses the training graph `graph(B)`; `velocity` and `generateImages`
+ * the inference-only `inferenceGraph(B)`).
+ *
+ * Precision "f16" is mixed precision as in PyTorch AMP: the weights stay f32 (what checkpoints,
+ * the optimizer and the EMA hold); `params16` is their f16 copy, which the blocks' GEMMs read,
+ * refreshed by one cast dispatch whenever the f32 weights change outside the optimizer.
  */
-import { getGpu } from "../gpu/device.ts";
-import { Kernels, type Tensor } from "../gpu/kernels.ts";
+import { getGpu, type Gpu } from "../gpu/device.ts";
+import { type Dispatch, Kernels, type Tensor } from "../gpu/kernels.ts";
 import { FlatBuffer, type Layout } from "../gpu/arena.ts";
 import { type DiTConfig, type PartialConfig, resolveConfig } from "./config.ts";
 import { initParams, paramLayout, paramSpecs } from "./params.ts";
 import { DiTGraph } from "./dit.ts";
+import type { Precision } from "./component.ts";
+import { castF32ToF16 } from "../ops/cast.ts";
+
+export type { Precision } from "./component.ts";
 
 /** Largest batch one recorded graph runs in `velocity` (bigger inputs are chunked). */
 export const MAX_VELOCITY_BATCH = 256;
 
-/** Storage and compute precision of a model's weights and activations. */
-export type Precision = "f32" | "f16";
+/**
+ * The precision used when none is asked for. f32 until the f16 convergence run proves mixed
+ * precision trains as well; then: `gpu.features.has("shader-f16") ? "f16" : "f32"`.
+ */
+export function defaultPrecision(_gpu: Gpu): Precision {
+  return "f32";
+}
+
+/** Why `precision` cannot run on `gpu` (one line naming the fix), or undefined when it can. */
+export function precisionProblem(gpu: Gpu, precision: Precision): string | undefined {
+  if (precision === "f16" && !gpu.features.has("shader-f16")) {
+    return `precision f16 needs the WebGPU feature shader-f16, which this adapter (${gpu.name}) ` +
+      "lacks: use f32";
+  }
+  return undefined;
+}
 
 /** Which weights a model holds: the optimizer's (raw) or their exponential moving average. */
 export type WeightKind = "raw" | "ema";
@@ -36,7 +59,7 @@ export interface ModelOptions {
   weights?: Float32Array;
   /** What `weights` are (default "raw"). */
   kind?: WeightKind;
-  /** Only "f32" is implemented. */
+  /** "f32" (default) or "f16" (mixed precision; needs shader-f16). */
   precision?: Precision;
   decoder?: LatentDecoder;
 }
@@ -46,28 +69,61 @@ export class Model {
   readonly params: FlatBuffer;
   readonly kind: WeightKind;
   readonly precision: Precision;
+  /** f16: the f16 copy of `params` the GEMMs read. */
+  readonly params16?: FlatBuffer;
   readonly decoder?: LatentDecoder;
   private graphs = new Map<number, DiTGraph>();
+  private inferenceGraphs = new Map<number, DiTGraph>();
   private queue: Promise<unknown> = Promise.resolve();
+  /** The f16 copy lags `params` (see `weightsChanged`). */
+  private stale = false;
 
   constructor(readonly k: Kernels, readonly cfg: DiTConfig, opts: ModelOptions = {}) {
     this.precision = opts.precision ?? "f32";
-    if (this.precision !== "f32") {
-      throw new Error(`model: precision ${this.precision} is not implemented yet (use f32)`);
+    if (this.precision !== "f32" && this.precision !== "f16") {
+      throw new Error(`model: unknown precision ${this.precision} (f32 or f16)`);
     }
+    const why = precisionProblem(k.gpu, this.precision);
+    if (why) throw new Error(why);
     this.kind = opts.kind ?? "raw";
     this.decoder = opts.decoder;
     this.layout = paramLayout(cfg);
-    this.params = new FlatBuffer(k.device, this.layout, this.kind === "ema" ? "ema" : "params");
+    const label = this.kind === "ema" ? "ema" : "params";
+    this.params = new FlatBuffer(k.device, this.layout, label);
+    if (this.precision === "f16") {
+      this.params16 = new FlatBuffer(k.device, this.layout, `${label} f16`, "f16");
+    }
     if (opts.weights) this.setWeights(opts.weights);
   }
 
-  /** Upload a whole flat parameter vector (paramLayout order). */
+  /** Upload a whole flat parameter vector (paramLayout order); refreshes the f16 copy. */
   setWeights(flat: Float32Array): void {
     if (flat.length !== this.layout.total) {
       throw new Error(`weights: ${flat.length} values, the layout holds ${this.layout.total}`);
     }
     this.k.write(this.params.all(), flat);
+    this.weightsChanged();
+    this.syncHalf();
+  }
+
+  /**
+   * Say that `params` changed on the GPU by other means than the optimizer step that writes the
+   * f16 copy too (e.g. the EMA update): the copy is refreshed before the next inference.
+   */
+  weightsChanged(): void {
+    this.stale = this.precision === "f16";
+  }
+
+  /** The cast that refreshes the f16 copy from `params` (none in f32). */
+  halfRefresh(): Dispatch[] {
+    return this.params16 ? castF32ToF16(this.k, this.params.all(), this.params16.all()) : [];
+  }
+
+  /** Submit the f16 copy's refresh if `params` changed since (queue-ordered; no wait). */
+  syncHalf(): void {
+    if (!this.stale) return;
+    this.k.submit(this.halfRefresh());
+    this.stale = false;
   }
 
   /** Read the flat parameter vector back. */
@@ -75,14 +131,31 @@ export class Model {
     return this.k.read(this.params.all());
   }
 
-  /** The recorded graph (activations, forward, backward) for batch size B, built once. */
+  /** The recorded training graph (activations, forward, backward) for batch size B, built once. */
   graph(B: number): DiTGraph {
     let g = this.graphs.get(B);
     if (!g) {
-      g = new DiTGraph(this.k, this.cfg, this.params, B);
+      g = new DiTGraph(this.k, this.cfg, this.params, B, this.graphOptions(false));
       this.graphs.set(B, g);
     }
     return g;
+  }
+
+  /**
+   * The recorded inference-only graph for batch size B (forward only, one block's activations),
+   * built once. Call `syncHalf()` before submitting its forward in f16.
+   */
+  inferenceGraph(B: number): DiTGraph {
+    let g = this.inferenceGraphs.get(B);
+    if (!g) {
+      g = new DiTGraph(this.k, this.cfg, this.params, B, this.graphOptions(true));
+      this.inferenceGraphs.set(B, g);
+    }
+    return g;
+  }
+
+  private graphOptions(inference: boolean) {
+    return { precision: this.precision, params16: this.params16, inference };
   }
 
   /**
@@ -114,9 +187,10 @@ export class Model {
     }
     return this.exclusive(async () => {
       const out = new Float32Array(x.length);
+      this.syncHalf();
       for (let s = 0; s < B; s += MAX_VELOCITY_BATCH) {
         const n = Math.min(MAX_VELOCITY_BATCH, B - s);
-        const graph = this.graph(n);
+        const graph = this.inferenceGraph(n);
         this.k.write(graph.x, x.subarray(s * per, (s + n) * per));
         this.k.write(graph.t, t.subarray(s, s + n));
         this.k.write(graph.y, Uint32Array.from(K > 0 ? y.subarray(s, s + n) : new Uint32Array(n)));
@@ -128,7 +202,7 @@ export class Model {
   }
 }
 
-/** A view of the trainable part of a flat buffer of `layout` (all slots but pos_embed). */
+/** A view of the trainable part of a flat buffer of `layout` (all slots but pos_embed; f32 or f16). */
 export function trainableView(cfg: DiTConfig, layout: Layout, buf: FlatBuffer): Tensor {
   const frozen = paramSpecs(cfg).filter((s) => !s.trainable).map((s) => layout.get(s.name));
   // pos_embed is the first slot (DiT's state_dict order): the trainable range follows it.
@@ -136,12 +210,7 @@ export function trainableView(cfg: DiTConfig, layout: Layout, buf: FlatBuffer): 
   if (frozen.some((s) => s.offset >= start)) {
     throw new Error("layout: frozen tensors must come first");
   }
-  return {
-    buffer: buf.buffer,
-    offset: start * 4,
-    length: layout.total - start,
-    shape: [layout.total - start],
-  };
+  return buf.range(start);
 }
 
 let shared: Promise<Kernels> | undefined;
@@ -158,5 +227,8 @@ export async function createModel(
 ): Promise<Model> {
   const cfg = resolveConfig(config);
   const k = opts.kernels ?? await defaultKernels();
-  return new Model(k, cfg, { weights: initParams(cfg, opts.seed ?? 0), precision: opts.precision });
+  return new Model(k, cfg, {
+    weights: initParams(cfg, opts.seed ?? 0),
+    precision: opts.precision ?? defaultPrecision(k.gpu),
+  });
 }

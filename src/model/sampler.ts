@@ -41,8 +41,8 @@ export function imageNoise(seed: number, index: number, size: number): Float32Ar
 
 /**
  * Generate images [N, C, H, W] (values near [-1, 1]) by integrating dx/dt = v(x, t, y) from
- * t=0 (noise) to t=1 (data) with `model`. Reuses the model's recorded graphs; calls on one model
- * run one after another.
+ * t=0 (noise) to t=1 (data) with `model`. Reuses the model's recorded inference graphs (in its
+ * precision); calls on one model run one after another.
  */
 export function generateImages(
   model: Model,
@@ -71,10 +71,12 @@ async function generateWith(
   const images = new Float32Array(N * per);
   const ops = new GpuVecOps(k);
   let nfe = 0;
+  model.syncHalf();
   try {
     for (let s = 0; s < N; s += batch) {
       const n = Math.min(batch, N - s);
-      const graph = model.graph(guided ? 2 * n : n);
+      // Forward only: the inference graph keeps one block's activations.
+      const graph = model.inferenceGraph(guided ? 2 * n : n);
       const forward = graph.forward();
       const y = new Uint32Array(graph.B);
       for (let i = 0; i < n; i++) {

@@ -2,12 +2,49 @@
  * LayerNorm (no affine, biased variance, eps 1e-6) fused with adaLN modulate, forward and
  * backward: y[b,t,:] = x̂·(1 + scale[b,:]) + shift[b,:] where shift and scale are chunks of a
  * modulation tensor mod [B, nChunks·D] (chunk i is columns i·D .. i·D+D−1).
+ *
+ * Mixed precision: y (forward) and dy (backward) may be f16 tensors (the GEMM operand written
+ * once rounded, the dX GEMM's f16 output read); x, mod, stats, dx and dmod are f32, and so are
+ * the statistics and every sum.
  */
 import { type Dispatch, f32, type Kernels, type Tensor } from "../gpu/kernels.ts";
-import { sameLength, shader } from "./common.ts";
+import { sameLength, shader, WORKGROUP_SIZE } from "./common.ts";
 import source from "../../shaders/norm.wgsl" with { type: "text" };
 
-const code = shader(source);
+/** Threads per row (a row team); WORKGROUP_SIZE / TEAM rows per workgroup. */
+const TEAM = 32;
+
+const variants = new Map<string, string>();
+/**
+ * The shader with y and dy of the given element types (f16 enables the extension), its
+ * per-thread register count specialised for rows of D.
+ */
+function code(k: Kernels, y: "f32" | "f16", dy: "f32" | "f16", D: number): string {
+  if ((y === "f16" || dy === "f16") && !k.gpu.features.has("shader-f16")) {
+    throw new Error("layerNormModulate: f16 tensors need the adapter feature shader-f16");
+  }
+  const NE = Math.ceil(D / TEAM);
+  const key = `${y}${dy}${NE}`;
+  let c = variants.get(key);
+  if (!c) {
+    const f16 = y === "f16" || dy === "f16";
+    c = shader(source, { ENABLE: f16 ? "enable f16;" : "", Y: y, DY: dy, TEAM, NE });
+    variants.set(key, c);
+  }
+  return c;
+}
+
+/** Workgroups of the row kernels (forward, dx): one per WORKGROUP_SIZE / TEAM rows. */
+const rowGroups = (d: Dims) => Math.ceil(d.B * d.T / (WORKGROUP_SIZE / TEAM));
+
+const dt = (t: Tensor) => (t.dtype === "f16" ? "f16" : "f32");
+
+/** Each of `ts` must be an f32 tensor. */
+function f32Only(name: string, ts: Record<string, Tensor>): void {
+  for (const [what, t] of Object.entries(ts)) {
+    if (t.dtype === "f16") throw new Error(`${name}: ${what} must be f32, got f16`);
+  }
+}
 
 export const LN_EPS = 1e-6;
 
@@ -71,8 +108,11 @@ export function layerNormModulateForward(
   const d = dims("layerNormModulate", x, mod, [shiftChunk, scaleChunk]);
   sameLength("layerNormModulate", x, y);
   if (stats.length !== d.B * d.T * 2) throw new Error("layerNormModulate: stats must be [B·T·2]");
+  f32Only("layerNormModulate", { x, mod, stats });
   const u = uniform(k, d, shiftChunk, scaleChunk, false);
-  return [k.dispatch(code, "ln_mod_fwd", [u, x, mod, y, stats], d.B * d.T)];
+  return [
+    k.dispatch(code(k, dt(y), "f32", d.D), "ln_mod_fwd", [u, x, mod, y, stats], rowGroups(d)),
+  ];
 }
 
 /**
@@ -96,9 +136,11 @@ export function layerNormModulateBackward(
   sameLength("layerNormModulateBackward", x, dy, dx);
   sameLength("layerNormModulateBackward", mod, dmod);
   if (shiftChunk === scaleChunk) throw new Error("layerNormModulateBackward: shift = scale chunk");
+  f32Only("layerNormModulateBackward", { x, mod, stats, dx, dmod });
   const u = uniform(k, d, shiftChunk, scaleChunk, opts.accumulate ?? false);
+  const c = code(k, "f32", dt(dy), d.D);
   return [
-    k.dispatch(code, "ln_mod_bwd_dx", [u, x, stats, dy, mod, dx], d.B * d.T),
-    k.dispatch(code, "ln_mod_bwd_dmod", [u, x, stats, dy, dmod], d.B * Math.ceil(d.D / 64)),
+    k.dispatch(c, "ln_mod_bwd_dx", [u, x, stats, dy, mod, dx], rowGroups(d)),
+    k.dispatch(c, "ln_mod_bwd_dmod", [u, x, stats, dy, dmod], d.B * Math.ceil(d.D / 64)),
   ];
 }

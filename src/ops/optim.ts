@@ -1,14 +1,60 @@
 /**
  * Optimizer ops over flat buffers (`FlatBuffer.all()`): the global gradient norm and one fused
  * AdamW step with gradient-norm clipping, optionally fused with the EMA update. Per-step scalars
- * live in a uniform buffer the trainer rewrites each step.
+ * live in a uniform buffer the trainer rewrites each step. Mixed precision adds the loss-scaled
+ * step (`adamwAmpStep`: unscale, skip on overflow, write the f16 weight copy) and the dynamic
+ * loss scale's update (`lossScaleUpdate`), both reading the GPU-resident scaler state `amp`.
  */
-import type { Dispatch, Kernels, Tensor } from "../gpu/kernels.ts";
+import { type Dispatch, f32, type Kernels, type Tensor } from "../gpu/kernels.ts";
 import { groupsFor, sameLength, shader } from "./common.ts";
 import { sumSquares } from "./reduce.ts";
 import source from "../../shaders/optim.wgsl" with { type: "text" };
 
-const code = shader(source);
+const [base, ampSection] = source.split(/^\/\/ @section amp.*$/m);
+const code = shader(base);
+let ampCode: string | undefined;
+function amp(k: Kernels, name: string): string {
+  if (!k.gpu.features.has("shader-f16")) {
+    throw new Error(`${name}: mixed precision needs the adapter feature shader-f16`);
+  }
+  ampCode ??= shader("enable f16;\n" + base + ampSection);
+  return ampCode;
+}
+
+/**
+ * Fields of the loss scaler's state tensor `amp` [AMP_FIELDS] (f32, on the GPU): the scale S of
+ * the next step, good steps since S last changed, skipped steps in total, and of the last step:
+ * skipped (1/0), its unscaled gradient norm, the S it used.
+ */
+export const AMP = {
+  scale: 0,
+  good: 1,
+  skipped: 2,
+  lastSkipped: 3,
+  lastNorm: 4,
+  lastScale: 5,
+} as const;
+export const AMP_FIELDS = 8;
+
+/** Dynamic loss scaling settings (PyTorch GradScaler's, with its defaults). */
+export interface LossScaling {
+  /** Good steps in a row before the scale doubles (default 2000). */
+  interval?: number;
+  growth?: number;
+  backoff?: number;
+}
+
+/** The initial scaler state for scale S (and counters from a resumed run). */
+export function ampState(
+  s: { scale: number; good?: number; skipped?: number },
+): Float32Array<ArrayBuffer> {
+  const a = new Float32Array(AMP_FIELDS);
+  a[AMP.scale] = s.scale;
+  a[AMP.good] = s.good ?? 0;
+  a[AMP.skipped] = s.skipped ?? 0;
+  a[AMP.lastScale] = s.scale;
+  return a;
+}
 
 /** Per-step optimizer settings (PyTorch AdamW + clip_grad_norm_ + EMA). */
 export interface AdamwHyper {
@@ -59,8 +105,8 @@ export function adamwHyperValues(h: AdamwHyper): Float32Array<ArrayBuffer> {
     1 - h.beta1,
     1 - h.beta2,
     1 - emaDecay,
-    0,
-    0,
+    Math.log(h.beta1),
+    Math.log(h.beta2),
   );
 }
 
@@ -102,4 +148,60 @@ export function adamwStep(
       ? k.dispatch(code, "adamw_ema", [...bindings, ema], groupsFor(n))
       : k.dispatch(code, "adamw", bindings, groupsFor(n)),
   ];
+}
+
+/**
+ * The loss-scaled AdamW step (mixed precision), in one dispatch over whole flat buffers: `grads`
+ * hold the gradients of S·loss (S = amp[scale]) and `norm` their norm. Unless that norm is
+ * inf/NaN (then nothing is written: the step is skipped), g = grads/S clipped by the unscaled
+ * norm, then AdamW as `adamwStep` with the bias corrections of Adam's own step count (the step
+ * number minus amp[skipped]), the EMA update, and params16 = f16(params).
+ */
+export function adamwAmpStep(
+  k: Kernels,
+  params: Tensor,
+  grads: Tensor,
+  m: Tensor,
+  v: Tensor,
+  ema: Tensor,
+  params16: Tensor,
+  norm: Tensor,
+  ampState: Tensor,
+  hyper: GPUBuffer,
+): Dispatch[] {
+  const n = sameLength("adamwAmp", params, grads, m, v, ema, params16);
+  if (params16.dtype !== "f16") throw new Error("adamwAmp: params16 must be an f16 tensor");
+  if (ampState.length < AMP_FIELDS) throw new Error(`adamwAmp: amp must hold ${AMP_FIELDS} floats`);
+  const c = amp(k, "adamwAmp");
+  const bindings = [
+    k.uniform([n, 0, 0]),
+    hyper,
+    grads,
+    norm,
+    ampState,
+    params,
+    m,
+    v,
+    ema,
+    params16,
+  ];
+  return [k.dispatch(c, "adamw_amp", bindings, groupsFor(n))];
+}
+
+/**
+ * After `adamwAmpStep`: record the step in `amp` (skipped, unscaled norm, scale used) and update
+ * the scale: ×backoff on a skip, ×growth after `interval` good steps in a row.
+ */
+export function lossScaleUpdate(
+  k: Kernels,
+  norm: Tensor,
+  ampState: Tensor,
+  s: LossScaling = {},
+): Dispatch[] {
+  const interval = s.interval ?? 2000;
+  if (!Number.isInteger(interval) || interval < 1) {
+    throw new Error(`lossScaleUpdate: interval must be an integer ≥ 1, got ${interval}`);
+  }
+  const u = k.uniform([interval, f32(s.growth ?? 2), f32(s.backoff ?? 0.5)]);
+  return [k.dispatch(amp(k, "lossScaleUpdate"), "amp_update", [u, norm, ampState], 1)];
 }

@@ -156,6 +156,12 @@ export interface TrainOptions {
   ckpt_every: number;
   num_sampling_steps: number;
   cfg_scale: number;
+  /** f32, or f16 mixed precision (unset: `defaultPrecision` of the adapter). */
+  precision?: "f32" | "f16";
+  /** f16: the initial dynamic loss scale. */
+  loss_scale: number;
+  /** f16: good steps in a row before the loss scale doubles. */
+  loss_scale_window: number;
 }
 
 const SEED_MAX = 2 ** 32 - 1;
@@ -305,6 +311,24 @@ export const TRAIN_OPTIONS: {
     help: "classifier-free guidance scale for sample grids (1 = none)",
     default: 3.0,
     min: 0,
+  },
+  precision: {
+    type: "string",
+    help: "f32, or f16: mixed precision (f32 master weights, Adam and EMA; f16 GEMM operands " +
+      "and activations; dynamic loss scaling; needs shader-f16) (default: f32)",
+    choices: ["f32", "f16"],
+  },
+  loss_scale: {
+    type: "number",
+    help: "f16: initial dynamic loss scale (halved on an overflow, doubled after a window)",
+    default: 65536,
+    above: 0,
+  },
+  loss_scale_window: {
+    type: "int",
+    help: "f16: good steps in a row before the loss scale doubles",
+    default: 2000,
+    min: 1,
   },
 };
 

@@ -1,33 +1,71 @@
 /**
  * The training step: flow-matching inputs → DiT forward → MSE → backward → global-norm clip →
  * AdamW + EMA, all recorded once and submitted once per step. Metrics (loss, grad norm) are
- * copied into a ring on the GPU and read back late, never awaited inside the loop.
+ * copied into a ring on the GPU and read back late, never awaited inside the loop. The next
+ * step's batch and noise are drawn on the host while the GPU runs this one.
+ *
+ * Mixed precision (a model of precision "f16", as PyTorch AMP + GradScaler): f32 master weights,
+ * gradients, Adam moments and EMA; the model's f16 weight copy is written by the optimizer step.
+ * The loss gradient is scaled by S (dynamic loss scaling, S on the GPU); the step unscales the f32
+ * weight gradients before clipping and AdamW. When their norm is inf/NaN (an f16 overflow in the
+ * backward) the update is skipped: params, Adam moments and EMA are left as they were, while the
+ * step counter, the data, the learning-rate and EMA-decay schedules advance (a PyTorch loop calls
+ * scheduler.step() every iteration); Adam's bias corrections count only applied updates (PyTorch's
+ * per-parameter step). S halves on a skip and doubles after `loss_scale_window` good steps; S,
+ * its counter and the number of skips are part of the trainer state (exact resume), and every
+ * step's metrics say whether it was skipped and the S it used.
  * Web-standard: file I/O (checkpoints, PNGs) is the caller's (tasks/train.ts).
  */
 import type { Dispatch, Kernels, Tensor } from "../gpu/kernels.ts";
 import { FlatBuffer } from "../gpu/arena.ts";
 import type { DiTConfig } from "../model/config.ts";
-import { Model, trainableView } from "../model/model.ts";
+import { Model, type Precision, trainableView } from "../model/model.ts";
 import type { DiTGraph } from "../model/dit.ts";
 import { flowTargetForward, mseBackward, mseForward } from "../ops/loss.ts";
-import { adamwHyper, adamwStep, gradNormForward, writeAdamwHyper } from "../ops/optim.ts";
+import {
+  adamwAmpStep,
+  adamwHyper,
+  adamwStep,
+  AMP,
+  AMP_FIELDS,
+  ampState,
+  gradNormForward,
+  lossScaleUpdate,
+  writeAdamwHyper,
+} from "../ops/optim.ts";
 import { Batcher, type BatcherState, type Dataset } from "../data/dataset.ts";
 import { FlowPath, type PathState } from "../flow/path.ts";
 import { emaDecayAt, learningRate, type TrainOptions } from "./options.ts";
+
+/** The dynamic loss scaler's state (mixed precision). */
+export interface LossScaleState {
+  /** The loss scale S of the next step. */
+  scale: number;
+  /** Good steps since S last changed. */
+  good: number;
+  /** Steps skipped so far (Adam's step count is `step − skipped`). */
+  skipped: number;
+}
 
 /** What, besides the four flat buffers, a resumed run needs to continue bit-identically. */
 export interface TrainerState {
   step: number;
   batcher: BatcherState;
   path: PathState;
+  /** Mixed precision only. */
+  lossScale?: LossScaleState;
 }
 
 /** One step's metrics. */
 export interface StepMetrics {
   step: number;
   loss: number;
+  /** The global gradient norm (of the unscaled gradients; inf/NaN on a skipped step). */
   gradNorm: number;
   lr: number;
+  /** Mixed precision: the loss scale this step used, and whether its update was skipped. */
+  lossScale?: number;
+  skipped?: boolean;
 }
 
 interface Pending {
@@ -37,9 +75,31 @@ interface Pending {
   promise: Promise<void>;
 }
 
+/** A drawn batch with the draw state before it (what a checkpoint taken now must hold). */
+interface Drawn {
+  batcher: BatcherState;
+  path: PathState;
+  images: Float32Array;
+  noise: Float32Array;
+  t: Float32Array;
+  labels: Uint32Array;
+}
+
+/** Floats per step in the metrics ring: loss, skipped, grad norm, loss scale. */
+const RING = 4;
+
+/**
+ * Steps submitted between two waits for the GPU. Deno's onSubmittedWorkDone (and mapAsync)
+ * block the calling thread until the queue is empty, and the promise settles ~11 ms later: a wait
+ * every step left the GPU idle for the next step's host work plus that latency (the wall clock
+ * ran ~7% over the GPU time). One wait per this many steps bounds the queue at that cost / 16.
+ */
+export const STEPS_PER_WAIT = 16;
+
 export class Trainer {
   readonly k: Kernels;
   readonly cfg: DiTConfig;
+  readonly precision: Precision;
   /** The EMA of the model's weights (what sample grids and checkpoints' `ema.*` use). */
   readonly ema: Model;
   readonly grads: FlatBuffer;
@@ -57,19 +117,24 @@ export class Trainer {
   private dOut: Tensor;
   private loss: Tensor;
   private gnorm: Tensor;
+  /** Mixed precision: the loss scaler's state (AMP fields of src/ops/optim.ts). */
+  private amp?: Tensor;
   private hyper: GPUBuffer;
   private dispatches: Dispatch[];
   private ring: Tensor;
   private ringSize: number;
   private lrs = new Map<number, number>();
-  private inflight: Promise<void>[] = [];
+  private sinceWait = 0;
   private pending: Pending[] = [];
   private requested = 0;
   private ready: StepMetrics[] = [];
+  private next?: Drawn;
+  private host = { ms: 0, submitMs: 0, steps: 0 };
 
   /**
-   * Train `model` (raw weights, e.g. `createModel(cfg, { seed })`) on `dataset`; the EMA starts
-   * as a copy of the model's weights. Images are flipped horizontally only with `opts.hflip`.
+   * Train `model` (raw weights, e.g. `createModel(cfg, { seed, precision })`) on `dataset` in the
+   * model's precision; the EMA starts as a copy of the model's weights. Images are flipped
+   * horizontally only with `opts.hflip`.
    */
   constructor(
     /** The trained model (raw weights). */
@@ -79,15 +144,23 @@ export class Trainer {
   ) {
     const k = this.k = model.k, cfg = this.cfg = model.cfg;
     if (model.kind !== "raw") throw new Error("trainer: train a model of raw weights, not EMA");
+    const precision = this.precision = model.precision;
+    if (opts.precision !== undefined && opts.precision !== precision) {
+      throw new Error(
+        `trainer: options ask for precision ${opts.precision} but the model is ${precision} ` +
+          `(create the model with { precision: "${opts.precision}" })`,
+      );
+    }
     this.B = opts.batch_size;
     const layout = model.layout;
     this.grads = new FlatBuffer(k.device, layout, "grads");
     this.m = new FlatBuffer(k.device, layout, "adam.m");
     this.v = new FlatBuffer(k.device, layout, "adam.v");
-    this.ema = new Model(k, cfg, { kind: "ema" });
+    this.ema = new Model(k, cfg, { kind: "ema", precision });
     const enc = k.device.createCommandEncoder();
     enc.copyBufferToBuffer(model.params.buffer, 0, this.ema.params.buffer, 0, layout.total * 4);
     k.device.queue.submit([enc.finish()]);
+    this.ema.weightsChanged();
     this.batcher = new Batcher(dataset, { seed: opts.seed, flip: opts.hflip ?? false });
     this.path = new FlowPath(opts.seed ^ 0x51f15e, {
       numClasses: cfg.num_classes,
@@ -107,42 +180,60 @@ export class Trainer {
     this.gnorm = k.tensor([1], "grad_norm");
     this.hyper = adamwHyper(k);
     this.ringSize = Math.max(1, opts.log_every);
-    this.ring = k.tensor([this.ringSize * 2], "metrics");
+    this.ring = k.tensor([this.ringSize * RING], "metrics");
     const tv = (b: FlatBuffer) => trainableView(cfg, layout, b);
-    this.dispatches = [
+    const forward = [
       ...flowTargetForward(k, this.x1, this.x0, graph.t, graph.x, this.target),
       ...graph.forward(),
       ...mseForward(k, graph.out, this.target, this.loss),
-      ...mseBackward(k, graph.out, this.target, this.dOut),
-      ...graph.backward(this.dOut, this.grads),
-      ...gradNormForward(k, tv(this.grads), this.gnorm),
-      ...adamwStep(
-        k,
-        tv(model.params),
-        tv(this.grads),
-        tv(this.m),
-        tv(this.v),
-        this.gnorm,
-        this.hyper,
-        tv(this.ema.params),
-      ),
     ];
+    if (precision === "f16") {
+      const amp = this.amp = k.tensor([AMP_FIELDS], "loss scaler");
+      k.write(amp, ampState({ scale: opts.loss_scale }));
+      // The loss gradient times S: mse_bwd reads its upstream gradient from amp[scale] (= 0).
+      const scale: Tensor = { ...amp, length: 1, shape: [1] };
+      this.dispatches = [
+        ...forward,
+        ...mseBackward(k, graph.out, this.target, this.dOut, 1, scale),
+        ...graph.backward(this.dOut, this.grads),
+        ...gradNormForward(k, tv(this.grads), this.gnorm),
+        ...adamwAmpStep(
+          k,
+          tv(model.params),
+          tv(this.grads),
+          tv(this.m),
+          tv(this.v),
+          tv(this.ema.params),
+          tv(model.params16!),
+          this.gnorm,
+          amp,
+          this.hyper,
+        ),
+        ...lossScaleUpdate(k, this.gnorm, amp, { interval: opts.loss_scale_window }),
+      ];
+    } else {
+      this.dispatches = [
+        ...forward,
+        ...mseBackward(k, graph.out, this.target, this.dOut),
+        ...graph.backward(this.dOut, this.grads),
+        ...gradNormForward(k, tv(this.grads), this.gnorm),
+        ...adamwStep(
+          k,
+          tv(model.params),
+          tv(this.grads),
+          tv(this.m),
+          tv(this.v),
+          this.gnorm,
+          this.hyper,
+          tv(this.ema.params),
+        ),
+      ];
+    }
   }
 
   /** Number of recorded dispatches in one step. */
   get dispatchCount(): number {
     return this.dispatches.length;
-  }
-
-  /** Draw the next batch and its flow-matching randomness, and upload them. */
-  private upload(): void {
-    const per = this.cfg.in_channels * this.cfg.image_size ** 2;
-    const batch = this.batcher.next(this.B);
-    const draw = this.path.sample(batch.labels, per);
-    this.k.write(this.x1, batch.images);
-    this.k.write(this.x0, draw.noise);
-    this.k.write(this.graph.t, draw.t);
-    this.k.write(this.graph.y, Uint32Array.from(draw.labels));
   }
 
   /** The dispatches of one step (for per-kernel timing). */
@@ -151,14 +242,47 @@ export class Trainer {
   }
 
   /**
-   * Run one training step: upload its data, submit, and return without waiting for the GPU (at
-   * most two earlier steps are left in flight).
+   * Host milliseconds per step in `trainStep`, averaged over the steps so far: `work` drawing the
+   * batch, uploading and encoding; `submit` in queue.submit (which a software adapter makes wait
+   * for the GPU); waits for the GPU excluded.
+   */
+  get hostMsPerStep(): { work: number; submit: number } {
+    const n = this.host.steps;
+    return { work: n ? this.host.ms / n : NaN, submit: n ? this.host.submitMs / n : NaN };
+  }
+
+  /** Draw the next batch and its flow-matching randomness (host only). */
+  private draw(): Drawn {
+    const before = { batcher: this.batcher.state(), path: this.path.state() };
+    const per = this.cfg.in_channels * this.cfg.image_size ** 2;
+    const batch = this.batcher.next(this.B);
+    const d = this.path.sample(batch.labels, per);
+    return {
+      ...before,
+      images: batch.images,
+      noise: d.noise,
+      t: d.t,
+      labels: Uint32Array.from(d.labels),
+    };
+  }
+
+  /**
+   * Run one training step: upload its data (drawn while the previous step ran), submit, draw the
+   * next step's data, and return without waiting for the GPU (every STEPS_PER_WAIT steps it
+   * waits for the queue to empty, which bounds the steps in flight). Uploads are queue-ordered
+   * after the steps already submitted, so one set of input tensors serves every step.
    */
   async trainStep(): Promise<void> {
+    const t0 = performance.now();
     const step = this.step + 1;
     const lr = learningRate(this.opts, step);
     this.lrs.set(step, lr);
-    this.upload();
+    const d = this.next ?? this.draw();
+    this.next = undefined;
+    this.k.write(this.x1, d.images);
+    this.k.write(this.x0, d.noise);
+    this.k.write(this.graph.t, d.t);
+    this.k.write(this.graph.y, d.labels);
     writeAdamwHyper(this.k, this.hyper, {
       lr,
       beta1: this.opts.beta1,
@@ -171,25 +295,27 @@ export class Trainer {
     });
     const enc = this.k.device.createCommandEncoder();
     this.k.encode(enc, this.dispatches);
-    const slot = ((step - 1) % this.ringSize) * 2;
-    enc.copyBufferToBuffer(
-      this.loss.buffer,
-      this.loss.offset,
-      this.ring.buffer,
-      this.ring.offset + slot * 4,
-      4,
-    );
-    enc.copyBufferToBuffer(
-      this.gnorm.buffer,
-      this.gnorm.offset,
-      this.ring.buffer,
-      this.ring.offset + slot * 4 + 4,
-      4,
-    );
-    this.k.device.queue.submit([enc.finish()]);
+    const slot = ((step - 1) % this.ringSize) * RING;
+    const ringAt = (i: number) => this.ring.offset + (slot + i) * 4;
+    const copy = (t: Tensor, from: number, at: number, n: number) =>
+      enc.copyBufferToBuffer(t.buffer, t.offset + from * 4, this.ring.buffer, ringAt(at), n * 4);
+    copy(this.loss, 0, 0, 1);
+    if (this.amp) copy(this.amp, AMP.lastSkipped, 1, 3); // skipped, unscaled norm, scale used
+    else copy(this.gnorm, 0, 2, 1);
+    const cmd = enc.finish();
+    const t1 = performance.now();
+    this.k.device.queue.submit([cmd]);
+    const t2 = performance.now();
     this.step = step;
-    this.inflight.push(this.k.device.queue.onSubmittedWorkDone());
-    while (this.inflight.length > 2) await this.inflight.shift();
+    this.ema.weightsChanged();
+    this.next = this.draw(); // while the GPU runs this step
+    this.host.ms += t1 - t0 + performance.now() - t2;
+    this.host.submitMs += t2 - t1;
+    this.host.steps++;
+    if (++this.sinceWait >= STEPS_PER_WAIT) {
+      this.sinceWait = 0;
+      await this.k.device.queue.onSubmittedWorkDone();
+    }
     if (step % this.ringSize === 0) this.requestMetrics();
   }
 
@@ -210,9 +336,14 @@ export class Trainer {
     while (this.pending.length && this.pending[0].data) {
       const p = this.pending.shift()!;
       for (let s = p.from; s <= p.to; s++) {
-        const slot = ((s - 1) % this.ringSize) * 2;
+        const r = p.data!.subarray(((s - 1) % this.ringSize) * RING);
         const lr = this.lrs.get(s) ?? NaN;
-        this.ready.push({ step: s, loss: p.data![slot], gradNorm: p.data![slot + 1], lr });
+        const row: StepMetrics = { step: s, loss: r[0], gradNorm: r[2], lr };
+        if (this.amp) {
+          row.lossScale = r[3];
+          row.skipped = r[1] !== 0;
+        }
+        this.ready.push(row);
         this.lrs.delete(s);
       }
     }
@@ -233,9 +364,15 @@ export class Trainer {
     return this.takeMetrics();
   }
 
-  /** The state a resume needs besides the flat buffers. */
-  state(): TrainerState {
-    return { step: this.step, batcher: this.batcher.state(), path: this.path.state() };
+  /** The state a resume needs besides the flat buffers (waits for submitted steps in f16). */
+  async state(): Promise<TrainerState> {
+    const drawn = this.next ?? { batcher: this.batcher.state(), path: this.path.state() };
+    const s: TrainerState = { step: this.step, batcher: drawn.batcher, path: drawn.path };
+    if (this.amp) {
+      const a = await this.k.read(this.amp);
+      s.lossScale = { scale: a[AMP.scale], good: a[AMP.good], skipped: a[AMP.skipped] };
+    }
+    return s;
   }
 
   /** Read the four flat buffers (params, EMA, Adam m and v). */
@@ -248,18 +385,25 @@ export class Trainer {
     return { params, ema, m, v };
   }
 
-  /** Restore a saved run: flat buffers and trainer state. */
+  /**
+   * Restore a saved run: flat buffers and trainer state (an f32 run's state, without a loss
+   * scale, resumes in f16 with the initial scale).
+   */
   restore(
     bufs: { params: Float32Array; ema: Float32Array; m: Float32Array; v: Float32Array },
     state: TrainerState,
   ): void {
-    this.k.write(this.model.params.all(), bufs.params);
-    this.k.write(this.ema.params.all(), bufs.ema);
+    this.model.setWeights(bufs.params);
+    this.ema.setWeights(bufs.ema);
     this.k.write(this.m.all(), bufs.m);
     this.k.write(this.v.all(), bufs.v);
     this.step = state.step;
     this.requested = state.step;
     this.batcher.restore(state.batcher);
     this.path.restore(state.path);
+    this.next = undefined;
+    if (this.amp) {
+      this.k.write(this.amp, ampState(state.lossScale ?? { scale: this.opts.loss_scale }));
+    }
   }
 }
