@@ -52,21 +52,22 @@ export interface AttentionOptions {
 
 /**
  * Default tiles, first that fits the head size and the device's workgroup memory wins. Update
- * from `deno run -A tasks/attention_bench.ts` (its last lines print these lists).
+ * from `deno run -A tasks/attention_bench.ts` (its last lines print these lists). Current: the
+ * H200 sweep of gpu run 1 (DiT-S/2 and DiT-B/2 shapes).
  */
 export const ATTENTION_DEFAULTS: Record<
   "f32" | "f16",
   Record<"fwd" | "dq" | "dkv", AttentionTiles[]>
 > = {
   f32: {
-    fwd: [{ rows: 32, keys: 32, threads: 64 }],
-    dq: [{ rows: 32, keys: 32, threads: 64 }, { rows: 32, keys: 16, threads: 32 }],
-    dkv: [{ rows: 32, keys: 32, threads: 64 }, { rows: 16, keys: 32, threads: 64 }],
+    fwd: [{ rows: 64, keys: 32, threads: 128 }, { rows: 32, keys: 16, threads: 32 }],
+    dq: [{ rows: 64, keys: 16, threads: 64 }, { rows: 32, keys: 32, threads: 64 }],
+    dkv: [{ rows: 8, keys: 32, threads: 64 }, { rows: 32, keys: 32, threads: 128 }],
   },
   f16: {
-    fwd: [{ rows: 32, keys: 32, threads: 64 }],
-    dq: [{ rows: 32, keys: 32, threads: 64 }],
-    dkv: [{ rows: 32, keys: 32, threads: 64 }],
+    fwd: [{ rows: 32, keys: 16, threads: 32 }, { rows: 64, keys: 16, threads: 64 }],
+    dq: [{ rows: 64, keys: 16, threads: 64 }, { rows: 32, keys: 32, threads: 64 }],
+    dkv: [{ rows: 32, keys: 32, threads: 128 }, { rows: 16, keys: 32, threads: 64 }],
   },
 };
 
