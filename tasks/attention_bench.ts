@@ -392,12 +392,17 @@ function tensor(shape: number[], data: Float32Array | null, f16 = false): Tensor
   return t;
 }
 
-/** max |a − b| / max |b| over the first n elements of two tensors. */
-async function diff(a: Tensor, b: Tensor, n: number): Promise<number> {
+/**
+ * max |a − b| / max |b| over the first n elements of two tensors, or over the columns [c0, c1) of
+ * rows of `cols[0]` elements when `cols` is given.
+ */
+async function diff(a: Tensor, b: Tensor, n: number, cols?: [number, number, number]) {
   const view = (t: Tensor) => ({ ...t, length: n, shape: [n] });
   const [x, y] = [await k.read(view(a)), await k.read(view(b))];
   let e = 0, m = 0;
   for (let i = 0; i < n; i++) {
+    const c = cols ? i % cols[0] : 0;
+    if (cols && (c < cols[1] || c >= cols[2])) continue;
     e = Math.max(e, Math.abs(x[i] - y[i]));
     m = Math.max(m, Math.abs(y[i]));
   }
@@ -438,7 +443,7 @@ for (const sk of shapes) {
   const bufs: Record<string, Bufs> = { old: mk(false, false), f32: mk(false, false) };
   if (hasF16) {
     bufs.f16 = mk(true, true);
-    bufs.f16d32 = { ...bufs.f16, dout: tensor([B, T, D], doutData, false) };
+    bufs.f16d32 = mk(true, false);
   }
   made[sk] = bufs;
   if (sk === shapes[0]) await warmUp(bufs.f32, H);
@@ -552,6 +557,7 @@ const SWEEP: Record<"f32" | "f16", Record<"fwd" | "dq" | "dkv", AttentionTiles[]
       blk(32, 32, 64),
       blk(64, 64, 128),
       blk(64, 32, 64),
+      blk(128, 32, 128),
       blk(32, 16, 32, { chunk: 32 }),
       blk(64, 32, 128, { chunk: 32 }),
     ],
@@ -561,6 +567,7 @@ const SWEEP: Record<"f32" | "f16", Record<"fwd" | "dq" | "dkv", AttentionTiles[]
       blk(32, 32, 64),
       blk(64, 32, 128),
       blk(64, 16, 128),
+      blk(128, 16, 128),
       blk(32, 16, 32),
       blk(64, 16, 64, { chunk: 32 }),
       blk(64, 32, 128, { chunk: 32 }),
@@ -576,6 +583,24 @@ const SWEEP: Record<"f32" | "f16", Record<"fwd" | "dq" | "dkv", AttentionTiles[]
     ],
   },
 };
+
+/** Outputs of the sweep's kernels, apart from part 1's (the references and saved inputs). */
+const swept: Record<string, Bufs> = {};
+function sweepBufs(sk: string, prec: string): Bufs {
+  const { B, T, H, dh } = SHAPES[sk], D = H * dh, f16 = prec === "f16";
+  return swept[`${sk} ${prec}`] ??= {
+    ...made[sk][prec],
+    out: tensor([B, T, D], null, f16),
+    aux: tensor(attentionAuxShape(B, T, D, H), null),
+    dqkv: tensor([B, T, 3 * D], null, f16),
+  };
+}
+
+function copy(from: Tensor, to: Tensor) {
+  const enc = k.device.createCommandEncoder();
+  enc.copyBufferToBuffer(from.buffer, from.offset, to.buffer, to.offset, from.length * 4);
+  k.device.queue.submit([enc.finish()]);
+}
 
 /** The tiles as TypeScript (for the defaults) and as a short label. */
 const tilesTs = (t: AttentionTiles) =>
@@ -595,7 +620,7 @@ if (!noSweep) {
   console.log(
     `${pad("kernel", 10)} ${pad("tiles", 22)} ${pad("A×B / C×E", 11)} ${"KB".padStart(5)} ${
       "/SM".padStart(4)
-    } ${shapes.map((s) => `${s} ms`.padStart(8)).join(" ")} ${"sum".padStart(8)}`,
+    } ${shapes.map((s) => `${s} ms`.padStart(8)).join(" ")} ${"sum".padStart(8)}  max rel. diff`,
   );
   const results: Record<string, { t: AttentionTiles; sum: number }[]> = {};
   let stopped = false;
@@ -623,23 +648,42 @@ if (!noSweep) {
         const c = l.consts;
         const shape = t.rowwise ? "row" : `${c.A}×${c.B} / ${c.C}×${c.E}`;
         const ms: number[] = [];
+        let err = 0;
         for (const sk of shapes) {
-          const b = made[sk][prec];
-          const H = SHAPES[sk].H;
+          const { T, H, dh } = SHAPES[sk], D = H * dh;
+          const b = made[sk][prec], sw = sweepBufs(sk, prec);
           const opts: AttentionOptions = { [kernel]: t };
-          const ds = kernel === "fwd"
-            ? attentionForward(k, b.qkv, b.out, b.aux, H, opts)
-            : attentionBackward(k, b.qkv, b.out, b.aux, b.dout, b.dqkv, H, opts);
-          ms.push(await time([ds[kernel === "dkv" ? 1 : 0]]));
+          let d: Dispatch;
+          if (kernel === "fwd") [d] = attentionForward(k, b.qkv, sw.out, sw.aux, H, opts);
+          else if (kernel === "dq") {
+            copy(b.aux, sw.aux); // the forward's logsumexps; dq writes aux[1] here
+            [d] = attentionBackward(k, b.qkv, b.out, sw.aux, b.dout, sw.dqkv, H, opts);
+          } else d = attentionBackward(k, b.qkv, b.out, b.aux, b.dout, sw.dqkv, H, opts)[1];
+          ms.push(await time([d]));
+          // Against the previous kernels (f32) or f32 (f16), first two images.
+          const ref = made[sk][prec === "f32" ? "old" : "f32"];
+          err = Math.max(
+            err,
+            kernel === "fwd"
+              ? await diff(sw.out, ref.out, 2 * T * D)
+              : await diff(sw.dqkv, ref.dqkv, 2 * T * 3 * D, [
+                3 * D,
+                kernel === "dq" ? 0 : D,
+                kernel === "dq" ? D : 3 * D,
+              ]),
+          );
         }
         const sum = ms.reduce((a, b) => a + b, 0);
-        results[key].push({ t, sum });
+        const ok = err <= (prec === "f32" ? 1e-4 : 2e-2);
+        if (ok) results[key].push({ t, sum });
         console.log(
           `${pad(key, 10)} ${pad(name + (l.tiles.share && !t.share ? " (share)" : ""), 22)} ${
             pad(shape, 11)
           } ${(l.bytes / 1024).toFixed(1).padStart(5)} ${
             String(Math.floor(228 * 1024 / (l.bytes + 1024))).padStart(4)
-          } ${ms.map((v) => fmt(v)).join(" ")} ${fmt(sum)}`,
+          } ${ms.map((v) => fmt(v)).join(" ")} ${fmt(sum)}  ${err.toExponential(1)}${
+            ok ? "" : " WRONG (not picked)"
+          }`,
         );
       }
     }
