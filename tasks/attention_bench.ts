@@ -13,8 +13,8 @@
  *     row-wise, prefetch on/off, f16 chunk), the best f32/f16 totals against the previous
  *     kernels, then the `ATTENTION_DEFAULTS` (src/ops/attention.ts) the measurements suggest,
  *     ready to paste. The sweep stops adding cases after 105 s (the whole run stays under 2 min).
- * Each figure: the dispatches encoded back to back in one compute pass for >= 50 ms, GPU
- * timestamps (else wall clock up to onSubmittedWorkDone), median of 3 such batches, per call.
+ * Each figure: the dispatches encoded back to back in one compute pass for >= 50 ms (sweep: 30),
+ * GPU timestamps (else wall clock up to onSubmittedWorkDone), median of 3 such batches, per call.
  * TFLOP/s counts 4·B·H·T²·dh for the forward and 10·B·H·T²·dh for the backward (FlashAttention's
  * convention: five T×T×dh products, P recomputed not counted).
  */
@@ -34,6 +34,7 @@ const kv: Record<string, string> = Object.fromEntries(
 );
 const noSweep = Deno.args.includes("--no-sweep");
 const minMs = Number(kv.ms ?? 50);
+const sweepMs = Math.min(minMs, 30); // shorter batches in the sweep (many cases, 2-minute budget)
 const SHAPES: Record<string, { name: string; B: number; T: number; H: number; dh: number }> = {
   S: { name: "DiT-S/2 28x28", B: 128, T: 196, H: 6, dh: 64 },
   B: { name: "DiT-B/2 32x32", B: 128, T: 256, H: 12, dh: 64 },
@@ -89,11 +90,11 @@ async function timeBatch(ds: Dispatch[], reps: number): Promise<number> {
   return ms;
 }
 
-/** Milliseconds per call of `ds` (median of 3 batches of >= minMs each). */
-async function time(ds: Dispatch[]): Promise<number> {
+/** Milliseconds per call of `ds` (median of 3 batches of >= `ms` each). */
+async function time(ds: Dispatch[], ms = minMs): Promise<number> {
   await k.run(ds); // compile, warm up, surface errors
   const est = await timeBatch(ds, 1);
-  const reps = Math.max(2, Math.min(2000, Math.ceil(minMs / Math.max(est, 1e-4))));
+  const reps = Math.max(2, Math.min(2000, Math.ceil(ms / Math.max(est, 1e-4))));
   const t: number[] = [];
   for (let i = 0; i < 3; i++) t.push(await timeBatch(ds, reps));
   return t.sort((a, b) => a - b)[1];
@@ -659,7 +660,7 @@ if (!noSweep) {
             copy(b.aux, sw.aux); // the forward's logsumexps; dq writes aux[1] here
             [d] = attentionBackward(k, b.qkv, b.out, sw.aux, b.dout, sw.dqkv, H, opts);
           } else d = attentionBackward(k, b.qkv, b.out, b.aux, b.dout, sw.dqkv, H, opts)[1];
-          ms.push(await time([d]));
+          ms.push(await time([d], sweepMs));
           // Against the previous kernels (f32) or f32 (f16), first two images.
           const ref = made[sk][prec === "f32" ? "old" : "f32"];
           err = Math.max(
