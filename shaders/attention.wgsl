@@ -281,8 +281,10 @@ y{c}_{r}_{e} = V4(); //#for c in C, r in 4, e in E
 //#end
 //#enddef
 
-fn hsum(a: vec4f, b: vec4f, c: vec4f, d: vec4f) -> f32 {
-  let s = (a + b) + (c + d);
+// Row-wise dots run as two vec4 partial sums (eight independent lanes; few registers: the dQ
+// kernel already holds q, dO and dq).
+fn hsum(a: vec4f, b: vec4f) -> f32 {
+  let s = a + b;
   return (s.x + s.y) + (s.z + s.w);
 }
 
@@ -605,9 +607,9 @@ fn attn_fwd_row(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw: 
     if (act) {
       //#for j in KT
       {
-        var c{z} = vec4f(0.0); //#for z in 4
-        c{d%4} = fma(q{d}, ta[{j}][{d}], c{d%4}); //#for d in DH4
-        let s = hsum(c0, c1, c2, c3);
+        var c{z} = vec4f(0.0); //#for z in 2
+        c{d%2} = fma(q{d}, ta[{j}][{d}], c{d%2}); //#for d in DH4
+        let s = hsum(c0, c1);
         if (s > m) { // rescale only when the running max grows
           let al = exp2(m - s);
           l *= al;
@@ -662,12 +664,12 @@ fn attn_bwd_dq_row(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) n
     if (act) {
       //#for j in KT
       {
-        var c{z} = vec4f(0.0); //#for z in 4
-        c{d%4} = fma(q{d}, ta[{j}][{d}], c{d%4}); //#for d in DH4
-        var e{z} = vec4f(0.0); //#for z in 4
-        e{d%4} = fma(g{d}, tb[{j}][{d}], e{d%4}); //#for d in DH4
-        let pr = exp2(hsum(c0, c1, c2, c3) - lse);
-        let ds = pr * (hsum(e0, e1, e2, e3) - di);
+        var c{z} = vec4f(0.0); //#for z in 2
+        c{d%2} = fma(q{d}, ta[{j}][{d}], c{d%2}); //#for d in DH4
+        var e{z} = vec4f(0.0); //#for z in 2
+        e{d%2} = fma(g{d}, tb[{j}][{d}], e{d%2}); //#for d in DH4
+        let pr = exp2(hsum(c0, c1) - lse);
+        let ds = pr * (hsum(e0, e1) - di);
         dq{d} = fma(vec4f(ds), ta[{j}][{d}], dq{d}); //#for d in DH4
       }
       //#end
