@@ -76,6 +76,7 @@ Deno.test("attention T=20 dh=12 odd dh/4", () =>
     dkv: { rows: 7, keys: 12, threads: 3 },
   }));
 Deno.test("attention T=70 dh=4 default tiles", () => attnCase(1, 70, 1, 4));
+Deno.test("attention T=48 dh=8 default tiles, no tail tile", () => attnCase(1, 48, 2, 8));
 Deno.test("attention T=41 dh=32 default tiles", () => attnCase(1, 41, 1, 32));
 // The tiny preset's real head size with the default tiles (several key tiles): the unrolled
 // dh=64 code takes llvmpipe minutes to compile on a cold shader cache, so it is opt-in.
