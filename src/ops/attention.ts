@@ -251,14 +251,12 @@ function pickLayout(
     return l;
   }
   // Fallback that fits any dh: one quad of rows (keys) per thread, 4·g per streamed tile, where
-  // g is the largest divisor of dh/4 up to 8.
+  // g is the largest divisor of dh/4 up to 8; last, one thread on 4 rows × 4 keys (a few KB).
   const DH4 = dh / 4;
   const g = Math.max(...divisors(DH4).filter((d) => d <= 8));
-  const fallback: AttentionTiles[] = [[32, 8], [8, 2]].map(([own, n]) =>
-    kernel === "dkv"
-      ? { rows: 4 * g, keys: own, threads: n * g }
-      : { rows: own, keys: 4 * g, threads: n * g }
-  );
+  const fallback: AttentionTiles[] = [[32, 4 * g, 8 * g], [8, 4 * g, 2 * g], [4, 4, 1]].map((
+    [own, tile, threads],
+  ) => kernel === "dkv" ? { rows: tile, keys: own, threads } : { rows: own, keys: tile, threads });
   for (const t of [...ATTENTION_DEFAULTS[f16 ? "f16" : "f32"][kernel], ...fallback]) {
     const l = attentionLayout(kernel, t, dh, f16);
     if (typeof l !== "string" && l.bytes <= limit) return l;
