@@ -515,6 +515,7 @@ const SWEEP: Record<"f32" | "f16", Record<"fwd" | "dq" | "dkv", AttentionTiles[]
     fwd: [
       row(64, 16),
       row(64, 16, { prefetch: true }),
+      row(64, 8),
       row(32, 16),
       row(64, 32),
       row(128, 16),
@@ -529,6 +530,7 @@ const SWEEP: Record<"f32" | "f16", Record<"fwd" | "dq" | "dkv", AttentionTiles[]
     dq: [
       row(64, 16),
       row(64, 16, { prefetch: true }),
+      row(64, 8),
       row(32, 16),
       row(64, 32),
       blk(64, 16, 128),
