@@ -605,6 +605,36 @@ function copy(from: Tensor, to: Tensor) {
   k.device.queue.submit([enc.finish()]);
 }
 
+/**
+ * One sweep case at every shape: ms per call, and the largest difference from the previous
+ * kernels (f32) or f32 (f16) over the first two images.
+ */
+async function measureCase(prec: string, kernel: "fwd" | "dq" | "dkv", t: AttentionTiles) {
+  const ms: number[] = [];
+  let err = 0;
+  for (const sk of shapes) {
+    const { T, H, dh } = SHAPES[sk], D = H * dh;
+    const b = made[sk][prec], sw = sweepBufs(sk, prec);
+    const opts: AttentionOptions = { [kernel]: t };
+    let d: Dispatch;
+    if (kernel === "fwd") [d] = attentionForward(k, b.qkv, sw.out, sw.aux, H, opts);
+    else if (kernel === "dq") {
+      copy(b.aux, sw.aux); // the forward's logsumexps; dq writes aux[1] here
+      [d] = attentionBackward(k, b.qkv, b.out, sw.aux, b.dout, sw.dqkv, H, opts);
+    } else d = attentionBackward(k, b.qkv, b.out, b.aux, b.dout, sw.dqkv, H, opts)[1];
+    ms.push(await time([d], sweepMs));
+    const ref = made[sk][prec === "f32" ? "old" : "f32"];
+    const cols: [number, number, number] = kernel === "dq" ? [3 * D, 0, D] : [3 * D, D, 3 * D];
+    err = Math.max(
+      err,
+      kernel === "fwd"
+        ? await diff(sw.out, ref.out, 2 * T * D)
+        : await diff(sw.dqkv, ref.dqkv, 2 * T * 3 * D, cols),
+    );
+  }
+  return { ms, err };
+}
+
 /** The tiles as TypeScript (for the defaults) and as a short label. */
 const tilesTs = (t: AttentionTiles) =>
   `{ rows: ${t.rows}, keys: ${t.keys}, threads: ${t.threads}${t.rowwise ? ", rowwise: true" : ""}${
@@ -650,31 +680,12 @@ if (!noSweep) {
         }
         const c = l.consts;
         const shape = t.rowwise ? "row" : `${c.A}×${c.B} / ${c.C}×${c.E}`;
-        const ms: number[] = [];
-        let err = 0;
-        for (const sk of shapes) {
-          const { T, H, dh } = SHAPES[sk], D = H * dh;
-          const b = made[sk][prec], sw = sweepBufs(sk, prec);
-          const opts: AttentionOptions = { [kernel]: t };
-          let d: Dispatch;
-          if (kernel === "fwd") [d] = attentionForward(k, b.qkv, sw.out, sw.aux, H, opts);
-          else if (kernel === "dq") {
-            copy(b.aux, sw.aux); // the forward's logsumexps; dq writes aux[1] here
-            [d] = attentionBackward(k, b.qkv, b.out, sw.aux, b.dout, sw.dqkv, H, opts);
-          } else d = attentionBackward(k, b.qkv, b.out, b.aux, b.dout, sw.dqkv, H, opts)[1];
-          ms.push(await time([d], sweepMs));
-          // Against the previous kernels (f32) or f32 (f16), first two images.
-          const ref = made[sk][prec === "f32" ? "old" : "f32"];
-          err = Math.max(
-            err,
-            kernel === "fwd"
-              ? await diff(sw.out, ref.out, 2 * T * D)
-              : await diff(sw.dqkv, ref.dqkv, 2 * T * 3 * D, [
-                3 * D,
-                kernel === "dq" ? 0 : D,
-                kernel === "dq" ? D : 3 * D,
-              ]),
-          );
+        let ms: number[], err: number;
+        try {
+          ({ ms, err } = await measureCase(prec, kernel, t));
+        } catch (e) {
+          console.log(`${pad(key, 10)} ${pad(name, 22)} failed: ${(e as Error).message}`);
+          continue;
         }
         const sum = ms.reduce((a, b) => a + b, 0);
         const ok = err <= (prec === "f32" ? 1e-4 : 2e-2);
