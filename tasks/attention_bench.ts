@@ -4,21 +4,23 @@
  *
  *   deno run -A tasks/attention_bench.ts [--shapes=S,B] [--no-sweep] [--ms=50]
  *
+ * After 0.5 s of warm-up work (an idle GPU starts at low clocks):
  * (1) Per shape: the previous kernels (one thread per row, backward in three dispatches; kept in
- *     this file only for the comparison) against the current ones in f32, f16 with f16 dout, and
- *     f16 with f32 dout; plus the largest difference of the current outputs from the previous
- *     ones (f32) and of f16 from f32, over the first two images.
- * (2) Sweep of tile sizes per kernel and precision at both shapes, then the `ATTENTION_DEFAULTS`
- *     (src/ops/attention.ts) the measurements suggest, ready to paste.
- * Each figure: the dispatches encoded back to back in one compute pass for >= 50 ms, GPU
- * timestamps (else wall clock up to onSubmittedWorkDone), median of 3 such batches, per call.
+ *     this file only for the comparison) against the current defaults in f32, f16 with f16 dout,
+ *     and f16 with f32 dout; plus the largest difference of the current outputs from the
+ *     previous ones (f32) and of f16 from f32, over the first two images.
+ * (2) Sweep of tile settings per kernel and precision at both shapes (register-blocked and
+ *     row-wise, prefetch on/off, f16 chunk), the best f32/f16 totals against the previous
+ *     kernels, then the `ATTENTION_DEFAULTS` (src/ops/attention.ts) the measurements suggest,
+ *     ready to paste. The sweep stops adding cases after 105 s (the whole run stays under 2 min).
+ * Each figure: the dispatches encoded back to back in one compute pass for >= 50 ms (sweep: 30),
+ * GPU timestamps (else wall clock up to onSubmittedWorkDone), median of 3 such batches, per call.
  * TFLOP/s counts 4·B·H·T²·dh for the forward and 10·B·H·T²·dh for the backward (FlashAttention's
  * convention: five T×T×dh products, P recomputed not counted).
  */
 import { describeGpu, getGpu } from "../src/gpu/device.ts";
 import { type Dispatch, f32, Kernels, specialise, type Tensor } from "../src/gpu/kernels.ts";
 import {
-  ATTENTION_DEFAULTS,
   attentionAuxShape,
   attentionBackward,
   attentionForward,
@@ -32,6 +34,7 @@ const kv: Record<string, string> = Object.fromEntries(
 );
 const noSweep = Deno.args.includes("--no-sweep");
 const minMs = Number(kv.ms ?? 50);
+const sweepMs = Math.min(minMs, 30); // shorter batches in the sweep (many cases, 2-minute budget)
 const SHAPES: Record<string, { name: string; B: number; T: number; H: number; dh: number }> = {
   S: { name: "DiT-S/2 28x28", B: 128, T: 196, H: 6, dh: 64 },
   B: { name: "DiT-B/2 32x32", B: 128, T: 256, H: 12, dh: 64 },
@@ -87,14 +90,31 @@ async function timeBatch(ds: Dispatch[], reps: number): Promise<number> {
   return ms;
 }
 
-/** Milliseconds per call of `ds` (median of 3 batches of >= minMs each). */
-async function time(ds: Dispatch[]): Promise<number> {
+/** Milliseconds per call of `ds` (median of 3 batches of >= `ms` each). */
+async function time(ds: Dispatch[], ms = minMs): Promise<number> {
   await k.run(ds); // compile, warm up, surface errors
   const est = await timeBatch(ds, 1);
-  const reps = Math.max(2, Math.min(2000, Math.ceil(minMs / Math.max(est, 1e-4))));
+  const reps = Math.max(2, Math.min(2000, Math.ceil(ms / Math.max(est, 1e-4))));
   const t: number[] = [];
   for (let i = 0; i < 3; i++) t.push(await timeBatch(ds, reps));
   return t.sort((a, b) => a - b)[1];
+}
+
+/**
+ * Keep the GPU busy for >= 0.5 s before the first timing: an idle GPU starts at low clocks,
+ * which inflated the first measured figures of a run.
+ */
+async function warmUp(b: Bufs, H: number) {
+  const ds = [
+    ...attentionForward(k, b.qkv, b.out, b.aux, H),
+    ...attentionBackward(k, b.qkv, b.out, b.aux, b.dout, b.dqkv, H),
+  ];
+  const t0 = performance.now();
+  let reps = 1;
+  while (performance.now() - t0 < 500) {
+    await timeBatch(ds, reps);
+    reps = Math.min(reps * 2, 64);
+  }
 }
 
 // ---- the previous kernels (commit 8d2f19a), for the comparison only ----------------------------
@@ -373,12 +393,17 @@ function tensor(shape: number[], data: Float32Array | null, f16 = false): Tensor
   return t;
 }
 
-/** max |a − b| / max |b| over the first n elements of two tensors. */
-async function diff(a: Tensor, b: Tensor, n: number): Promise<number> {
+/**
+ * max |a − b| / max |b| over the first n elements of two tensors, or over the columns [c0, c1) of
+ * rows of `cols[0]` elements when `cols` is given.
+ */
+async function diff(a: Tensor, b: Tensor, n: number, cols?: [number, number, number]) {
   const view = (t: Tensor) => ({ ...t, length: n, shape: [n] });
   const [x, y] = [await k.read(view(a)), await k.read(view(b))];
   let e = 0, m = 0;
   for (let i = 0; i < n; i++) {
+    const c = cols ? i % cols[0] : 0;
+    if (cols && (c < cols[1] || c >= cols[2])) continue;
     e = Math.max(e, Math.abs(x[i] - y[i]));
     m = Math.max(m, Math.abs(y[i]));
   }
@@ -395,6 +420,7 @@ interface Bufs {
   dqkv: Tensor;
 }
 const made: Record<string, Record<string, Bufs>> = {};
+const oldSums = { fwd: 0, bwd: 0 }; // the previous kernels, summed over the shapes
 const fmt = (v: number, d = 3) => v.toFixed(d).padStart(8);
 const pad = (s: string, n: number) => s.padEnd(n);
 const flops = (s: { B: number; T: number; H: number; dh: number }) => s.B * s.H * s.T * s.T * s.dh;
@@ -418,9 +444,10 @@ for (const sk of shapes) {
   const bufs: Record<string, Bufs> = { old: mk(false, false), f32: mk(false, false) };
   if (hasF16) {
     bufs.f16 = mk(true, true);
-    bufs.f16d32 = { ...bufs.f16, dout: tensor([B, T, D], doutData, false) };
+    bufs.f16d32 = mk(true, false);
   }
   made[sk] = bufs;
+  if (sk === shapes[0]) await warmUp(bufs.f32, H);
   let oldTotal = 0;
   const n2 = 2 * T * D, n2q = 2 * T * 3 * D; // first two images
   for (const [name, b] of Object.entries(bufs)) {
@@ -437,7 +464,11 @@ for (const sk of shapes) {
     for (const d of bwd) {
       per.push(`${d.label.replace("attn_bwd_", "")} ${(await time([d])).toFixed(3)}`);
     }
-    if (name === "old") oldTotal = tf + tb;
+    if (name === "old") {
+      oldTotal = tf + tb;
+      oldSums.fwd += tf;
+      oldSums.bwd += tb;
+    }
     let check = "";
     if (name === "f32") {
       check = `; vs old: out ${(await diff(b.out, bufs.old.out, n2)).toExponential(1)}, dqkv ${
@@ -463,67 +494,183 @@ for (const sk of shapes) {
 
 // ---- (2) tile sweep --------------------------------------------------------------------------
 
-const SWEEP: Record<"fwd" | "dq" | "dkv", AttentionTiles[]> = {
-  fwd: [
-    { rows: 32, keys: 32, threads: 64 },
-    { rows: 32, keys: 32, threads: 32 },
-    { rows: 32, keys: 16, threads: 32 },
-    { rows: 32, keys: 28, threads: 32 },
-    { rows: 16, keys: 32, threads: 32 },
-    { rows: 64, keys: 16, threads: 64 },
-    { rows: 64, keys: 32, threads: 128 },
-    { rows: 64, keys: 64, threads: 128 },
-  ],
-  dq: [
-    { rows: 32, keys: 32, threads: 64 },
-    { rows: 32, keys: 32, threads: 32 },
-    { rows: 32, keys: 16, threads: 32 },
-    { rows: 32, keys: 28, threads: 32 },
-    { rows: 16, keys: 32, threads: 32 },
-    { rows: 64, keys: 16, threads: 64 },
-    { rows: 64, keys: 32, threads: 128 },
-  ],
-  dkv: [
-    { rows: 32, keys: 32, threads: 64 },
-    { rows: 16, keys: 32, threads: 64 },
-    { rows: 8, keys: 32, threads: 64 },
-    { rows: 32, keys: 32, threads: 128 },
-    { rows: 32, keys: 64, threads: 128 },
-    { rows: 16, keys: 64, threads: 128 },
-    { rows: 64, keys: 32, threads: 64 },
-  ],
+// Candidates per precision and kernel (rows/keys/threads and code-shape flags; see
+// AttentionTiles). Register-blocked ones around 4 warps a workgroup and ~20 warps an SM of
+// Hopper's 228 KB, row-wise ones (f32) like the previous kernels.
+const row = (rows: number, keys: number, extra: Partial<AttentionTiles> = {}): AttentionTiles => ({
+  rows,
+  keys,
+  threads: rows,
+  rowwise: true,
+  ...extra,
+});
+const blk = (rows: number, keys: number, threads: number, extra: Partial<AttentionTiles> = {}) => ({
+  rows,
+  keys,
+  threads,
+  ...extra,
+});
+const SWEEP: Record<"f32" | "f16", Record<"fwd" | "dq" | "dkv", AttentionTiles[]>> = {
+  f32: {
+    fwd: [
+      row(64, 16),
+      row(64, 16, { prefetch: true }),
+      row(64, 8),
+      row(32, 16),
+      row(64, 32),
+      row(128, 16),
+      blk(64, 32, 128),
+      blk(64, 32, 128, { prefetch: false }),
+      blk(64, 16, 128),
+      blk(64, 32, 64),
+      blk(32, 32, 64),
+      blk(32, 16, 32),
+      blk(64, 16, 64),
+    ],
+    dq: [
+      row(64, 16),
+      row(64, 16, { prefetch: true }),
+      row(64, 8),
+      row(32, 16),
+      row(64, 32),
+      blk(64, 16, 128),
+      blk(64, 16, 128, { prefetch: false }),
+      blk(64, 16, 64),
+      blk(32, 32, 128),
+      blk(32, 32, 128, { share: false }),
+      blk(32, 16, 64),
+      blk(32, 32, 64),
+    ],
+    dkv: [
+      blk(8, 32, 64),
+      blk(8, 32, 64, { prefetch: false }),
+      blk(32, 32, 128),
+      blk(32, 32, 128, { prefetch: false }),
+      blk(16, 32, 128),
+      blk(16, 32, 64),
+      blk(8, 64, 128),
+      blk(16, 32, 32),
+    ],
+  },
+  f16: {
+    fwd: [
+      blk(32, 16, 32),
+      blk(64, 16, 64),
+      blk(64, 32, 128),
+      blk(32, 32, 64),
+      blk(64, 64, 128),
+      blk(64, 32, 64),
+      blk(128, 32, 128),
+      blk(32, 16, 32, { chunk: 32 }),
+      blk(64, 32, 128, { chunk: 32 }),
+    ],
+    dq: [
+      blk(64, 16, 64),
+      blk(64, 16, 64, { share: false }),
+      blk(32, 32, 64),
+      blk(64, 32, 128),
+      blk(64, 16, 128),
+      blk(128, 16, 128),
+      blk(32, 16, 32),
+      blk(64, 16, 64, { chunk: 32 }),
+      blk(64, 32, 128, { chunk: 32 }),
+    ],
+    dkv: [
+      blk(32, 32, 128),
+      blk(16, 32, 64),
+      blk(8, 32, 64),
+      blk(32, 64, 128),
+      blk(16, 64, 128),
+      blk(32, 32, 128, { chunk: 32 }),
+      blk(16, 32, 64, { chunk: 32 }),
+    ],
+  },
 };
+
+/** Outputs of the sweep's kernels, apart from part 1's (the references and saved inputs). */
+const swept: Record<string, Bufs> = {};
+function sweepBufs(sk: string, prec: string): Bufs {
+  const { B, T, H, dh } = SHAPES[sk], D = H * dh, f16 = prec === "f16";
+  return swept[`${sk} ${prec}`] ??= {
+    ...made[sk][prec],
+    out: tensor([B, T, D], null, f16),
+    aux: tensor(attentionAuxShape(B, T, D, H), null),
+    dqkv: tensor([B, T, 3 * D], null, f16),
+  };
+}
+
+function copy(from: Tensor, to: Tensor) {
+  const enc = k.device.createCommandEncoder();
+  enc.copyBufferToBuffer(from.buffer, from.offset, to.buffer, to.offset, from.length * 4);
+  k.device.queue.submit([enc.finish()]);
+}
+
+/**
+ * One sweep case at every shape: ms per call, and the largest difference from the previous
+ * kernels (f32) or f32 (f16) over the first two images.
+ */
+async function measureCase(prec: string, kernel: "fwd" | "dq" | "dkv", t: AttentionTiles) {
+  const ms: number[] = [];
+  let err = 0;
+  for (const sk of shapes) {
+    const { T, H, dh } = SHAPES[sk], D = H * dh;
+    const b = made[sk][prec], sw = sweepBufs(sk, prec);
+    const opts: AttentionOptions = { [kernel]: t };
+    let d: Dispatch;
+    if (kernel === "fwd") [d] = attentionForward(k, b.qkv, sw.out, sw.aux, H, opts);
+    else if (kernel === "dq") {
+      copy(b.aux, sw.aux); // the forward's logsumexps; dq writes aux[1] here
+      [d] = attentionBackward(k, b.qkv, b.out, sw.aux, b.dout, sw.dqkv, H, opts);
+    } else d = attentionBackward(k, b.qkv, b.out, b.aux, b.dout, sw.dqkv, H, opts)[1];
+    ms.push(await time([d], sweepMs));
+    const ref = made[sk][prec === "f32" ? "old" : "f32"];
+    const cols: [number, number, number] = kernel === "dq" ? [3 * D, 0, D] : [3 * D, D, 3 * D];
+    err = Math.max(
+      err,
+      kernel === "fwd"
+        ? await diff(sw.out, ref.out, 2 * T * D)
+        : await diff(sw.dqkv, ref.dqkv, 2 * T * 3 * D, cols),
+    );
+  }
+  return { ms, err };
+}
+
+/** The tiles as TypeScript (for the defaults) and as a short label. */
+const tilesTs = (t: AttentionTiles) =>
+  `{ rows: ${t.rows}, keys: ${t.keys}, threads: ${t.threads}${t.rowwise ? ", rowwise: true" : ""}${
+    t.prefetch !== undefined ? `, prefetch: ${t.prefetch}` : ""
+  }${t.share !== undefined ? `, share: ${t.share}` : ""}${t.chunk ? `, chunk: ${t.chunk}` : ""} }`;
+const tilesLabel = (t: AttentionTiles) =>
+  `${t.rows}/${t.keys}/${t.threads}${t.rowwise ? " row" : ""}${
+    t.prefetch === false ? " nopf" : t.prefetch ? " pf" : ""
+  }${t.share === undefined ? "" : t.share ? " share" : " noshare"}${t.chunk ? ` c${t.chunk}` : ""}`;
 
 if (!noSweep) {
   console.log(
-    `\ntile sweep (ms per call; A×B / C×E: quads × columns per thread in phase 1 / 2; KB: ` +
-      `workgroup memory)`,
+    `\ntile sweep (ms per call; A×B / C×E: quads × columns per thread in phase 1 / 2 (row: one ` +
+      `row a thread); KB: workgroup memory; /SM: workgroups that fit an SM's 228 KB)`,
   );
   console.log(
-    `${pad("kernel", 10)} ${pad("rows/keys/threads", 18)} ${pad("A×B / C×E", 11)} ${
-      "KB".padStart(5)
-    } ${shapes.map((s) => `${s} ms`.padStart(8)).join(" ")} ${"sum".padStart(8)}`,
+    `${pad("kernel", 10)} ${pad("tiles", 22)} ${pad("A×B / C×E", 11)} ${"KB".padStart(5)} ${
+      "/SM".padStart(4)
+    } ${shapes.map((s) => `${s} ms`.padStart(8)).join(" ")} ${"sum".padStart(8)}  max rel. diff`,
   );
-  const results: Record<string, { t: AttentionTiles; chunk?: number; sum: number }[]> = {};
+  const results: Record<string, { t: AttentionTiles; sum: number }[]> = {};
   let stopped = false;
-  for (const prec of hasF16 ? ["f32", "f16"] : ["f32"]) {
+  for (const prec of hasF16 ? ["f32", "f16"] as const : ["f32"] as const) {
     for (const kernel of ["fwd", "dq", "dkv"] as const) {
       const key = `${prec} ${kernel}`;
       results[key] = [];
-      const cases: { t: AttentionTiles; chunk?: number }[] = SWEEP[kernel].map((t) => ({ t }));
-      if (prec === "f16") {
-        cases.push({ t: ATTENTION_DEFAULTS.f16[kernel][0], chunk: 32 });
-      }
-      for (const { t, chunk } of cases) {
+      for (const t of SWEEP[prec][kernel]) {
         if ((performance.now() - start) / 1e3 > BUDGET_S) {
           stopped = true;
           break;
         }
         const l = attentionLayout(kernel, t, SHAPES[shapes[0]].dh, prec === "f16");
-        const name = `${t.rows}/${t.keys}/${t.threads}${chunk ? ` c${chunk}` : ""}`;
+        const name = tilesLabel(t);
         if (typeof l === "string" || l.bytes > wgLimit) {
           console.log(
-            `${pad(key, 10)} ${pad(name, 18)} skipped: ${
+            `${pad(key, 10)} ${pad(name, 22)} skipped: ${
               typeof l === "string"
                 ? l.replace(/^.*?: /, "")
                 : `needs ${l.bytes} B of workgroup memory`
@@ -532,39 +679,51 @@ if (!noSweep) {
           continue;
         }
         const c = l.consts;
-        const ms: number[] = [];
-        for (const sk of shapes) {
-          const b = made[sk][prec];
-          const H = SHAPES[sk].H;
-          const opts: AttentionOptions = { [kernel]: t, f16Chunk: chunk };
-          const ds = kernel === "fwd"
-            ? attentionForward(k, b.qkv, b.out, b.aux, H, opts)
-            : attentionBackward(k, b.qkv, b.out, b.aux, b.dout, b.dqkv, H, opts);
-          ms.push(await time([ds[kernel === "dkv" ? 1 : 0]]));
+        const shape = t.rowwise ? "row" : `${c.A}×${c.B} / ${c.C}×${c.E}`;
+        let ms: number[], err: number;
+        try {
+          ({ ms, err } = await measureCase(prec, kernel, t));
+        } catch (e) {
+          console.log(`${pad(key, 10)} ${pad(name, 22)} failed: ${(e as Error).message}`);
+          continue;
         }
         const sum = ms.reduce((a, b) => a + b, 0);
-        results[key].push({ t, chunk, sum });
+        const ok = err <= (prec === "f32" ? 1e-4 : 2e-2);
+        if (ok) results[key].push({ t, sum });
         console.log(
-          `${pad(key, 10)} ${pad(name, 18)} ${pad(`${c.A}×${c.B} / ${c.C}×${c.E}`, 11)} ${
-            (l.bytes / 1024).toFixed(1).padStart(5)
-          } ${ms.map((v) => fmt(v)).join(" ")} ${fmt(sum)}`,
+          `${pad(key, 10)} ${pad(name + (l.tiles.share && !t.share ? " (share)" : ""), 22)} ${
+            pad(shape, 11)
+          } ${(l.bytes / 1024).toFixed(1).padStart(5)} ${
+            String(Math.floor(228 * 1024 / (l.bytes + 1024))).padStart(4)
+          } ${ms.map((v) => fmt(v)).join(" ")} ${fmt(sum)}  ${err.toExponential(1)}${
+            ok ? "" : " WRONG (not picked)"
+          }`,
         );
       }
     }
   }
   if (stopped) console.log(`(sweep stopped at ${BUDGET_S} s; rerun with --shapes=S or --no-sweep)`);
   // The fastest two tiles per kernel (the second for devices with less workgroup memory).
-  const pick = (prec: string, kernel: string) =>
-    (results[`${prec} ${kernel}`] ?? []).filter((r) => !r.chunk).sort((a, b) => a.sum - b.sum)
-      .slice(0, 2).map((r) => {
-        const { rows, keys, threads } = r.t;
-        return `{ rows: ${rows}, keys: ${keys}, threads: ${threads} }`;
-      });
+  const best = (prec: string, kernel: string) =>
+    [...(results[`${prec} ${kernel}`] ?? [])].sort((a, b) => a.sum - b.sum);
+  for (const prec of hasF16 ? ["f32", "f16"] : ["f32"]) {
+    const f = best(prec, "fwd")[0], q = best(prec, "dq")[0], v = best(prec, "dkv")[0];
+    if (f && q && v) {
+      console.log(
+        `best ${prec} (sum over shapes): fwd ${f.sum.toFixed(3)} ms, bwd ${
+          (q.sum + v.sum).toFixed(3)
+        } ms (dq ${q.sum.toFixed(3)} + dkv ${v.sum.toFixed(3)}); previous f32 kernels: fwd ${
+          oldSums.fwd.toFixed(3)
+        }, bwd ${oldSums.bwd.toFixed(3)}`,
+      );
+    }
+  }
   console.log(`\nsuggested ATTENTION_DEFAULTS (src/ops/attention.ts):`);
   for (const prec of hasF16 ? ["f32", "f16"] : ["f32"]) {
     console.log(`  ${prec}: {`);
     for (const kernel of ["fwd", "dq", "dkv"]) {
-      console.log(`    ${kernel}: [${pick(prec, kernel).join(", ")}],`);
+      const picks = best(prec, kernel).slice(0, 2).map((r) => tilesTs(r.t));
+      console.log(`    ${kernel}: [${picks.join(", ")}],`);
     }
     console.log(`  },`);
   }

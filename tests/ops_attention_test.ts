@@ -7,13 +7,20 @@ import {
   attentionForward,
   attentionLayout,
   type AttentionOptions,
-  expandTemplate,
 } from "../src/ops/attention.ts";
+import { expandTemplate } from "../src/ops/attention_template.ts";
 
 const label = (o: AttentionOptions) =>
   (["fwd", "dq", "dkv"] as const).filter((n) => o[n]).map((n) => {
     const t = o[n]!;
-    return ` ${n} ${t.rows}/${t.keys}/${t.threads}${t.quads ? ` q${t.quads}` : ""}`;
+    const flags = [
+      t.quads ? ` q${t.quads}` : "",
+      t.rowwise ? " rowwise" : "",
+      t.prefetch !== undefined ? ` pf ${t.prefetch}` : "",
+      t.share !== undefined ? ` share ${t.share}` : "",
+      t.chunk ? ` c${t.chunk}` : "",
+    ];
+    return ` ${n} ${t.rows}/${t.keys}/${t.threads}${flags.join("")}`;
   }).join("") + (o.f16Chunk ? ` chunk ${o.f16Chunk}` : "");
 
 function attnCase(B: number, T: number, heads: number, dh: number, opts: AttentionOptions = {}) {
@@ -36,16 +43,25 @@ function attnCase(B: number, T: number, heads: number, dh: number, opts: Attenti
   });
 }
 
-// Ragged T spanning several row blocks and key/row tiles; odd head counts; dh 4..16. Each case
-// names the kernels' tiles (rows/keys/threads, quads per thread in the two phases) so that every
-// thread layout path runs: several quads or columns per thread, several load rounds, partial
-// tiles, a last tile with rows or keys past T. Small tiles also keep llvmpipe's compile time down.
+// Ragged T spanning several row blocks and key/row tiles; odd head counts; dh 4..32. Each case
+// names the kernels' tiles (rows/keys/threads, quads per thread in the two phases, code-shape
+// flags) so that every path runs: row-wise and register-blocked forward and dQ, several quads or
+// columns per thread, several load rounds, prefetching or not, dS in V's buffer or its own, a
+// last (tail) tile shorter than the others and not a multiple of the threads sharing it, a single
+// tail tile (T < tile), owned blocks with rows or keys past T (whole threads idle). Small tiles
+// also keep llvmpipe's compile time down. The f32 defaults are row-wise fwd and dq.
 Deno.test("attention T=9 dh=4 default tiles", () => attnCase(2, 9, 3, 4));
 Deno.test("attention T=37 dh=8 small tiles", () =>
   attnCase(1, 37, 3, 8, {
     fwd: { rows: 8, keys: 6, threads: 4 },
-    dq: { rows: 8, keys: 5, threads: 2 },
-    dkv: { rows: 6, keys: 8, threads: 4 },
+    dq: { rows: 8, keys: 5, threads: 2, share: false },
+    dkv: { rows: 6, keys: 8, threads: 4, prefetch: false },
+  }));
+Deno.test("attention T=23 dh=8 row-wise with prefetch", () =>
+  attnCase(2, 23, 1, 8, {
+    fwd: { rows: 8, keys: 5, threads: 8, rowwise: true, prefetch: true },
+    dq: { rows: 4, keys: 7, threads: 4, rowwise: true, prefetch: true },
+    dkv: { rows: 4, keys: 4, threads: 1 }, // the last-resort fallback
   }));
 Deno.test("attention T=37 dh=16 two quads per thread", () =>
   attnCase(2, 37, 1, 16, {
@@ -55,11 +71,12 @@ Deno.test("attention T=37 dh=16 two quads per thread", () =>
   }));
 Deno.test("attention T=20 dh=12 odd dh/4", () =>
   attnCase(1, 20, 2, 12, {
-    fwd: { rows: 8, keys: 6, threads: 6 },
-    dq: { rows: 12, keys: 9, threads: 9 },
+    fwd: { rows: 8, keys: 6, threads: 6, prefetch: false },
+    dq: { rows: 12, keys: 9, threads: 9, prefetch: false, share: false },
     dkv: { rows: 7, keys: 12, threads: 3 },
   }));
 Deno.test("attention T=70 dh=4 default tiles", () => attnCase(1, 70, 1, 4));
+Deno.test("attention T=48 dh=8 default tiles, no tail tile", () => attnCase(1, 48, 2, 8));
 Deno.test("attention T=41 dh=32 default tiles", () => attnCase(1, 41, 1, 32));
 // The tiny preset's real head size with the default tiles (several key tiles): the unrolled
 // dh=64 code takes llvmpipe minutes to compile on a cold shader cache, so it is opt-in.
@@ -76,7 +93,8 @@ const f16 = (x: Float64Array) => Float64Array.from(new Float16Array(x));
 
 /**
  * f16 qkv/out/dqkv (dout f16 or f32) against the float64 reference computed from the same
- * f16-rounded inputs. Error budget, u = 2^-11 (f16's unit roundoff), L = f16Chunk: every f16
+ * f16-rounded inputs. Error budget, u = 2^-11 (f16's unit roundoff), L = the largest chunk in
+ * effect (`f16Chunk`, else each kernel's tile `chunk`, else 16): every f16
  * accumulator sums at most L products before joining an f32 sum, so it contributes at most
  * γ_L ≈ L·u of the magnitudes it sums (the score dots over dh, the P·V / dS·K / dS·Q / P·dO
  * products over keys or rows); P, dS and the outputs are rounded to f16 once each (≤ u). The
@@ -99,7 +117,8 @@ async function f16Case(
   let h = 2166136261;
   for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 16777619);
   const rng = new Rng(TEST_SEED ^ (h >>> 0));
-  const D = heads * dh, L = opts.f16Chunk ?? 16, tol = 2 * (L + 4) * 2 ** -11;
+  const chunks = (["fwd", "dq", "dkv"] as const).map((n) => opts[n]?.chunk ?? 16);
+  const D = heads * dh, L = opts.f16Chunk ?? Math.max(...chunks), tol = 2 * (L + 4) * 2 ** -11;
   const x = f16(rng.normals(B * T * 3 * D));
   const dy = doutF16 ? f16(rng.normals(B * T * D)) : rng.normals(B * T * D);
   const qkv = k.tensor([B, T, 3 * D], "qkv", "f16");
@@ -136,10 +155,20 @@ Deno.test({
   ignore: !hasF16,
   fn: () =>
     f16Case(1, 21, 3, 8, false, {
-      fwd: { rows: 12, keys: 8, threads: 6 },
-      dq: { rows: 8, keys: 8, threads: 4 },
+      fwd: { rows: 12, keys: 8, threads: 6, prefetch: false },
+      dq: { rows: 8, keys: 8, threads: 4, share: false },
       dkv: { rows: 8, keys: 12, threads: 6 },
       f16Chunk: 4,
+    }),
+});
+Deno.test({
+  name: "attention f16 T=26 dh=12 chunks per kernel",
+  ignore: !hasF16,
+  fn: () =>
+    f16Case(1, 26, 2, 12, true, {
+      fwd: { rows: 8, keys: 9, threads: 6, chunk: 8 },
+      dq: { rows: 12, keys: 6, threads: 9, chunk: 4, prefetch: false },
+      dkv: { rows: 9, keys: 8, threads: 6, chunk: 8 },
     }),
 });
 Deno.test({
@@ -174,6 +203,19 @@ Deno.test("attention rejects tiles with no thread layout and mixed dtypes", asyn
   if (typeof msg !== "string" || !msg.includes("no thread layout")) {
     throw new Error(`expected a layout error, got ${JSON.stringify(msg)}`);
   }
+  const row = { rows: 8, keys: 4, threads: 8, rowwise: true };
+  for (
+    const [kernel, tiles, f16, want] of [
+      ["dq", { ...row, threads: 4 }, false, "threads = rows"],
+      ["fwd", row, true, "f32 only"],
+      ["dkv", row, false, "fwd and dq only"],
+    ] as const
+  ) {
+    const m = attentionLayout(kernel, tiles, 8, f16);
+    if (typeof m !== "string" || !m.includes(want)) {
+      throw new Error(`expected "${want}", got ${JSON.stringify(m)}`);
+    }
+  }
   if (!hasF16) return;
   const qkv = k.tensor([1, 4, 24], "qkv", "f16"), out = k.tensor([1, 4, 8]);
   const aux = k.tensor(attentionAuxShape(1, 4, 8, 2));
@@ -200,4 +242,17 @@ Deno.test("attention template expansion", () => {
   const got = expandTemplate(src, { N: 3, F: false, S: "s", n: 5 });
   const want = "a10\na10\na10\na10\na10\na10\nzs\nx1_2 { y; }";
   if (got !== want) throw new Error(`expanded to ${JSON.stringify(got)}`);
+  // //#let binds for the rest of its block; //#def bodies expand with the bindings at //#use.
+  const src2 = [
+    "//#def M",
+    "m{K*2}",
+    "//#enddef",
+    "//#for i in 2",
+    "//#let K = i + N",
+    "//#use M",
+    "//#end",
+    "k{N}",
+  ].join("\n");
+  const got2 = expandTemplate(src2, { N: 3 });
+  if (got2 !== "m6\nm8\nk3") throw new Error(`expanded to ${JSON.stringify(got2)}`);
 });

@@ -7,18 +7,22 @@
  *   row's scaled scores (forward); aux[1] = D_i = Σ_j dout·out per row (written by the dQ kernel,
  *   read by the dK/dV kernel).
  *
- * Three kernels, each a pair of small register-blocked matrix products per tile with the T×T
- * block passing through workgroup memory (see shaders/attention.wgsl): attn_fwd (query-major),
- * attn_bwd_dq (query-major, also D_i) and attn_bwd_dkv (key-major, dK and dV from one
- * recomputation of P). No atomics; every sum in a fixed order.
+ * One forward dispatch and two backward ones (shaders/attention.wgsl): the forward and dQ
+ * (which also stores D_i) are query-major, dK and dV come from one key-major kernel that
+ * recomputes P once. The forward and dQ exist in two forms, chosen per tile setting:
+ * register-blocked (each thread a small block of two matrix products per tile, P or dS passing
+ * through workgroup memory) or row-wise (`rowwise`: one thread per query row, its q, dO and output
+ * row in registers, K/V rows broadcast; f32 only). dK/dV is always register-blocked. No atomics;
+ * every sum in a fixed order. Shapes (T, heads, dh) are compiled into the kernels.
  *
  * f16: when qkv is an f16 tensor, out and dqkv must be f16 too and dout may be f16 or f32. Tiles
- * are stored in f16 and products run on vec4<f16>; each f16 accumulator takes at most `f16Chunk`
- * products before it is added into an f32 one; softmax statistics, D_i and every accumulation
- * across chunks are f32.
+ * are stored in f16 and products run on vec4<f16>; each f16 accumulator takes at most `chunk`
+ * products (`f16Chunk`, else the tile's `chunk`, else 16) before it is added into an f32 one;
+ * softmax statistics, D_i and every accumulation across chunks are f32.
  */
-import { type Dispatch, f32, type Kernels, type Tensor } from "../gpu/kernels.ts";
+import type { Dispatch, Kernels, Tensor } from "../gpu/kernels.ts";
 import template from "../../shaders/attention.wgsl" with { type: "text" };
+import { expandTemplate } from "./attention_template.ts";
 
 /** Shape of the tensor `attentionForward` saves for `attentionBackward` (always f32). */
 export function attentionAuxShape(B: number, T: number, _D: number, heads: number): number[] {
@@ -26,9 +30,10 @@ export function attentionAuxShape(B: number, T: number, _D: number, heads: numbe
 }
 
 /**
- * Block sizes of one kernel. attn_fwd and attn_bwd_dq: `rows` query rows per workgroup, `keys`
- * keys per tile of workgroup memory. attn_bwd_dkv: `keys` keys per workgroup, `rows` query rows
- * per tile. `threads` per workgroup. rows (fwd, dq) and keys (dkv) are multiples of 4.
+ * Block sizes and code shape of one kernel. attn_fwd and attn_bwd_dq: `rows` query rows per
+ * workgroup, `keys` keys per tile of workgroup memory. attn_bwd_dkv: `keys` keys per workgroup,
+ * `rows` query rows per tile. `threads` per workgroup. Register-blocked: rows (fwd, dq) and keys
+ * (dkv) are multiples of 4. Row-wise: threads = rows.
  */
 export interface AttentionTiles {
   rows: number;
@@ -39,6 +44,17 @@ export interface AttentionTiles {
    * the kernel (see `attentionLayout`); default: the split that loads the fewest tile values.
    */
   quads?: [number, number];
+  /** fwd and dq, f32: one thread per query row instead of register blocks. */
+  rowwise?: boolean;
+  /** Read the next tile into registers while this one is multiplied (default: not rowwise). */
+  prefetch?: boolean;
+  /**
+   * dq: dS reuses V's workgroup buffer (one more barrier per tile); default: when that lets more
+   * workgroups share an SM of 228 KB (NVIDIA Hopper).
+   */
+  share?: boolean;
+  /** f16: products per f16 accumulator (default 16; `f16Chunk` overrides). */
+  chunk?: number;
 }
 
 /** Block sizes (tests force small ones to span several blocks with tiny shapes). */
@@ -46,160 +62,45 @@ export interface AttentionOptions {
   fwd?: AttentionTiles;
   dq?: AttentionTiles;
   dkv?: AttentionTiles;
-  /** f16 only: products per f16 accumulator before it is added into f32 (default 16). */
+  /** f16 only: products per f16 accumulator before it is added into f32, every kernel. */
   f16Chunk?: number;
 }
 
 /**
  * Default tiles, first that fits the head size and the device's workgroup memory wins. Update
- * from `deno run -A tasks/attention_bench.ts` (its last lines print these lists).
+ * from `deno run -A tasks/attention_bench.ts` (its last lines print these lists). Current: the
+ * H200 measurements of gpu run 1 (DiT-S/2 and DiT-B/2 shapes): for f32 the row-wise forward and
+ * dQ (the previous kernels: 0.55 and 0.84 ms at DiT-S/2 against 0.65 and 1.57 register-blocked)
+ * and the fused dK/dV (1.05 ms against 0.81 + 0.53 for the previous separate ones).
  */
 export const ATTENTION_DEFAULTS: Record<
   "f32" | "f16",
   Record<"fwd" | "dq" | "dkv", AttentionTiles[]>
 > = {
   f32: {
-    fwd: [{ rows: 32, keys: 32, threads: 64 }],
-    dq: [{ rows: 32, keys: 32, threads: 64 }, { rows: 32, keys: 16, threads: 32 }],
-    dkv: [{ rows: 32, keys: 32, threads: 64 }, { rows: 16, keys: 32, threads: 64 }],
+    fwd: [{ rows: 64, keys: 16, threads: 64, rowwise: true }],
+    dq: [{ rows: 64, keys: 16, threads: 64, rowwise: true }],
+    dkv: [{ rows: 8, keys: 32, threads: 64 }, { rows: 32, keys: 32, threads: 128 }],
   },
   f16: {
-    fwd: [{ rows: 32, keys: 32, threads: 64 }],
-    dq: [{ rows: 32, keys: 32, threads: 64 }],
-    dkv: [{ rows: 32, keys: 32, threads: 64 }],
+    fwd: [{ rows: 32, keys: 16, threads: 32 }, { rows: 64, keys: 16, threads: 64 }],
+    dq: [{ rows: 64, keys: 16, threads: 64 }, { rows: 32, keys: 32, threads: 64 }],
+    dkv: [{ rows: 32, keys: 32, threads: 128 }, { rows: 16, keys: 32, threads: 64 }],
   },
 };
 
 // ---------------------------------------------------------------------------------------------
-// Template expansion. The WGSL template uses
-//   //#for x in EXPR … //#end      repeat the enclosed lines for x = 0 … EXPR−1
-//   CODE //#for x in E1, y in E2   repeat one line over the product of the ranges
-//   //#if EXPR … //#else … //#end  keep one branch
-//   {EXPR}                         substitute the value (no spaces inside the braces)
-// where EXPR is integer arithmetic (+ − * / % with / truncating, comparisons, && || !) over
-// numbers, loop variables and the constants given.
-
-type Val = number | string | boolean;
-
-function evalExpr(src: string, env: Record<string, Val>): Val {
-  const toks = src.match(/\d+|[A-Za-z_]\w*|&&|\|\||==|!=|<=|>=|[-+*/%()<>!]/g) ?? [];
-  if (toks.join("") !== src.replace(/\s+/g, "")) throw new Error(`template: bad expression ${src}`);
-  let at = 0;
-  const num = (v: Val) => (typeof v === "boolean" ? (v ? 1 : 0) : Number(v));
-  const binary: [string[], (a: Val, b: Val, op: string) => Val][] = [
-    [["||"], (a, b) => num(a) !== 0 || num(b) !== 0],
-    [["&&"], (a, b) => num(a) !== 0 && num(b) !== 0],
-    [["==", "!="], (a, b, op) => (num(a) === num(b)) === (op === "==")],
-    [["<", "<=", ">", ">="], (a, b, op) => {
-      const x = num(a), y = num(b);
-      return op === "<" ? x < y : op === "<=" ? x <= y : op === ">" ? x > y : x >= y;
-    }],
-    [["+", "-"], (a, b, op) => op === "+" ? num(a) + num(b) : num(a) - num(b)],
-    [["*", "/", "%"], (a, b, op) => {
-      const x = num(a), y = num(b);
-      return op === "*" ? x * y : op === "/" ? Math.trunc(x / y) : x % y;
-    }],
-  ];
-  const level = (l: number): Val => {
-    if (l === binary.length) return unary();
-    let v = level(l + 1);
-    while (at < toks.length && binary[l][0].includes(toks[at])) {
-      const op = toks[at++];
-      v = binary[l][1](v, level(l + 1), op);
-    }
-    return v;
-  };
-  const unary = (): Val => {
-    const t = toks[at++];
-    if (t === "!") return num(unary()) === 0;
-    if (t === "-") return -num(unary());
-    if (t === "(") {
-      const v = level(0);
-      if (toks[at++] !== ")") throw new Error(`template: missing ) in ${src}`);
-      return v;
-    }
-    if (/^\d+$/.test(t)) return Number(t);
-    if (t in env) return env[t];
-    throw new Error(`template: unknown name ${t} in ${src}`);
-  };
-  const v = level(0);
-  if (at !== toks.length) throw new Error(`template: trailing tokens in ${src}`);
-  return v;
-}
-
-const KNOWN_SUB = /\{([A-Za-z0-9_+\-*/%()<>=!&|]+)\}/g;
-
-function substitute(line: string, env: Record<string, Val>): string {
-  return line.replace(KNOWN_SUB, (all, e: string) => {
-    const names = e.match(/[A-Za-z_]\w*/g) ?? [];
-    if (!names.every((n) => n in env)) return all;
-    const v = evalExpr(e, env);
-    return String(typeof v === "boolean" ? (v ? 1 : 0) : v);
-  });
-}
-
-/** Expand the directives and `{EXPR}` substitutions of a WGSL template (see above). */
-export function expandTemplate(src: string, consts: Record<string, Val>): string {
-  const lines = src.split("\n");
-  const out: string[] = [];
-  const ranges = (spec: string, env: Record<string, Val>): [string, number][] =>
-    spec.split(",").map((part) => {
-      const m = part.trim().match(/^(\w+) in (.+)$/);
-      if (!m) throw new Error(`template: bad loop "${part}"`);
-      return [m[1], Number(evalExpr(m[2], env))];
-    });
-  const product = (rs: [string, number][], env: Record<string, Val>): Record<string, Val>[] => {
-    let envs = [env];
-    for (const [n, count] of rs) {
-      envs = envs.flatMap((e) => Array.from({ length: count }, (_, v) => ({ ...e, [n]: v })));
-    }
-    return envs;
-  };
-  // Returns the index of the line that ended the block (//#end or //#else), or lines.length.
-  const block = (start: number, env: Record<string, Val>, emit: boolean): number => {
-    let j = start;
-    while (j < lines.length) {
-      const line = lines[j];
-      const t = line.trim();
-      let m: RegExpMatchArray | null;
-      if (t === "//#end" || t === "//#else") return j;
-      if ((m = t.match(/^\/\/#for (.+)$/))) {
-        let end = j + 1;
-        const envs = emit ? product(ranges(m[1], env), env) : [];
-        if (envs.length === 0) end = block(j + 1, env, false);
-        for (const e of envs) end = block(j + 1, e, true);
-        j = end + 1;
-      } else if ((m = t.match(/^\/\/#if (.+)$/))) {
-        const cond = emit && Number(evalExpr(m[1], env)) !== 0;
-        let end = block(j + 1, env, cond);
-        if (lines[end]?.trim() === "//#else") end = block(end + 1, env, emit && !cond);
-        j = end + 1;
-      } else if ((m = line.match(/^(.*?)\s*\/\/#for (.+)$/))) {
-        if (emit) {
-          for (const e of product(ranges(m[2], env), env)) out.push(substitute(m[1], e));
-        }
-        j++;
-      } else {
-        if (emit) out.push(substitute(line, env));
-        j++;
-      }
-    }
-    return j;
-  };
-  const i = block(0, consts, true);
-  if (i < lines.length) throw new Error(`template: unmatched ${lines[i].trim()} at line ${i + 1}`);
-  return out.join("\n");
-}
-
-// ---------------------------------------------------------------------------------------------
 // Thread layouts.
 
-/** One kernel's block sizes and the thread layout of its two phases. */
+type Kernel = "fwd" | "dq" | "dkv";
+
+/** One kernel's block sizes, thread layout and workgroup memory (independent of T). */
 export interface AttentionLayout {
-  kernel: "fwd" | "dq" | "dkv";
-  tiles: AttentionTiles;
-  /** Template constants (phase layouts, sizes). */
-  consts: Record<string, number>;
+  kernel: Kernel;
+  /** The tiles with every default filled in. */
+  tiles: Required<Omit<AttentionTiles, "chunk">> & { chunk?: number };
+  /** Template constants (sizes, phase layouts). */
+  consts: Record<string, number | boolean>;
   /** Workgroup memory in bytes. */
   bytes: number;
 }
@@ -207,25 +108,47 @@ export interface AttentionLayout {
 const divisors = (n: number) =>
   Array.from({ length: n }, (_, i) => i + 1).filter((d) => n % d === 0);
 
+/** Workgroup memory per SM of NVIDIA Hopper and its per-workgroup reserve (the `share` default). */
+const SM_BYTES = 228 * 1024, WG_RESERVE = 1024;
+const perSm = (bytes: number) => Math.floor(SM_BYTES / (bytes + WG_RESERVE));
+
 /**
- * Thread layout of a kernel for head size dh, or an error message. Phase 1 (the score block
- * S = Q·Kᵀ, and dP = dO·Vᵀ in the backward): each thread owns a block of A quads of the owned side
- * × B of the streamed side (fwd/dq: 4·A query rows × B keys; dkv: 4·A keys × B query rows).
- * Phase 2 (the product with P or dS): 4·C owned rows × E vec4 slots of dh. Among the splits that
- * keep each phase's f32 accumulators within 64 registers (if any do), the one that loads the
- * fewest tile values per product wins.
+ * Thread layout of a kernel for head size dh, or an error message. Register-blocked: phase 1
+ * (the score block S = Q·Kᵀ, and dP = dO·Vᵀ in the backward): each thread owns a block of A quads
+ * of the owned side × B of the streamed side (fwd/dq: 4·A query rows × B keys; dkv: 4·A keys × B
+ * query rows). Phase 2 (the product with P or dS): 4·C owned rows × E vec4 slots of dh. Among the
+ * splits that keep each phase's f32 accumulators within 64 registers (if any do), the one that
+ * loads the fewest tile values per product wins.
  */
 export function attentionLayout(
-  kernel: "fwd" | "dq" | "dkv",
+  kernel: Kernel,
   tiles: AttentionTiles,
   dh: number,
   f16: boolean,
 ): AttentionLayout | string {
   const { rows, keys, threads: NT, quads } = tiles;
-  const DH4 = dh / 4;
-  const what = `${kernel} tiles rows=${rows} keys=${keys} threads=${NT} at dh=${dh}`;
+  const rowwise = tiles.rowwise ?? false, prefetch = tiles.prefetch ?? !rowwise;
+  const DH4 = dh / 4, DH4P = DH4 | 1;
+  const what = `${kernel} tiles rows=${rows} keys=${keys} threads=${NT}${
+    rowwise ? " rowwise" : ""
+  } at dh=${dh}`;
   if (![rows, keys, NT].every((v) => Number.isInteger(v) && v > 0)) {
     return `${what}: sizes must be positive integers`;
+  }
+  if (tiles.chunk !== undefined && !(Number.isInteger(tiles.chunk) && tiles.chunk > 0)) {
+    return `${what}: chunk must be a positive integer`;
+  }
+  const eb = f16 ? 2 : 4, v4 = 4 * eb;
+  if (rowwise) {
+    if (kernel === "dkv") return `${what}: rowwise is for fwd and dq only`;
+    if (f16) return `${what}: rowwise kernels are f32 only`;
+    if (rows !== NT) return `${what}: rowwise needs threads = rows (one thread per query row)`;
+    return {
+      kernel,
+      tiles: { rows, keys, threads: NT, quads: [1, 1], rowwise, prefetch, share: false },
+      consts: { OWN: rows, TILE: keys, DH: dh, DH4, DH4P, NT, NLD: Math.ceil(keys * DH4 / NT) },
+      bytes: 2 * keys * DH4 * v4,
+    };
   }
   const own = kernel === "dkv" ? keys : rows; // the side a workgroup owns (quads)
   const tile = kernel === "dkv" ? rows : keys; // the side that streams through tiles
@@ -264,26 +187,52 @@ export function attentionLayout(
       `${t}) and also (a divisor of ${o}/4) × (a divisor of dh/4 = ${DH4}))`;
   }
   const [A, B, nA] = best1, [C, E, nC] = best2;
-  const eb = f16 ? 2 : 4, v4 = 4 * eb, DH4P = DH4 | 1;
-  const nB = NT / nA;
-  let bytes: number;
+  const N4P = N4 % 2 === 0 ? N4 + 1 : N4; // odd vec4 per row of P / dS: conflict-free stores
+  const KPW = Math.max(DH4P, N4P); // the forward's K tile rows, then P
+  const ownT = 2 * dh * N4 * v4; // two owned blocks, transposed (the forward has one)
+  let bytes: number, share = false;
   if (kernel === "fwd") {
-    bytes = dh * N4 * v4 + keys * DH4P * v4 + keys * DH4 * v4 + keys * N4 * v4 + 2 * nB * N4 * 16;
+    bytes = ownT / 2 + tile * KPW * v4 + tile * DH4 * v4 + 2 * (NT / nA) * N4P * 16;
   } else if (kernel === "dq") {
-    bytes = 2 * dh * N4 * v4 + 2 * keys * DH4P * v4 + keys * N4 * v4 + rows * 4;
+    const sep = ownT + 2 * tile * DH4P * v4 + tile * N4P * v4 + own * 4;
+    const shared = ownT + tile * (DH4P + KPW) * v4 + own * 4;
+    share = tiles.share ?? perSm(shared) > perSm(sep);
+    bytes = share ? shared : sep;
   } else {
-    bytes = 2 * dh * N4 * v4 + 2 * rows * DH4P * v4 + 2 * rows * 4 + 2 * rows * N4 * v4;
+    bytes = ownT + 2 * tile * DH4P * v4 + 2 * tile * 4 + 2 * tile * N4P * v4;
   }
   return {
     kernel,
-    tiles: { rows, keys, threads: NT, quads: [A, C] },
-    consts: { A, B, NA: nA, NB: nB, C, E, NC: nC, NE: NT / nC, N4, DH4, DH4P, DH: dh },
+    tiles: { rows, keys, threads: NT, quads: [A, C], rowwise, prefetch, share },
+    consts: {
+      A,
+      B,
+      NA: nA,
+      NB: NT / nA,
+      C,
+      E,
+      NC: nC,
+      NE: NT / nC,
+      N4,
+      N4P,
+      KPW,
+      VPW: share ? KPW : DH4P,
+      SHARE: share,
+      OWN: own,
+      TILE: tile,
+      DH: dh,
+      DH4,
+      DH4P,
+      NT,
+      NLD: Math.ceil(tile * DH4 / NT),
+      NLA: Math.ceil(tile / NT),
+    },
     bytes,
   };
 }
 
 function pickLayout(
-  kernel: "fwd" | "dq" | "dkv",
+  kernel: Kernel,
   given: AttentionTiles | undefined,
   dh: number,
   f16: boolean,
@@ -302,14 +251,12 @@ function pickLayout(
     return l;
   }
   // Fallback that fits any dh: one quad of rows (keys) per thread, 4·g per streamed tile, where
-  // g is the largest divisor of dh/4 up to 8.
+  // g is the largest divisor of dh/4 up to 8; last, one thread on 4 rows × 4 keys (a few KB).
   const DH4 = dh / 4;
   const g = Math.max(...divisors(DH4).filter((d) => d <= 8));
-  const fallback: AttentionTiles[] = [[32, 8], [8, 2]].map(([own, n]) =>
-    kernel === "dkv"
-      ? { rows: 4 * g, keys: own, threads: n * g }
-      : { rows: own, keys: 4 * g, threads: n * g }
-  );
+  const fallback: AttentionTiles[] = [[32, 4 * g, 8 * g], [8, 4 * g, 2 * g], [4, 4, 1]].map((
+    [own, tile, threads],
+  ) => kernel === "dkv" ? { rows: tile, keys: own, threads } : { rows: own, keys: tile, threads });
   for (const t of [...ATTENTION_DEFAULTS[f16 ? "f16" : "f32"][kernel], ...fallback]) {
     const l = attentionLayout(kernel, t, dh, f16);
     if (typeof l !== "string" && l.bytes <= limit) return l;
@@ -319,47 +266,78 @@ function pickLayout(
 
 // ---------------------------------------------------------------------------------------------
 
-const codeCache = new Map<string, string>();
-function shader(l: AttentionLayout, f16: boolean, doutF16: boolean, chunk: number): string {
-  const key = JSON.stringify([l.kernel, l.tiles, l.consts, f16, doutF16, chunk]);
-  let c = codeCache.get(key);
-  if (!c) {
-    c = expandTemplate(template, {
-      ...l.consts,
-      KERNEL: ["fwd", "dq", "dkv"].indexOf(l.kernel),
-      F16: f16,
-      ET: f16 ? "f16" : "f32",
-      OT: doutF16 ? "f16" : "f32",
-      NT: l.tiles.threads,
-      ROWS: l.tiles.rows,
-      KEYS: l.tiles.keys,
-      // f16 accumulators: flush every FLD d4 steps (phase 1) and every FLK keys/rows (phase 2).
-      FLD: Math.max(1, Math.floor(chunk / 4)),
-      FLK: chunk,
-      ACC: f16 ? "g" : "o",
-      ACV: f16 ? "y" : "u",
-    });
-    codeCache.set(key, c);
-  }
-  return c;
-}
-
 interface Setup {
   B: number;
   T: number;
   D: number;
+  heads: number;
   dh: number;
   f16: boolean;
-  chunk: number;
 }
 
-function setup(
-  name: string,
-  qkv: Tensor,
-  aux: Tensor,
-  heads: number,
-  o: AttentionOptions,
-): Setup {
+const ENTRY = {
+  fwd: ["attn_fwd", "attn_fwd_row"],
+  dq: ["attn_bwd_dq", "attn_bwd_dq_row"],
+  dkv: ["attn_bwd_dkv", "attn_bwd_dkv"],
+};
+// Workgroup arrays per kernel: streamed tile (B0, B1), owned transposed blocks (O0, O1), phase-1
+// operands (X0, X1 streamed; Y0, Y1 owned).
+const NAMES: Record<string, Record<string, string>> = {
+  fwd: { B0: "kp", B1: "vr", O0: "qt", O1: "qt", X0: "kp", X1: "kp", Y0: "qt", Y1: "qt" },
+  dq: { B0: "kr", B1: "vp", O0: "qt", O1: "gt", X0: "kr", X1: "vp", Y0: "qt", Y1: "gt" },
+  dkv: { B0: "qr", B1: "gr", O0: "kt", O1: "vt", X0: "qr", X1: "gr", Y0: "kt", Y1: "vt" },
+  row: { B0: "ta", B1: "tb" },
+};
+
+const codeCache = new Map<string, string>();
+
+/** The kernel's WGSL, its entry point and its workgroup count per (b, h). */
+function kernelCode(
+  l: AttentionLayout,
+  s: Setup,
+  doutF16: boolean,
+  chunkOpt: number | undefined,
+): { code: string; entry: string; nblk: number } {
+  const { kernel, tiles } = l;
+  const own = Number(l.consts.OWN), tile = Number(l.consts.TILE);
+  const nblk = Math.ceil(s.T / own);
+  const chunk = chunkOpt ?? tiles.chunk ?? 16;
+  const consts: Record<string, number | string | boolean> = {
+    ...l.consts,
+    ...NAMES[tiles.rowwise ? "row" : kernel],
+    KERNEL: tiles.rowwise ? (kernel === "fwd" ? 3 : 4) : ["fwd", "dq", "dkv"].indexOf(kernel),
+    TWO: kernel !== "fwd",
+    DS: tiles.share ? "vp" : "dt",
+    PF: tiles.prefetch,
+    F16: s.f16,
+    ET: s.f16 ? "f16" : "f32",
+    OT: doutF16 ? "f16" : "f32",
+    T: s.T,
+    T1: s.T - 1,
+    H: s.heads,
+    D4: s.D / 4,
+    RS: (3 * s.D) / 4,
+    NBLK: nblk,
+    NFULL: Math.floor(s.T / tile),
+    TAIL: s.T % tile,
+    QS: String(Math.LOG2E / Math.sqrt(s.dh)),
+    SCALE: String(1 / Math.sqrt(s.dh)),
+    // f16 accumulators: flush every FLD d4 steps (phase 1) and every FLK keys/rows (phase 2).
+    FLD: Math.max(1, Math.floor(chunk / 4)),
+    FLK: chunk,
+    ACC: s.f16 ? "g" : "o",
+    ACV: s.f16 ? "y" : "u",
+  };
+  const key = JSON.stringify(consts);
+  let code = codeCache.get(key);
+  if (!code) {
+    code = expandTemplate(template, consts);
+    codeCache.set(key, code);
+  }
+  return { code, entry: ENTRY[kernel][tiles.rowwise ? 1 : 0], nblk };
+}
+
+function setup(name: string, qkv: Tensor, aux: Tensor, heads: number, o: AttentionOptions): Setup {
   if (qkv.shape.length !== 3 || qkv.shape[2] % 3 !== 0) {
     throw new Error(`${name}: qkv must be [B, T, 3·D], got [${qkv.shape}]`);
   }
@@ -373,11 +351,11 @@ function setup(
   if (aux.length !== auxLen || aux.dtype === "f16") {
     throw new Error(`${name}: aux must be an f32 tensor [${attentionAuxShape(B, T, D, heads)}]`);
   }
-  const chunk = o.f16Chunk ?? 16;
-  if (!Number.isInteger(chunk) || chunk < 1) {
+  const chunk = o.f16Chunk;
+  if (chunk !== undefined && !(Number.isInteger(chunk) && chunk > 0)) {
     throw new Error(`${name}: f16Chunk must be a positive integer, got ${chunk}`);
   }
-  return { B, T, D, dh, f16: qkv.dtype === "f16", chunk };
+  return { B, T, D, heads, dh, f16: qkv.dtype === "f16" };
 }
 
 function checkTensor(name: string, t: Tensor, shape: number[], what: string, f16: boolean) {
@@ -389,19 +367,18 @@ function checkTensor(name: string, t: Tensor, shape: number[], what: string, f16
   }
 }
 
-function uniform(k: Kernels, s: Setup, heads: number, blockRows: number) {
-  const nblk = Math.ceil(s.T / blockRows), total = s.B * heads * nblk;
-  const u = k.uniform([
-    s.T,
-    heads,
-    s.D / 4,
-    nblk,
-    total,
-    s.B * heads * s.T,
-    f32(Math.LOG2E / Math.sqrt(s.dh)),
-    f32(1 / Math.sqrt(s.dh)),
-  ]);
-  return { u, total };
+function record(
+  k: Kernels,
+  s: Setup,
+  l: AttentionLayout,
+  doutF16: boolean,
+  chunk: number | undefined,
+  tensors: Tensor[],
+): Dispatch {
+  const { code, entry, nblk } = kernelCode(l, s, doutF16, chunk);
+  const total = s.B * s.heads * nblk;
+  const u = k.uniform([total, s.B * s.heads * s.T]);
+  return k.dispatch(code, entry, [u, ...tensors], total);
 }
 
 const wgLimit = (k: Kernels) => k.device.limits.maxComputeWorkgroupStorageSize;
@@ -419,9 +396,7 @@ export function attentionForward(
   const s = setup(name, qkv, aux, heads, opts);
   checkTensor(name, out, [s.B, s.T, s.D], "out", s.f16);
   const l = pickLayout("fwd", opts.fwd, s.dh, s.f16, wgLimit(k));
-  const { u, total } = uniform(k, s, heads, l.tiles.rows);
-  const code = shader(l, s.f16, false, s.chunk);
-  return [k.dispatch(code, "attn_fwd", [qkv, out, aux, u], total)];
+  return [record(k, s, l, false, opts.f16Chunk, [qkv, out, aux])];
 }
 
 /**
@@ -447,19 +422,8 @@ export function attentionBackward(
   if (doutF16 && !s.f16) throw new Error(`${name}: an f16 dout needs f16 qkv, out and dqkv`);
   const lq = pickLayout("dq", opts.dq, s.dh, s.f16, wgLimit(k));
   const lk = pickLayout("dkv", opts.dkv, s.dh, s.f16, wgLimit(k));
-  const uq = uniform(k, s, heads, lq.tiles.rows), uk = uniform(k, s, heads, lk.tiles.keys);
   return [
-    k.dispatch(
-      shader(lq, s.f16, doutF16, s.chunk),
-      "attn_bwd_dq",
-      [qkv, dqkv, aux, uq.u, dout, out],
-      uq.total,
-    ),
-    k.dispatch(
-      shader(lk, s.f16, doutF16, s.chunk),
-      "attn_bwd_dkv",
-      [qkv, dqkv, aux, uk.u, dout],
-      uk.total,
-    ),
+    record(k, s, lq, doutF16, opts.f16Chunk, [qkv, dout, out, aux, dqkv]),
+    record(k, s, lk, doutF16, opts.f16Chunk, [qkv, dout, aux, dqkv]),
   ];
 }
