@@ -138,30 +138,30 @@ export interface Choice {
 }
 
 /**
- * Defaults per precision and shape class. f32: measured on an H100 (BENCHMARKS.md) with the
- * pre-sweep code; the 3D workgroup arrays replace its per-load clamps. f16: first guesses, to be
- * replaced by the sweep's choices.
+ * Defaults per precision and shape class: the class picks of the first H200 sweep
+ * (`tasks/matmul_bench.ts --sweep`, 2026-11; flat workgroup arrays beat the 3D ones for f32, BK 16
+ * beat BK 32 for f16). "dw" (no model product falls in it) follows "fwd".
  */
 export const DEFAULTS: Record<"f32" | "f16", Record<ShapeClass, Choice>> = {
   f32: {
-    fwd: { tile: TILES.big },
-    dx: { tile: TILES.wide },
-    dw: { tile: TILES.big },
-    splitk: { tile: TILES.big, split: SPLIT_LONG },
+    fwd: { tile: { ...TILES.big, flat: true } },
+    dx: { tile: { ...TILES.wide, flat: true } },
+    dw: { tile: { ...TILES.big, flat: true } },
+    splitk: { tile: { ...TILES.big, flat: true }, split: SPLIT_LONG },
     small: { tile: TILES.small, split: SPLIT_SMALL },
-    narrowQ: { tile: TILES.small, split: SPLIT_SMALL },
-    narrowR: { tile: TILES.small, split: SPLIT_SMALL },
-    thin: { tile: TILES.big },
+    narrowQ: { tile: { rg: 1, cg: 1, wx: 2, wy: 32, bk: 16 }, split: SPLIT_SMALL },
+    narrowR: { tile: { rg: 1, cg: 1, wx: 32, wy: 2, bk: 16 }, split: SPLIT_SMALL },
+    thin: { tile: { ...TILES.wide, bk: 4 } },
   },
   f16: {
-    fwd: { tile: { ...TILES.big, bk: 32, chunk: 32 } },
-    dx: { tile: { ...TILES.wide, bk: 32, chunk: 32 } },
-    dw: { tile: { ...TILES.big, bk: 32, chunk: 32 } },
-    splitk: { tile: { ...TILES.big, bk: 32, chunk: 32 }, split: SPLIT_LONG },
-    small: { tile: TILES.small, split: SPLIT_SMALL },
-    narrowQ: { tile: TILES.small, split: SPLIT_SMALL },
-    narrowR: { tile: TILES.small, split: SPLIT_SMALL },
-    thin: { tile: TILES.big },
+    fwd: { tile: { ...TILES.big, form: "pair" } },
+    dx: { tile: TILES.big },
+    dw: { tile: { ...TILES.big, form: "pair" } },
+    splitk: { tile: TILES.big, split: SPLIT_LONG },
+    small: { tile: TILES.small, split: { ...SPLIT_SMALL, target: 768 } },
+    narrowQ: { tile: { rg: 1, cg: 1, wx: 2, wy: 32, bk: 16 }, split: SPLIT_SMALL },
+    narrowR: { tile: { rg: 1, cg: 1, wx: 32, wy: 2, bk: 16 }, split: SPLIT_SMALL },
+    thin: { tile: { ...TILES.wide, bk: 4 } },
   },
 };
 
