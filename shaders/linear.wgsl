@@ -15,9 +15,12 @@
 // f16 accumulation (operands f16, accumulators f32): the products and their running sums are f16
 // for CHUNK reduction steps (form "splat": 4 outputs a vec4<f16> lane each, a(row) splatted
 // times a vec4 of B; form "pair": a vec2<f16> per output whose lanes take the even and the odd
-// l of a pair, both multiplicands genuine vectors), then added into f32 accumulators and
-// zeroed. So each f16 lane sums at most CHUNK (splat) or CHUNK/2 (pair) products; everything
-// after (bias, epilogue, split-K sums) is f32, and an f16 output is rounded once at the store.
+// l of a pair; form "swap": a vec4 of 4 rows of A times a vec4 of 4 columns of B with its lanes
+// permuted (b, b.yxwz, b.zwxy, b.wzyx), so each lane is one output of a 4×4 block's diagonal;
+// pair and swap multiply whole registers, no splat), then added into f32 accumulators and
+// zeroed. So each f16 lane sums at most CHUNK (splat, swap) or CHUNK/2 (pair) products, CHUNK a
+// few dozen at most; everything after (bias, epilogue, split-K sums) is f32, and an f16 output
+// is rounded once at the store.
 //
 // Sections ("// @section NAME") are specialised separately.
 

@@ -196,6 +196,31 @@ const cases: [string, number, number, number, F16Case][] = [
     tile: { rg: 4, cg: 2, wx: 8, wy: 4, bk: 8, form: "pair" },
     splits: 2,
   }],
+  ["swap big", 130, 68, 40, { tile: { ...big, form: "swap" } }],
+  ["swap scalar widths, flat, f16 bias, f32 out", 67, 45, 38, {
+    tile: { ...small, form: "swap", flat: true },
+    bias: "f16",
+    out: "f32",
+  }],
+  ["swap chunk 16 over bk 8, 16x8 per thread, split-K, accumulate", 70, 68, 200, {
+    tile: { rg: 4, cg: 2, wx: 8, wy: 4, bk: 8, form: "swap", chunk: 16 },
+    splits: 2,
+    accumulate: true,
+  }],
+  ["swap chunk 4, xfast, single buffer, 8x4 warps", 70, 72, 40, {
+    tile: {
+      rg: 1,
+      cg: 1,
+      wx: 16,
+      wy: 8,
+      bk: 8,
+      form: "swap",
+      chunk: 4,
+      xfast: true,
+      db: false,
+      wtx: 8,
+    },
+  }],
   ["defaults", 50, 64, 48, {}],
 ];
 for (const [what, M, N, K, c] of cases) {
@@ -292,6 +317,8 @@ Deno.test("linear f16 epilogues, pair, split-K reduce", () =>
     tile: { ...small, form: "pair" },
     splits: 3,
   }));
+Deno.test("linear f16 epilogues, swap", () =>
+  f16Epilogues("linear f16 epilogues swap", 69, 68, 40, { tile: { ...big, form: "swap" } }));
 Deno.test("linear f16 epilogues, scalar widths", () =>
   f16Epilogues("linear f16 epilogues scalar", 69, 45, 38, { tile: small }));
 
@@ -313,7 +340,7 @@ Deno.test("linear f16: f32 accumulation is necessary at large K (all-f16 fails t
     return await k.read(y);
   };
   const tol = sumAbs.map((s, i) => accBound(s, K, 8, 1) + U32 * Math.abs(want[i]) + 2 ** -25);
-  for (const form of ["splat", "pair"] as const) {
+  for (const form of ["splat", "pair", "swap"] as const) {
     const ok = assertWithin(`chunked ${form}`, await run({ ...small, form }), want, tol);
     let failed = "";
     try {

@@ -24,8 +24,12 @@
  * vec4<f16> partial sum per 4 outputs (fma(vec4<f16>(a[r]), b[l, 4 columns], s): each lane sums at
  * most `chunk` products), form "pair" a vec2<f16> per output whose lanes take the even and odd l
  * of each pair (fma(a[r, l..l+1], b[l..l+1, q], s): at most chunk/2 products a lane, the two
- * lanes added in f32). Bias, epilogue and split-K sums are f32; an f16 output is rounded once.
- * The resulting bound is in tests/ops_linear_f16_test.ts.
+ * lanes added in f32), form "swap" a vec4<f16> per 4 outputs on a diagonal of the thread's 4×4
+ * blocks (fma(a[4 rows, l], b[l, 4 columns] with lanes permuted, s): at most `chunk` products a
+ * lane, both multiplicands whole registers). So no f16 lane ever sums more than `chunk` products
+ * (a few dozen at most: the sweep's candidates use 8 to 64) before they reach f32. Bias,
+ * epilogue and split-K sums are f32; an f16 output is rounded once. The resulting bound is in
+ * tests/ops_linear_f16_test.ts.
  *
  * Epilogues (forward): `gelu` (y = gelu(x·wᵀ+b)), `gate` + `residual` (y = residual +
  * mod[b, chunk]·(x·wᵀ+b), b = row / T), `pre` (also store x·wᵀ+b, which the backward of gelu or
@@ -58,9 +62,10 @@ export interface Tile {
   /** f16: reduction steps summed in f16 before the f32 accumulators take them (default bk;
    * a divisor or a multiple of bk; 0 = only at the end, a test of the scheme's necessity). */
   chunk?: number;
-  /** f16: "splat" (vec4<f16> lane per output, a splatted) or "pair" (vec2<f16> per output over
-   * l pairs, both multiplicands vectors); default "splat". */
-  form?: "splat" | "pair";
+  /** f16: "splat" (vec4<f16> lane per output, a splatted), "pair" (vec2<f16> per output over
+   * l pairs, both multiplicands vectors) or "swap" (vec4<f16> lanes on diagonals: a's 4 rows
+   * times b's 4 columns with lanes permuted, both multiplicands vectors); default "splat". */
+  form?: "splat" | "pair" | "swap";
 }
 
 /** Split-K by target: splits = min(ceil(target / output tiles), floor(L / minK), 64). */
@@ -250,7 +255,7 @@ function fullTile(t: Tile, f16: boolean, name: string): Required<Tile> {
       bad("chunk must be 0, a divisor of bk or a multiple of bk");
     }
     if (full.form === "pair" && c % 2 !== 0) bad("the pair form needs an even chunk");
-    if (full.form !== "splat" && full.form !== "pair") bad(`unknown form ${full.form}`);
+    if (!["splat", "pair", "swap"].includes(full.form)) bad(`unknown form ${full.form}`);
   }
   return full;
 }
@@ -441,10 +446,14 @@ function threadCode(t: Required<Tile>): string {
   ].join("\n");
 }
 
-/** Register tile, inner product and f16 flushes of one GEMM. */
+/**
+ * Register tile, inner product and f16 flushes of one GEMM. After the loop (finalFlush) the swap
+ * form's diagonal accumulators are read back into the row accumulators c{i}_{h} of the epilogue.
+ */
 function computeCode(g: Gemm, p: Plan, As: Shared, Bs: Shared) {
   const { rg, cg, wx, wy, bk, form, chunk } = p.tile;
   const pair = g.f16 && form === "pair";
+  const swap = g.f16 && form === "swap";
   const H4 = "vec4<f16>", H2 = "vec2<f16>";
   let decls = "";
   // Per-thread inner indexes of its A rows / B columns: constant through the loop.
@@ -458,16 +467,35 @@ function computeCode(g: Gemm, p: Plan, As: Shared, Bs: Shared) {
       for (let q = 0; q < 2; q++) decls += `  let rb${h}_${q} = ${h * 2 * wx + q}u + 2u * tx;\n`;
     } else decls += `  let rb${h} = ${h * wx}u + tx;\n`;
   }
-  for (let i = 0; i < rg * 4; i++) {
-    for (let h = 0; h < cg; h++) {
-      decls += `  var c${i}_${h} = vec4f(0.0);\n`;
-      if (g.f16 && !pair) decls += `  var s${i}_${h} = ${H4}();\n`;
-      if (pair) { for (let c = 0; c < 4; c++) decls += `  var s${i}_${h}_${c} = ${H2}();\n`; }
+  // Accumulators: c{i}_{h} (f32, row i, column group h); f16 partial sums s…; the swap form
+  // keeps both by diagonal: lane r of d{gi}_{h}_{j} / s{gi}_{h}_{j} is row 4·gi + r, column r ^ j
+  // of the group (j = 0: b as loaded, 1: b.yxwz, 2: b.zwxy, 3: b.wzyx).
+  const diag: [number, number, number][] = [];
+  for (let gi = 0; gi < rg; gi++) {
+    for (let h = 0; h < cg; h++) for (let j = 0; j < 4; j++) diag.push([gi, h, j]);
+  }
+  if (swap) {
+    for (const [gi, h, j] of diag) {
+      decls += `  var d${gi}_${h}_${j} = vec4f(0.0);\n  var s${gi}_${h}_${j} = ${H4}();\n`;
+    }
+  } else {
+    for (let i = 0; i < rg * 4; i++) {
+      for (let h = 0; h < cg; h++) {
+        decls += `  var c${i}_${h} = vec4f(0.0);\n`;
+        if (g.f16 && !pair) decls += `  var s${i}_${h} = ${H4}();\n`;
+        if (pair) { for (let c = 0; c < 4; c++) decls += `  var s${i}_${h}_${c} = ${H2}();\n`; }
+      }
     }
   }
   // f16 partial sums into the f32 accumulators.
   let flush = "";
-  for (let i = 0; i < rg * 4; i++) {
+  if (swap) {
+    for (const [gi, h, j] of diag) {
+      const v = `${gi}_${h}_${j}`;
+      flush += `        d${v} += vec4f(s${v});\n        s${v} = ${H4}();\n`;
+    }
+  }
+  for (let i = 0; i < rg * 4 && !swap; i++) {
     for (let h = 0; h < cg; h++) {
       if (pair) {
         const s = [0, 1, 2, 3].map((c) => `s${i}_${h}_${c}`);
@@ -490,7 +518,17 @@ function computeCode(g: Gemm, p: Plan, As: Shared, Bs: Shared) {
         compute += `        let a${gi} = ${shAt(As, k, `ra${gi}`)};\n`;
       }
       for (let h = 0; h < cg; h++) compute += `        let b${h} = ${shAt(Bs, k, `rb${h}`)};\n`;
-      for (let gi = 0; gi < rg; gi++) {
+      if (swap) {
+        // Both multiplicands whole registers (no splat): b against a, and b with its lanes
+        // swapped in pairs; .zwxy of either swaps its two 32-bit halves (free).
+        for (let h = 0; h < cg; h++) compute += `        let e${h} = b${h}.yxwz;\n`;
+        const bj = (h: number, j: number) => [`b${h}`, `e${h}`, `b${h}.zwxy`, `e${h}.zwxy`][j];
+        for (const [gi, h, j] of diag) {
+          const v = `s${gi}_${h}_${j}`;
+          compute += `        ${v} = fma(a${gi}, ${bj(h, j)}, ${v});\n`;
+        }
+      }
+      for (let gi = 0; gi < rg && !swap; gi++) {
         for (let r = 0; r < 4; r++) {
           for (let h = 0; h < cg; h++) {
             const a = `a${gi}.${"xyzw"[r]}`;
@@ -535,7 +573,18 @@ function computeCode(g: Gemm, p: Plan, As: Shared, Bs: Shared) {
   const tileFlush = g.f16 && chunk > bk
     ? `    if ((i + 1u) % ${chunk / bk}u == 0u) {\n${flush}    }\n`
     : "";
-  const finalFlush = g.f16 && (chunk === 0 || chunk > bk) ? `  {\n${flush}  }\n` : "";
+  let finalFlush = g.f16 && (chunk === 0 || chunk > bk) ? `  {\n${flush}  }\n` : "";
+  if (swap) {
+    // Row 4·gi + r, column c of group h: lane r of diagonal r ^ c.
+    for (let gi = 0; gi < rg; gi++) {
+      for (let r = 0; r < 4; r++) {
+        for (let h = 0; h < cg; h++) {
+          const lanes = [0, 1, 2, 3].map((c) => `d${gi}_${h}_${r ^ c}.${"xyzw"[r]}`);
+          finalFlush += `  let c${gi * 4 + r}_${h} = vec4f(${lanes.join(", ")});\n`;
+        }
+      }
+    }
+  }
   return { decls, compute, tileFlush, finalFlush };
 }
 
