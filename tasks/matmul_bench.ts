@@ -6,8 +6,10 @@
  *                                     [--shape=M,N,K] [--md=FILE]
  *   deno run -A tasks/matmul_bench.ts --sweep [--budget=SECONDS] [--prec=f32,f16]
  *                                     [--only=NAME,...] [--md=FILE] [--json=FILE]
- *   (smoke test on a CPU adapter: --tokens=256 --width=32 --square=64, and for the sweep
- *   --class=NAME to time one class's candidates at every product)
+ *   deno run -A tasks/matmul_bench.ts --probe [--prec=f32,f16] [--md=FILE] [--sms=132 --ghz=1.98]
+ *   (smoke test on a CPU adapter: --tokens=256 --width=32 --square=64 --batch-ms=5, for the
+ *   sweep --class=NAME to time one class's candidates at every product, for the probe
+ *   --probe-wg=1)
  *
  * Default mode: the default kernels (src/ops/linear.ts DEFAULTS) at 4096³, 8192³ and every
  * DiT-S/2 product, plus the fused epilogues (fc1+gelu, fc2+gate+residual, fc2 dX+gelu'); with
@@ -44,6 +46,7 @@ import {
   TILES,
 } from "../src/ops/linear.ts";
 import { castF32ToF16 } from "../src/ops/cast.ts";
+import { probeKernels } from "./matmul_probe.ts";
 
 type Op = "fwd" | "dx" | "dw";
 type Prec = "f32" | "f16";
@@ -267,6 +270,19 @@ async function timeBatch(ds: Dispatch[], reps: number): Promise<number> {
   return (performance.now() - t0) / 1e3 / reps;
 }
 
+/** Batch length of one timing (seconds); --batch-ms overrides. */
+const BATCH_S = Number(kv["batch-ms"] ?? 30) / 1e3;
+
+/** Seconds per run of `ds` (already warm): one estimate, then the median of 3 batches. */
+async function medianTime(ds: Dispatch[]): Promise<number> {
+  const est = await timeBatch(ds, 1);
+  const reps = Math.max(2, Math.min(5000, Math.ceil(BATCH_S / Math.max(est, 1e-7))));
+  const times: number[] = [];
+  for (let i = 0; i < 3; i++) times.push(await timeBatch(ds, reps));
+  times.sort((a, b) => a - b);
+  return times[1];
+}
+
 /** A few elements of a tensor (one 4-byte word copied per element; f16 halves picked out). */
 async function readSamples(t: Tensor, idx: number[]): Promise<number[]> {
   const eb = t.dtype === "f16" ? 2 : 4;
@@ -311,12 +327,7 @@ async function measure(c: Case, prec: Prec, opts: LinearOptions): Promise<Timing
   }
   const compileMs = performance.now() - t0;
   try {
-    const est = await timeBatch(r.ds, 1);
-    const reps = Math.max(2, Math.min(5000, Math.ceil(0.05 / Math.max(est, 1e-7))));
-    const times: number[] = [];
-    for (let i = 0; i < 3; i++) times.push(await timeBatch(r.ds, reps));
-    times.sort((a, b) => a - b);
-    const sec = times[1];
+    const sec = await medianTime(r.ds);
     const idx = Array.from(
       { length: 8 },
       (_, s) => Math.floor(((s * 2654435761 + 12345) >>> 0) / 4294967296 * r.out.length),
@@ -722,5 +733,125 @@ function report(rows: Row[], elapsed: number) {
   }
 }
 
-if (sweepMode) await sweep();
+// ---------------------------------------------------------------------------------------------
+// --probe: FMA, conversion and workgroup-load ceilings, and GEMM inner loops without their
+// global traffic or without the f16 flush (tasks/matmul_probe.ts has the kernels).
+
+async function probe() {
+  const sms = Number(kv.sms ?? 132), ghz = Number(kv.ghz ?? 1.98);
+  const perClk = (perSec: number) => perSec / (sms * ghz * 1e9);
+  const io = k.tensor([128 * 4], "probe io");
+  k.write(io, Float32Array.from({ length: 512 }, (_, i) => [0.75, 1, 0.5, 0.25][i % 4]));
+  const md: string[] = [
+    `# Matmul probes on ${gpu.name}`,
+    "",
+    `Per SM per clock figures assume ${sms} SMs at ${ghz} GHz (--sms, --ghz). FMA: flops count ` +
+    "2 per lane; an H100/H200 SM peaks at 256 f32 or 512 packed-f16 flops a clock.",
+  ];
+  const sections: Record<string, string[]> = {
+    fma: [
+      "## FMA throughput",
+      "",
+      "| probe | ms | TFLOP/s | flops/clk/SM |",
+      "| --- | ---: | ---: | ---: |",
+    ],
+    cvt: [
+      "## f16 → f32 flush (same FMAs as the f16 vec4 ×16 probe, plus the flushes)",
+      "",
+      "| probe | ms | TFLOP/s of the FMAs | conversions/clk/SM |",
+      "| --- | ---: | ---: | ---: |",
+    ],
+    lds: [
+      "## Workgroup loads in the GEMM's pattern (2 FMAs per 4 loads, a barrier per 16 steps)",
+      "",
+      "| probe | ms | G loads/s | loads/clk/SM | bytes/clk/SM |",
+      "| --- | ---: | ---: | ---: | ---: |",
+    ],
+  };
+  let cvtFma = 0; // ms of the f16 vec4 ×16 FMA probe, for the conversion cost
+  const wgs = kv["probe-wg"] ? Number(kv["probe-wg"]) : undefined;
+  for (const pk of probeKernels(wgs)) {
+    if (pk.name.startsWith("f16") && !precs.includes("f16")) continue;
+    let sec: number;
+    try {
+      const d = k.dispatch(pk.code, "main", [io], [pk.workgroups, 1, 1]);
+      await k.run([d]);
+      sec = await medianTime([d]);
+    } catch (e) {
+      sections[pk.group].push(`| ${pk.name} | failed: ${(e as Error).message.split("\n")[0]} |`);
+      continue;
+    }
+    const total = pk.work * pk.threads * pk.workgroups, rate = total / sec, ms = sec * 1e3;
+    let row: string;
+    if (pk.group === "fma") {
+      if (pk.name === "f16 vec4, 16 accumulators") cvtFma = ms;
+      row = `| ${pk.name} | ${ms.toFixed(3)} | ${(rate / 1e12).toFixed(1)} | ${
+        perClk(rate).toFixed(0)
+      } |`;
+    } else if (pk.unit === "cvt") {
+      // Conversion-bound: conversions per second over the time beyond the FMAs alone.
+      const extra = Math.max(sec - cvtFma / 1e3, 1e-9);
+      row = `| ${pk.name} | ${ms.toFixed(3)} | – | ${perClk(total / extra).toFixed(1)} (over the ` +
+        `FMA-only time; ${perClk(rate).toFixed(1)} overall) |`;
+    } else if (pk.group === "cvt") {
+      row = `| ${pk.name} | ${ms.toFixed(3)} | ${(rate / 1e12).toFixed(1)} | – |`;
+    } else {
+      row = `| ${pk.name} | ${ms.toFixed(3)} | ${(rate / 1e9).toFixed(0)} | ${
+        perClk(rate).toFixed(1)
+      } | ${perClk(rate * (pk.bytes ?? 0)).toFixed(0)} |`;
+    }
+    sections[pk.group].push(row);
+    console.log(row);
+  }
+  md.push("", ...sections.fma, "", ...sections.cvt, "", ...sections.lds);
+  // GEMM inner loops at fc1's forward: the whole kernel, and the loop over the first tile only
+  // (no global loads, no workgroup stores; barriers kept), f16 with and without its flushes.
+  const fc1 = modelCases.find((c) => c.name === "fc1" && c.op === "fwd")!;
+  const big = TILES.big, b128: Tile = { rg: 4, cg: 2, wx: 16, wy: 8, bk: 8 };
+  const gemms: [Prec, string, Tile][] = [
+    ["f32", "big (128×64, 8×8 a thread, BK 16), flat", { ...big, flat: true }],
+    ["f32", "big, 3D arrays", big],
+    ["f32", "128² 16x8 bk8, flat", { ...b128, flat: true }],
+    ["f16", "splat bk16 (chunk 16)", big],
+    ["f16", "splat bk16, no flush (chunk 0)", { ...big, chunk: 0 }],
+    ["f16", "pair bk16", { ...big, form: "pair" }],
+    ["f16", "pair bk16, no flush", { ...big, form: "pair", chunk: 0 }],
+    ["f16", "swap bk16", { ...big, form: "swap" }],
+    ["f16", "swap bk16, flat", { ...big, form: "swap", flat: true }],
+    ["f16", "swap bk16, chunk 64", { ...big, form: "swap", chunk: 64 }],
+    ["f16", "swap bk16, no flush", { ...big, form: "swap", chunk: 0 }],
+    ["f16", "swap 128² 16x8 bk8 chunk 32, flat", { ...b128, form: "swap", chunk: 32, flat: true }],
+  ];
+  md.push(
+    "",
+    `## GEMM at ${fc1.name} ${fc1.op} (${dimStr(fc1)}): whole kernel and compute-only loop`,
+    "",
+    "Compute-only: the first tile loaded, then the inner loop and barriers over it for every " +
+      "tile (no global loads, no workgroup stores); its results are wrong by design.",
+    "",
+    "| prec | tiling | TFLOP/s | compute-only TFLOP/s |",
+    "| --- | --- | ---: | ---: |",
+  );
+  for (const [prec, label, tile] of gemms) {
+    if (!precs.includes(prec)) continue;
+    const cells: string[] = [];
+    for (const computeOnly of [false, true]) {
+      const t = await measure(fc1, prec, { tile: { ...tile, computeOnly }, splits: 1 });
+      cells.push(
+        typeof t === "string"
+          ? t.slice(0, 60)
+          : `${t.tflops.toFixed(1)}${t.wrong && !computeOnly ? " (WRONG)" : ""}`,
+      );
+    }
+    const row = `| ${prec} | ${label} | ${cells.join(" | ")} |`;
+    md.push(row);
+    console.log(row);
+  }
+  const text = md.join("\n");
+  console.log("\n" + text);
+  if (kv.md) Deno.writeTextFileSync(kv.md, text + "\n");
+}
+
+if (flags.has("--probe")) await probe();
+else if (sweepMode) await sweep();
 else await standard();

@@ -85,6 +85,33 @@ const switches: [string, number, number, number, Tile][] = [
 for (const [what, M, N, K, tile] of switches) {
   Deno.test(`linear tile: ${what}`, () => linearCase(`linear ${what}`, M, N, K, { tile }));
 }
+// The probe's compute-only kernel (tasks/matmul_bench.ts --probe): exact when L fits one tile;
+// past that it must skip the later tiles (else it would not measure the loop alone).
+Deno.test("linear compute-only probe kernel", async () => {
+  const k = await kernels();
+  const rng = new Rng(TEST_SEED ^ 0xc0);
+  const [M, N] = [70, 68];
+  for (const [K, exact] of [[8, true], [24, false]] as const) {
+    const x = rng.normals(M * K), w = rng.normals(N * K);
+    const t = (a: Float64Array, shape: number[]) => {
+      const tt = k.tensor(shape);
+      k.write(tt, Float32Array.from(a));
+      return tt;
+    };
+    for (const db of [true, false]) {
+      const y = k.tensor([M, N]);
+      await k.run(linearForward(k, t(x, [M, K]), t(w, [N, K]), null, y, {
+        tile: { ...big8, db, computeOnly: true },
+      }));
+      const got = await k.read(y), want = ref.linear(x, w, null, M, N, K);
+      const label = `compute-only K ${K} db ${db}`;
+      if (exact) assertClose(label, got, want);
+      else if (got.every((v, i) => Math.abs(v - want[i]) < 1e-3 * (1 + Math.abs(want[i])))) {
+        throw new Error(`${label}: matches the full product, so later tiles were not skipped`);
+      }
+    }
+  }
+});
 Deno.test("linear rolled inner loop", () =>
   linearCase("linear rolled", 70, 68, 40, { tile: big8, unroll: 4 }));
 

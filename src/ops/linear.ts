@@ -66,6 +66,10 @@ export interface Tile {
    * l pairs, both multiplicands vectors) or "swap" (vec4<f16> lanes on diagonals: a's 4 rows
    * times b's 4 columns with lanes permuted, both multiplicands vectors); default "splat". */
   form?: "splat" | "pair" | "swap";
+  /** Probe only (`tasks/matmul_bench.ts --probe`): load the first tile, then run the inner
+   * loop over it without the later tiles' global loads and workgroup stores, so the results
+   * are wrong whenever L spans more than one tile (default false). */
+  computeOnly?: boolean;
 }
 
 /** Split-K by target: splits = min(ceil(target / output tiles), floor(L / minK), 64). */
@@ -234,6 +238,7 @@ function fullTile(t: Tile, f16: boolean, name: string): Required<Tile> {
     flat: t.flat ?? false,
     chunk: t.chunk ?? t.bk,
     form: t.form ?? "splat",
+    computeOnly: t.computeOnly ?? false,
   };
   const bad = (why: string) => {
     throw new Error(`${name}: bad tile ${JSON.stringify(t)}: ${why}`);
@@ -689,7 +694,9 @@ function gemmCode(
   const C = computeCode(g, p, As, Bs);
   const decls = A.decls + B.decls + C.decls;
   const load = A.load + B.load, store = A.store + B.store;
-  const next = `let l0 = lbegin + (i + 1u) * BK;\n${load}`;
+  // The probe's compute-only loop keeps the barriers and drops the later tiles' traffic.
+  const co = p.tile.computeOnly;
+  const next = co ? "" : `let l0 = lbegin + (i + 1u) * BK;\n${load}`;
   const compute = `    {\n      let buf = ${db ? "i & 1u" : "0u"};\n${C.compute}    }\n`;
   let main: string;
   if (db) {
@@ -697,11 +704,12 @@ function gemmCode(
       `  {\n    let l0 = lbegin;\n${load}    let buf = 0u;\n${store}  }\n  workgroupBarrier();\n` +
       `  for (var i = 0u; i < ntiles; i++) {\n    let more = i + 1u < ntiles;\n` +
       `    if (more) {\n      ${next}    }\n${compute}${C.tileFlush}` +
-      `    if (more) {\n      let buf = (i + 1u) & 1u;\n${store}    }\n` +
+      `    if (more) {\n      let buf = (i + 1u) & 1u;\n${co ? "" : store}    }\n` +
       `    workgroupBarrier();\n  }\n`;
   } else {
     main = `  {\n    let l0 = lbegin;\n${load}  }\n` +
-      `  for (var i = 0u; i < ntiles; i++) {\n    {\n      let buf = 0u;\n${store}    }\n` +
+      `  for (var i = 0u; i < ntiles; i++) {\n    ${co ? "if (i == 0u) " : ""}{\n` +
+      `      let buf = 0u;\n${store}    }\n` +
       `    workgroupBarrier();\n    if (i + 1u < ntiles) {\n      ${next}    }\n` +
       `${compute}${C.tileFlush}    workgroupBarrier();\n  }\n`;
   }
