@@ -820,6 +820,7 @@ async function probe() {
     ["f16", "swap bk16, flat", { ...big, form: "swap", flat: true }],
     ["f16", "swap bk16, chunk 64", { ...big, form: "swap", chunk: 64 }],
     ["f16", "swap bk16, no flush", { ...big, form: "swap", chunk: 0 }],
+    ["f16", "swap bk16, h8 (16-byte workgroup loads)", { ...big, form: "swap", h8: true }],
     ["f16", "swap 128² 16x8 bk8 chunk 32, flat", { ...b128, form: "swap", chunk: 32, flat: true }],
   ];
   md.push(

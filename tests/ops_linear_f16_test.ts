@@ -221,6 +221,18 @@ const cases: [string, number, number, number, F16Case][] = [
       wtx: 8,
     },
   }],
+  ["swap h8 (16-byte tiles), f16 bias", 130, 68, 40, {
+    tile: { ...big, form: "swap", h8: true },
+    bias: "f16",
+  }],
+  ["splat h8, scalar widths, flat, xfast", 67, 45, 38, {
+    tile: { rg: 2, cg: 2, wx: 8, wy: 4, bk: 8, h8: true, flat: true, xfast: true },
+  }],
+  ["swap h8, 16x8 per thread, chunk 16, split-K, f32 out", 70, 68, 200, {
+    tile: { rg: 4, cg: 2, wx: 8, wy: 4, bk: 8, form: "swap", chunk: 16, h8: true },
+    splits: 2,
+    out: "f32",
+  }],
   ["defaults", 50, 64, 48, {}],
 ];
 for (const [what, M, N, K, c] of cases) {

@@ -66,6 +66,10 @@ export interface Tile {
    * l pairs, both multiplicands vectors) or "swap" (vec4<f16> lanes on diagonals: a's 4 rows
    * times b's 4 columns with lanes permuted, both multiplicands vectors); default "splat". */
   form?: "splat" | "pair" | "swap";
+  /** f16 splat/swap: workgroup tiles of 16-byte elements (mat2x4<f16>, 8 consecutive rows or
+   * columns), so one load brings a thread 8 rows of A or 8 columns of B; the thread's groups of
+   * 4 rows (columns) pair up into 8 consecutive ones (rg and cg even; default false). */
+  h8?: boolean;
   /** Probe only (`tasks/matmul_bench.ts --probe`): load the first tile, then run the inner
    * loop over it without the later tiles' global loads and workgroup stores, so the results
    * are wrong whenever L spans more than one tile (default false). */
@@ -239,6 +243,7 @@ function fullTile(t: Tile, f16: boolean, name: string): Required<Tile> {
     chunk: t.chunk ?? t.bk,
     form: t.form ?? "splat",
     computeOnly: t.computeOnly ?? false,
+    h8: t.h8 ?? false,
   };
   const bad = (why: string) => {
     throw new Error(`${name}: bad tile ${JSON.stringify(t)}: ${why}`);
@@ -261,6 +266,10 @@ function fullTile(t: Tile, f16: boolean, name: string): Required<Tile> {
     }
     if (full.form === "pair" && c % 2 !== 0) bad("the pair form needs an even chunk");
     if (!["splat", "pair", "swap"].includes(full.form)) bad(`unknown form ${full.form}`);
+  }
+  if (full.h8) {
+    if (!f16 || full.form === "pair") bad("h8 is for the f16 splat and swap forms");
+    if (full.rg % 2 || full.cg % 2) bad("h8 needs even rg and cg");
   }
   return full;
 }
@@ -312,22 +321,25 @@ function plan(g: Gemm, opts: LinearOptions, name: string, cpu: boolean): Plan {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Workgroup tiles. Layout "quad" (f32, f16 splat): Sh[buf][l][x/4] is a vec4 of 4 consecutive
-// x. Layout "pair" (f16 pair): Sh[buf][l/2][x/2] is a vec4<f16> (x,l) (x,l+1) (x+1,l) (x+1,l+1)
-// for even x and l, so .xy of one row and .xy of one column are a product's two operand pairs.
+// Workgroup tiles. Layout "quad" (f32, f16 splat/swap): Sh[buf][l][x/4] is a vec4 of 4
+// consecutive x. Layout "h8" (f16): Sh[buf][l][x/8] a mat2x4<f16> of 8 consecutive x (column
+// x/4 % 2, lane x % 4). Layout "pair" (f16 pair): Sh[buf][l/2][x/2] is a vec4<f16> (x,l) (x,l+1)
+// (x+1,l) (x+1,l+1) for even x and l, so .xy of one row and .xy of one column are a product's
+// two operand pairs.
 
 interface Shared {
   name: "As" | "Bs";
   /** Tile extent along x (BM or BN). */
   ext: number;
   pair: boolean;
+  h8: boolean;
   flat: boolean;
   bk: number;
   nbuf: number;
 }
 
-/** Vec4 elements per l-row of the workgroup tile. */
-const inner = (s: Shared) => s.pair ? s.ext / 2 : s.ext / 4;
+/** Elements (vec4, or mat2x4 for h8) per l-row of the workgroup tile. */
+const inner = (s: Shared) => s.pair ? s.ext / 2 : s.h8 ? s.ext / 8 : s.ext / 4;
 const lrows = (s: Shared) => s.pair ? s.bk / 2 : s.bk;
 
 function sharedType(s: Shared, vty: string): string {
@@ -337,7 +349,7 @@ function sharedType(s: Shared, vty: string): string {
     : `array<array<array<${vty}, ${n}>, ${rows}>, ${s.nbuf}>`;
 }
 
-/** The vec4 element at (l-row, inner index) of buffer `buf`. */
+/** The element (vec4, or mat2x4 for h8) at (l-row, inner index) of buffer `buf`. */
 function shAt(s: Shared, row: string, idx: string): string {
   if (!s.flat) return `${s.name}[buf][${row}][${idx}]`;
   const n = inner(s);
@@ -346,6 +358,7 @@ function shAt(s: Shared, row: string, idx: string): string {
 
 /** Store one scalar at tile position (x, l). */
 function shStore(s: Shared, x: string, l: string, v: string): string {
+  if (s.h8) return `${shAt(s, l, `(${x}) / 8u`)}[(${x}) / 4u % 2u][(${x}) % 4u] = ${v};`;
   if (!s.pair) return `${shAt(s, l, `(${x}) / 4u`)}[(${x}) % 4u] = ${v};`;
   return `${shAt(s, `(${l}) / 2u`, `(${x}) / 2u`)}[((${x}) % 2u) * 2u + (${l}) % 2u] = ${v};`;
 }
@@ -379,7 +392,8 @@ function operand(
       idx = `let xq = idx % ${ext / 4}u; let l = idx / ${ext / 4}u;`;
       gi = `(l0 + l) * ${dim / 4}u + ${x0} / 4u + xq`;
       conds = [xCheck ? `${x0} + 4u * xq < ${dim}u` : "", lCheck ? `l0 + l < L` : ""];
-      if (!sh.pair) st = `${shAt(sh, "l", "xq")} = ${reg};`;
+      if (sh.h8) st = `${shAt(sh, "l", "xq / 2u")}[xq % 2u] = ${reg};`;
+      else if (!sh.pair) st = `${shAt(sh, "l", "xq")} = ${reg};`;
       else {
         st = [0, 1, 2, 3].map((c) =>
           `${shAt(sh, "l / 2u", `2u * xq + ${c >> 1}u`)}[${(c & 1) * 2}u + l % 2u] = ${reg}.${
@@ -399,7 +413,7 @@ function operand(
           ? `${shAt(sh, `2u * kq + ${c >> 1}u`, "x / 2u")}[(x % 2u) * 2u + ${c & 1}u] = ${reg}.${
             "xyzw"[c]
           };`
-          : `${shAt(sh, `4u * kq + ${c}u`, "x / 4u")}[x % 4u] = ${reg}.${"xyzw"[c]};`
+          : shStore(sh, "x", `4u * kq + ${c}u`, `${reg}.${"xyzw"[c]}`)
       ).join(" ");
     } else if (outerContig) {
       idx = `let x = idx % ${ext}u; let l = idx / ${ext}u;`;
@@ -456,18 +470,20 @@ function threadCode(t: Required<Tile>): string {
  * form's diagonal accumulators are read back into the row accumulators c{i}_{h} of the epilogue.
  */
 function computeCode(g: Gemm, p: Plan, As: Shared, Bs: Shared) {
-  const { rg, cg, wx, wy, bk, form, chunk } = p.tile;
+  const { rg, cg, wx, wy, bk, form, chunk, h8 } = p.tile;
   const pair = g.f16 && form === "pair";
   const swap = g.f16 && form === "swap";
+  // h8: one index per pair of groups (8 rows / columns); groups 2j and 2j+1 are its two halves.
+  const na = h8 ? rg / 2 : rg, nb = h8 ? cg / 2 : cg;
   const H4 = "vec4<f16>", H2 = "vec2<f16>";
   let decls = "";
   // Per-thread inner indexes of its A rows / B columns: constant through the loop.
-  for (let gi = 0; gi < rg; gi++) {
+  for (let gi = 0; gi < na; gi++) {
     if (pair) {
       for (let q = 0; q < 2; q++) decls += `  let ra${gi}_${q} = ${gi * 2 * wy + q}u + 2u * ty;\n`;
     } else decls += `  let ra${gi} = ${gi * wy}u + ty;\n`;
   }
-  for (let h = 0; h < cg; h++) {
+  for (let h = 0; h < nb; h++) {
     if (pair) {
       for (let q = 0; q < 2; q++) decls += `  let rb${h}_${q} = ${h * 2 * wx + q}u + 2u * tx;\n`;
     } else decls += `  let rb${h} = ${h * wx}u + tx;\n`;
@@ -519,10 +535,20 @@ function computeCode(g: Gemm, p: Plan, As: Shared, Bs: Shared) {
     for (let kk = 0; kk < u; kk++) {
       const k = rolled ? `kb + ${kk}u` : `${kk}u`;
       compute += "      {\n";
-      for (let gi = 0; gi < rg; gi++) {
-        compute += `        let a${gi} = ${shAt(As, k, `ra${gi}`)};\n`;
+      for (let gi = 0; gi < na; gi++) {
+        const at = shAt(As, k, `ra${gi}`);
+        compute += h8
+          ? `        let ma${gi} = ${at};\n        let a${2 * gi} = ma${gi}[0];\n` +
+            `        let a${2 * gi + 1} = ma${gi}[1];\n`
+          : `        let a${gi} = ${at};\n`;
       }
-      for (let h = 0; h < cg; h++) compute += `        let b${h} = ${shAt(Bs, k, `rb${h}`)};\n`;
+      for (let h = 0; h < nb; h++) {
+        const at = shAt(Bs, k, `rb${h}`);
+        compute += h8
+          ? `        let mb${h} = ${at};\n        let b${2 * h} = mb${h}[0];\n` +
+            `        let b${2 * h + 1} = mb${h}[1];\n`
+          : `        let b${h} = ${at};\n`;
+      }
       if (swap) {
         // Both multiplicands whole registers (no splat): b against a, and b with its lanes
         // swapped in pairs; .zwxy of either swaps its two 32-bit halves (free).
@@ -683,12 +709,12 @@ function gemmCode(
   p: Plan,
   epi: Epilogue | null,
 ): { code: string; tensors: Tensor[] } {
-  const { rg, cg, wx, wy, bk, db, flat, form } = p.tile;
+  const { rg, cg, wx, wy, bk, db, flat, form, h8 } = p.tile;
   const BM = blockM(p.tile), BN = blockN(p.tile);
   const pair = g.f16 && form === "pair";
   const nbuf = db ? 2 : 1;
-  const As: Shared = { name: "As", ext: BM, pair, flat, bk, nbuf };
-  const Bs: Shared = { name: "Bs", ext: BN, pair, flat, bk, nbuf };
+  const As: Shared = { name: "As", ext: BM, pair, h8, flat, bk, nbuf };
+  const Bs: Shared = { name: "Bs", ext: BN, pair, h8, flat, bk, nbuf };
   const A = operand(As, "a", g.R, g.a === "lr", g, p);
   const B = operand(Bs, "b", g.Q, g.b === "lq", g, p);
   const C = computeCode(g, p, As, Bs);
@@ -724,7 +750,11 @@ function gemmCode(
   let helpers = pair ? `fn hsum(v: vec2<f16>) -> f32 { return f32(v.x) + f32(v.y); }\n` : "";
   let tensors: Tensor[] = [];
   let ep = "";
-  for (let hh = 0; hh < cg; hh++) ep += `  let col${hh} = q0 + ${hh * 4 * wx}u + tx * 4u;\n`;
+  // Tile offset of a thread's group of 4 rows (columns): 4·w apart, or for h8 pairs of groups
+  // 8·w apart, each pair 8 consecutive rows (columns).
+  const off = (j: number, w: number, t: string) =>
+    h8 ? `${(j >> 1) * 8 * w + (j & 1) * 4}u + ${t} * 8u` : `${j * 4 * w}u + ${t} * 4u`;
+  for (let hh = 0; hh < cg; hh++) ep += `  let col${hh} = q0 + ${off(hh, wx, "tx")};\n`;
   let value = (i: number, hh: number) => `c${i}_${hh}`;
   let emit: (i: number, hh: number) => string;
   if (epi) {
@@ -755,7 +785,7 @@ function gemmCode(
   for (let gi = 0; gi < rg; gi++) {
     for (let r = 0; r < 4; r++) {
       const i = gi * 4 + r;
-      ep += `  {\n    let row = r0 + ${gi * 4 * wy + r}u + ty * 4u;\n`;
+      ep += `  {\n    let row = r0 + ${off(gi, wy, "ty")} + ${r}u;\n`;
       if (rowCheck) ep += `    if (row < R) {\n`;
       for (let hh = 0; hh < cg; hh++) {
         ep += colCheck ? `    if (col${hh} < Q) { ${emit(i, hh)} }\n` : `    ${emit(i, hh)}\n`;
@@ -765,7 +795,7 @@ function gemmCode(
     }
   }
   const f16 = g.f16 || (epi !== null && anyF16(tensors));
-  const vty = g.f16 ? "vec4<f16>" : "vec4f";
+  const vty = h8 ? "mat2x4<f16>" : g.f16 ? "vec4<f16>" : "vec4f";
   const src = specialise(sections.gemm, {
     ENABLE: f16 ? "enable f16;" : "",
     BINDINGS: bindings,
