@@ -233,6 +233,29 @@ const cases: [string, number, number, number, F16Case][] = [
     splits: 2,
     out: "f32",
   }],
+  ["splat wacc (f32 sums in workgroup memory)", 130, 68, 40, {
+    tile: { rg: 2, cg: 2, wx: 8, wy: 8, bk: 8, wacc: true },
+  }],
+  ["pair wacc, chunk 4, scalar widths, split-K, accumulate", 67, 45, 120, {
+    tile: { ...small, form: "pair", wacc: true, chunk: 4 },
+    splits: 2,
+    out: "f32",
+    accumulate: true,
+  }],
+  ["swap wacc h8 flat, 16x8 per thread, chunk 24 over bk 8", 70, 68, 76, {
+    tile: {
+      rg: 4,
+      cg: 2,
+      wx: 8,
+      wy: 4,
+      bk: 8,
+      form: "swap",
+      chunk: 24,
+      wacc: true,
+      h8: true,
+      flat: true,
+    },
+  }],
   ["defaults", 50, 64, 48, {}],
 ];
 for (const [what, M, N, K, c] of cases) {

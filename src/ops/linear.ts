@@ -70,6 +70,9 @@ export interface Tile {
    * columns), so one load brings a thread 8 rows of A or 8 columns of B; the thread's groups of
    * 4 rows (columns) pair up into 8 consecutive ones (rg and cg even; default false). */
   h8?: boolean;
+  /** f16: the f32 accumulators in workgroup memory (each thread its own slots, touched only at
+   * the flushes), leaving registers to the f16 partial sums (default false). */
+  wacc?: boolean;
   /** Probe only (`tasks/matmul_bench.ts --probe`): load the first tile, then run the inner
    * loop over it without the later tiles' global loads and workgroup stores, so the results
    * are wrong whenever L spans more than one tile (default false). */
@@ -244,6 +247,7 @@ function fullTile(t: Tile, f16: boolean, name: string): Required<Tile> {
     form: t.form ?? "splat",
     computeOnly: t.computeOnly ?? false,
     h8: t.h8 ?? false,
+    wacc: t.wacc ?? false,
   };
   const bad = (why: string) => {
     throw new Error(`${name}: bad tile ${JSON.stringify(t)}: ${why}`);
@@ -267,6 +271,7 @@ function fullTile(t: Tile, f16: boolean, name: string): Required<Tile> {
     if (full.form === "pair" && c % 2 !== 0) bad("the pair form needs an even chunk");
     if (!["splat", "pair", "swap"].includes(full.form)) bad(`unknown form ${full.form}`);
   }
+  if (full.wacc && !f16) bad("wacc is for f16 operands");
   if (full.h8) {
     if (!f16 || full.form === "pair") bad("h8 is for the f16 splat and swap forms");
     if (full.rg % 2 || full.cg % 2) bad("h8 needs even rg and cg");
@@ -495,14 +500,21 @@ function computeCode(g: Gemm, p: Plan, As: Shared, Bs: Shared) {
   for (let gi = 0; gi < rg; gi++) {
     for (let h = 0; h < cg; h++) for (let j = 0; j < 4; j++) diag.push([gi, h, j]);
   }
+  // wacc: the f32 accumulators are this thread's slots of the workgroup array Cs (slot-major,
+  // so a warp's accesses are consecutive 16-byte words) instead of registers.
+  const wacc = g.f16 && p.tile.wacc;
+  const cAcc = (i: number, h: number) => wacc ? `Cs[${i * cg + h}u][t]` : `c${i}_${h}`;
+  const dAcc = (gi: number, h: number, j: number) =>
+    wacc ? `Cs[${(gi * cg + h) * 4 + j}u][t]` : `d${gi}_${h}_${j}`;
+  const zero = (acc: string) => wacc ? `  ${acc} = vec4f(0.0);\n` : `  var ${acc} = vec4f(0.0);\n`;
   if (swap) {
     for (const [gi, h, j] of diag) {
-      decls += `  var d${gi}_${h}_${j} = vec4f(0.0);\n  var s${gi}_${h}_${j} = ${H4}();\n`;
+      decls += zero(dAcc(gi, h, j)) + `  var s${gi}_${h}_${j} = ${H4}();\n`;
     }
   } else {
     for (let i = 0; i < rg * 4; i++) {
       for (let h = 0; h < cg; h++) {
-        decls += `  var c${i}_${h} = vec4f(0.0);\n`;
+        decls += zero(cAcc(i, h));
         if (g.f16 && !pair) decls += `  var s${i}_${h} = ${H4}();\n`;
         if (pair) { for (let c = 0; c < 4; c++) decls += `  var s${i}_${h}_${c} = ${H2}();\n`; }
       }
@@ -513,17 +525,17 @@ function computeCode(g: Gemm, p: Plan, As: Shared, Bs: Shared) {
   if (swap) {
     for (const [gi, h, j] of diag) {
       const v = `${gi}_${h}_${j}`;
-      flush += `        d${v} += vec4f(s${v});\n        s${v} = ${H4}();\n`;
+      flush += `        ${dAcc(gi, h, j)} += vec4f(s${v});\n        s${v} = ${H4}();\n`;
     }
   }
   for (let i = 0; i < rg * 4 && !swap; i++) {
     for (let h = 0; h < cg; h++) {
       if (pair) {
         const s = [0, 1, 2, 3].map((c) => `s${i}_${h}_${c}`);
-        flush += `        c${i}_${h} += vec4f(${s.map((v) => `hsum(${v})`).join(", ")});\n`;
+        flush += `        ${cAcc(i, h)} += vec4f(${s.map((v) => `hsum(${v})`).join(", ")});\n`;
         flush += s.map((v) => `        ${v} = ${H2}();\n`).join("");
       } else if (g.f16) {
-        flush += `        c${i}_${h} += vec4f(s${i}_${h});\n        s${i}_${h} = ${H4}();\n`;
+        flush += `        ${cAcc(i, h)} += vec4f(s${i}_${h});\n        s${i}_${h} = ${H4}();\n`;
       }
     }
   }
@@ -605,6 +617,14 @@ function computeCode(g: Gemm, p: Plan, As: Shared, Bs: Shared) {
     ? `    if ((i + 1u) % ${chunk / bk}u == 0u) {\n${flush}    }\n`
     : "";
   let finalFlush = g.f16 && (chunk === 0 || chunk > bk) ? `  {\n${flush}  }\n` : "";
+  if (wacc) {
+    finalFlush += swap
+      ? diag.map(([gi, h, j]) => `  let d${gi}_${h}_${j} = ${dAcc(gi, h, j)};\n`).join("")
+      : Array.from({ length: rg * 4 * cg }, (_, e) => {
+        const i = Math.floor(e / cg), h = e % cg;
+        return `  let c${i}_${h} = ${cAcc(i, h)};\n`;
+      }).join("");
+  }
   if (swap) {
     // Row 4·gi + r, column c of group h: lane r of diagonal r ^ c.
     for (let gi = 0; gi < rg; gi++) {
@@ -616,7 +636,10 @@ function computeCode(g: Gemm, p: Plan, As: Shared, Bs: Shared) {
       }
     }
   }
-  return { decls, compute, tileFlush, finalFlush };
+  const shared = wacc
+    ? `var<workgroup> Cs: array<array<vec4f, ${wx * wy}>, ${rg * cg * 4}>;\n`
+    : "";
+  return { decls, compute, tileFlush, finalFlush, shared };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -747,7 +770,8 @@ function gemmCode(
   const ty = p.vec ? `vec4<${h}>` : h;
   let bindings = `@group(0) @binding(0) var<storage, read> a: array<${ty}>;\n` +
     `@group(0) @binding(1) var<storage, read> b: array<${ty}>;\n`;
-  let helpers = pair ? `fn hsum(v: vec2<f16>) -> f32 { return f32(v.x) + f32(v.y); }\n` : "";
+  let helpers = C.shared +
+    (pair ? `fn hsum(v: vec2<f16>) -> f32 { return f32(v.x) + f32(v.y); }\n` : "");
   let tensors: Tensor[] = [];
   let ep = "";
   // Tile offset of a thread's group of 4 rows (columns): 4·w apart, or for h8 pairs of groups
@@ -880,14 +904,15 @@ function gemm(
 ): Dispatch[] {
   const p = plan(g, opts, name, k.gpu.isFallback);
   const BM = blockM(p.tile), BN = blockN(p.tile);
-  const shared = (p.tile.db ? 2 : 1) * p.tile.bk * (BM + BN) * (g.f16 ? 2 : 4);
+  const threads = p.tile.wx * p.tile.wy;
+  const shared = (p.tile.db ? 2 : 1) * p.tile.bk * (BM + BN) * (g.f16 ? 2 : 4) +
+    (g.f16 && p.tile.wacc ? threads * p.tile.rg * p.tile.cg * 64 : 0);
   const limit = k.device.limits.maxComputeWorkgroupStorageSize;
   if (shared > limit) {
     throw new Error(
       `${name}: tile needs ${shared} bytes of workgroup memory, device allows ${limit}`,
     );
   }
-  const threads = p.tile.wx * p.tile.wy;
   if (threads > k.device.limits.maxComputeInvocationsPerWorkgroup) {
     throw new Error(`${name}: tile has ${threads} threads, device allows fewer`);
   }
