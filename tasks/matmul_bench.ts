@@ -445,101 +445,106 @@ print('TORCH' + json.dumps(out))
 // ---------------------------------------------------------------------------------------------
 // --sweep: candidate tilings per shape class and precision.
 
-/** Candidates of a class, in priority order (the class default first). */
+/**
+ * Candidates of a class, in priority order (the class default first). Run 1 on the H200 kept:
+ * f32 flat arrays and the 128×128 16x8-a-thread BK 8 tile; f16 BK 16 (BK 32 lost everywhere).
+ * New here: the f16 swap form (no splat), chunks of 32-64 products, 16-byte f16 workgroup loads
+ * (h8), f32 sums in workgroup memory (wacc) with 16x8 outputs a thread.
+ */
 function candidates(cls: ShapeClass, prec: Prec): [string, Choice][] {
   const big = TILES.big, wide = TILES.wide, small = TILES.small, mid = TILES.mid;
   const t = (x: Tile): Choice => ({ tile: x });
   const def = DEFAULTS[prec][cls];
   const list: [string, Choice][] = [["default", def]];
   const large = cls === "fwd" || cls === "dx" || cls === "dw";
+  // 128×128 block, 16x8 outputs a thread; 128×64 with 16x8 over 64 threads.
+  const sq8: Tile = { rg: 4, cg: 2, wx: 16, wy: 8, bk: 8 };
+  const t64: Tile = { rg: 4, cg: 2, wx: 8, wy: 8, bk: 8 };
+  const swap: Tile = { ...big, form: "swap" };
+  const swap64: Tile = { ...t64, bk: 16, form: "swap", wacc: true, h8: true, chunk: 32 };
   if (prec === "f32" && large) {
-    list.push(
-      ["flat (pre-sweep)", t({ ...def.tile, flat: true })],
-      ["big bk32", t({ ...big, bk: 32 })],
-      ["big xfast", t({ ...big, xfast: true })],
-      ["wide", t(wide)],
-      ["big bk32 xfast", t({ ...big, bk: 32, xfast: true })],
-      ["128² 256t bk8", t({ rg: 2, cg: 2, wx: 16, wy: 16, bk: 8 })],
-      ["128² 16x8 bk8", t({ rg: 4, cg: 2, wx: 16, wy: 8, bk: 8 })],
-      ["big 1buf bk32", t({ ...big, bk: 32, db: false })],
-      ["wide wtx8", t({ ...wide, wtx: 8 })],
-      ["big wtx4", t({ ...big, wtx: 4 })],
-      ["big bk8", t({ ...big, bk: 8 })],
-      ["128² 8x16 bk8", t({ rg: 2, cg: 4, wx: 8, wy: 16, bk: 8 })],
-    );
+    if (cls !== "dx") {
+      list.push(
+        ["128² 16x8 bk8", t(sq8)],
+        ["128² 16x8 bk8 flat", t({ ...sq8, flat: true })],
+        ["128x64 64t 16x8 bk8 flat", t({ ...t64, flat: true })],
+        ["big flat bk8", t({ ...big, bk: 8, flat: true })],
+        ["128² 8x16 bk8 flat", t({ rg: 2, cg: 4, wx: 8, wy: 16, bk: 8, flat: true })],
+        ["128² 16x8 bk16 flat", t({ ...sq8, bk: 16, flat: true })],
+      );
+    } else {
+      list.push(
+        ["128² 16x8 bk8 flat", t({ ...sq8, flat: true })],
+        ["128² 16x8 bk8", t(sq8)],
+        ["wide wtx8 flat", t({ ...wide, wtx: 8, flat: true })],
+        ["128x64 64t 16x8 bk8 flat", t({ ...t64, flat: true })],
+        ["big flat", t({ ...big, flat: true })],
+      );
+    }
   } else if (prec === "f16" && large) {
     list.push(
       ["splat bk16", t(big)],
       ["pair bk16", t({ ...big, form: "pair" })],
-      ["pair bk32", t({ ...big, bk: 32, form: "pair" })],
-      ["splat bk32 c16", t({ ...big, bk: 32, chunk: 16 })],
-      ["splat bk32 xfast", t({ ...big, bk: 32, xfast: true })],
-      ["wide bk32", t({ ...wide, bk: 32 })],
-      ["pair 128x64 256t", t({ rg: 2, cg: 1, wx: 16, wy: 16, bk: 16, form: "pair" })],
-      ["splat 128² 256t", t({ rg: 2, cg: 2, wx: 16, wy: 16, bk: 16 })],
-      ["flat bk32", t({ ...big, bk: 32, flat: true })],
-      ["splat bk64 c32", t({ ...big, bk: 64, chunk: 32 })],
-      ["pair wide bk32", t({ ...wide, bk: 32, form: "pair" })],
+      ["swap bk16", t(swap)],
+      ["swap flat", t({ ...swap, flat: true })],
+      ["swap c32", t({ ...swap, chunk: 32 })],
+      ["swap h8", t({ ...swap, h8: true })],
+      ["swap wacc c32", t({ ...swap, wacc: true, chunk: 32 })],
+      ["swap 128x64 64t 16x8 wacc h8 c32", t(swap64)],
+      ["splat flat", t({ ...big, flat: true })],
+      ["swap h8 flat c32", t({ ...swap, h8: true, flat: true, chunk: 32 })],
     );
+    if (cls === "fwd") {
+      list.push(
+        ["swap c64", t({ ...swap, chunk: 64 })],
+        ["swap 128² 256t", t({ ...swap, wx: 16, wy: 16 })],
+      );
+    }
   } else if (cls === "splitk") {
-    const s = (x: Tile, target: number): Choice => ({ tile: x, split: { ...SPLIT_LONG, target } });
-    const base = prec === "f32" ? big : { ...big, bk: 32 };
-    list.push(
-      ["×528", s(base, 528)],
-      ["×2112", s(base, 2112)],
-      ["flat (pre-sweep)", s({ ...def.tile, flat: true }, SPLIT_LONG.target)],
-      ["wide", s(prec === "f32" ? wide : { ...wide, bk: 32 }, 1056)],
-      ["×4224", s(base, 4224)],
-    );
+    const s = (x: Tile, target = SPLIT_LONG.target): Choice => ({
+      tile: x,
+      split: { ...SPLIT_LONG, target },
+    });
     if (prec === "f32") {
       list.push(
-        ["bk32", s({ ...big, bk: 32 }, 1056)],
-        ["128² 256t", s({ rg: 2, cg: 2, wx: 16, wy: 16, bk: 8 }, 1056)],
+        ["128² 256t flat", s({ rg: 2, cg: 2, wx: 16, wy: 16, bk: 8, flat: true })],
+        ["128² 16x8 bk8 flat", s({ ...sq8, flat: true })],
+        ["big flat ×2112", s({ ...big, flat: true }, 2112)],
+        ["wide flat", s({ ...wide, flat: true })],
+        ["128x64 64t 16x8 bk8 flat", s({ ...t64, flat: true })],
       );
     } else {
       list.push(
-        ["pair bk16", s({ ...big, form: "pair" }, 1056)],
-        ["splat bk16", s(big, 1056)],
-        ["pair bk32", s({ ...big, bk: 32, form: "pair" }, 1056)],
+        ["splat flat", s({ ...big, flat: true })],
+        ["swap bk16", s(swap)],
+        ["swap flat", s({ ...swap, flat: true })],
+        ["swap c32", s({ ...swap, chunk: 32 })],
+        ["swap h8", s({ ...swap, h8: true })],
+        ["swap wacc c32", s({ ...swap, wacc: true, chunk: 32 })],
+        ["swap 128x64 64t 16x8 wacc h8 c32", s(swap64)],
+        ["pair bk16", s({ ...big, form: "pair" })],
       );
     }
   } else if (cls === "small") {
     const s = (x: Tile, target: number): Choice => ({ tile: x, split: { ...SPLIT_SMALL, target } });
     list.push(
-      ["flat (pre-sweep)", s({ ...def.tile, flat: true }, 384)],
       ["×768", s(small, 768)],
-      ["×192", s(small, 192)],
-      ["mid ×384", s(mid, 384)],
       ["mid bk16 ×768", s({ ...mid, bk: 16 }, 768)],
-      ["small bk32 ×384", s({ ...small, bk: 32 }, 384)],
+      ["mid ×384", s(mid, 384)],
     );
-    if (prec === "f16") list.push(["pair ×384", s({ ...small, form: "pair" }, 384)]);
+    if (prec === "f16") list.push(["swap ×768", s({ ...small, form: "swap" }, 768)]);
   } else if (cls === "narrowQ" || cls === "narrowR") {
     const s = (x: Tile): Choice => ({ tile: x, split: SPLIT_SMALL });
     const q = cls === "narrowQ";
     list.push(
-      ["flat (pre-sweep)", s({ ...def.tile, flat: true })],
+      ["flat", s({ ...def.tile, flat: true })],
       [
         q ? "4x256 64t" : "256x4 64t",
         s(q ? { rg: 1, cg: 1, wx: 1, wy: 64, bk: 16 } : { rg: 1, cg: 1, wx: 64, wy: 1, bk: 16 }),
       ],
-      [
-        q ? "8x128 64t" : "128x8 64t",
-        s(q ? { rg: 1, cg: 1, wx: 2, wy: 32, bk: 16 } : { rg: 1, cg: 1, wx: 32, wy: 2, bk: 16 }),
-      ],
-      [
-        q ? "4x512 128t" : "512x4 128t",
-        s(q ? { rg: 1, cg: 1, wx: 1, wy: 128, bk: 8 } : { rg: 1, cg: 1, wx: 128, wy: 1, bk: 8 }),
-      ],
     );
   } else if (cls === "thin") {
-    list.push(
-      ["big bk4", t({ ...big, bk: 4 })],
-      ["mid bk4", t({ ...mid, bk: 4 })],
-      ["wide bk4", t({ ...wide, bk: 4 })],
-      ["128² 256t bk4", t({ rg: 2, cg: 2, wx: 16, wy: 16, bk: 4 })],
-      ["flat (pre-sweep)", t({ ...def.tile, flat: true })],
-    );
+    list.push(["big bk4", t({ ...big, bk: 4 })], ["mid bk4", t({ ...mid, bk: 4 })]);
   }
   return list;
 }
@@ -570,16 +575,22 @@ async function sweep() {
   await k.device.queue.onSubmittedWorkDone();
   console.log(`# inputs ready in ${((performance.now() - start) / 1e3).toFixed(1)} s`);
   const rows: Row[] = [];
-  const jobs = order.flatMap((c) => precs.map((prec) => ({ c, prec })));
+  const classOf = (c: Case, prec: Prec) =>
+    (kv.class as ShapeClass | undefined) ?? describePlan(k, gemmOf(c, prec)).cls;
+  const jobs = order.flatMap((c) =>
+    precs.map((prec) => ({ c, prec, count: candidates(classOf(c, prec), prec).length }))
+  );
   for (let j = 0; j < jobs.length; j++) {
     const { c, prec } = jobs[j];
     const g = gemmOf(c, prec);
-    const cls = (kv.class as ShapeClass | undefined) ?? describePlan(k, g).cls;
+    const cls = classOf(c, prec);
     const cands = candidates(cls, prec);
     const row: Row = { c, prec, cls, cands, res: new Map() };
     rows.push(row);
     const t0 = performance.now();
-    const share = (budget - (t0 - start)) / (jobs.length - j);
+    // This job's share of what is left, in proportion to its candidates.
+    const left = jobs.slice(j).reduce((n, o) => n + o.count, 0);
+    const share = (budget - (t0 - start)) * cands.length / left;
     const seen = new Map<string, string>();
     for (const [label, ch] of cands) {
       if (label !== "default" && performance.now() - t0 > share) {
