@@ -6,7 +6,8 @@
  *
  * Tiling (`Tile`): BM = 4·rg·wy rows by BN = 4·cg·wx columns over wx·wy threads, bk reduction
  * steps per workgroup tile, plus code-shape switches (double buffering, load mapping, warp shape,
- * flat arrays, f16 form and chunk). The default per shape class and precision is `DEFAULTS`
+ * flat arrays; for f16 the form, chunk, 16-byte workgroup elements (h8) and f32 sums kept in
+ * workgroup memory (wacc)). The default per shape class and precision is `DEFAULTS`
  * (update it from `deno run -A tasks/matmul_bench.ts --sweep`). Named variants (opts.variant):
  *   "big"    128×64 block tile, 8×16 threads, 8×8 outputs per thread, BK 16
  *   "wide"   64×128 block tile, 16×8 threads, 8×8 outputs per thread, BK 16
@@ -27,7 +28,8 @@
  * lanes added in f32), form "swap" a vec4<f16> per 4 outputs on a diagonal of the thread's 4×4
  * blocks (fma(a[4 rows, l], b[l, 4 columns] with lanes permuted, s): at most `chunk` products a
  * lane, both multiplicands whole registers). So no f16 lane ever sums more than `chunk` products
- * (a few dozen at most: the sweep's candidates use 8 to 64) before they reach f32. Bias,
+ * (a few dozen at most: the sweep's candidates use 8 to 64) before they reach f32 (registers,
+ * or with `wacc` the thread's own f32 slots in workgroup memory). Bias,
  * epilogue and split-K sums are f32; an f16 output is rounded once. The resulting bound is in
  * tests/ops_linear_f16_test.ts.
  *
