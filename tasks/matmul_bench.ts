@@ -465,8 +465,10 @@ function candidates(cls: ShapeClass, prec: Prec): [string, Choice][] {
   if (prec === "f32" && large) {
     if (cls !== "dx") {
       list.push(
-        ["128² 16x8 bk8", t(sq8)],
         ["128² 16x8 bk8 flat", t({ ...sq8, flat: true })],
+        ["128² 16x8 bk8 flat blocks", t({ ...sq8, flat: true, blocks: true })],
+        ["big flat blocks", t({ ...big, flat: true, blocks: true })],
+        ["128² 16x8 bk8", t(sq8)],
         ["128x64 64t 16x8 bk8 flat", t({ ...t64, flat: true })],
         ["big flat bk8", t({ ...big, bk: 8, flat: true })],
         ["128² 8x16 bk8 flat", t({ rg: 2, cg: 4, wx: 8, wy: 16, bk: 8, flat: true })],
@@ -475,6 +477,8 @@ function candidates(cls: ShapeClass, prec: Prec): [string, Choice][] {
     } else {
       list.push(
         ["128² 16x8 bk8 flat", t({ ...sq8, flat: true })],
+        ["128² 16x8 bk8 flat blocks", t({ ...sq8, flat: true, blocks: true })],
+        ["wide flat blocks", t({ ...wide, flat: true, blocks: true })],
         ["128² 16x8 bk8", t(sq8)],
         ["wide wtx8 flat", t({ ...wide, wtx: 8, flat: true })],
         ["128x64 64t 16x8 bk8 flat", t({ ...t64, flat: true })],
@@ -483,23 +487,20 @@ function candidates(cls: ShapeClass, prec: Prec): [string, Choice][] {
     }
   } else if (prec === "f16" && large) {
     list.push(
+      ["swap bk16", t(swap)],
+      ["swap blocks", t({ ...swap, blocks: true })],
       ["splat bk16", t(big)],
       ["pair bk16", t({ ...big, form: "pair" })],
-      ["swap bk16", t(swap)],
-      ["swap flat", t({ ...swap, flat: true })],
-      ["swap c32", t({ ...swap, chunk: 32 })],
       ["swap h8", t({ ...swap, h8: true })],
+      ["swap c32", t({ ...swap, chunk: 32 })],
+      ["swap blocks h8 c32", t({ ...swap, blocks: true, h8: true, chunk: 32 })],
+      ["swap flat", t({ ...swap, flat: true })],
       ["swap wacc c32", t({ ...swap, wacc: true, chunk: 32 })],
       ["swap 128x64 64t 16x8 wacc h8 c32", t(swap64)],
       ["splat flat", t({ ...big, flat: true })],
       ["swap h8 flat c32", t({ ...swap, h8: true, flat: true, chunk: 32 })],
     );
-    if (cls === "fwd") {
-      list.push(
-        ["swap c64", t({ ...swap, chunk: 64 })],
-        ["swap 128² 256t", t({ ...swap, wx: 16, wy: 16 })],
-      );
-    }
+    if (cls === "fwd") list.push(["swap c64", t({ ...swap, chunk: 64 })]);
   } else if (cls === "splitk") {
     const s = (x: Tile, target = SPLIT_LONG.target): Choice => ({
       tile: x,
@@ -832,6 +833,8 @@ async function probe() {
     ["f16", "swap bk16, chunk 64", { ...big, form: "swap", chunk: 64 }],
     ["f16", "swap bk16, no flush", { ...big, form: "swap", chunk: 0 }],
     ["f16", "swap bk16, h8 (16-byte workgroup loads)", { ...big, form: "swap", h8: true }],
+    ["f16", "swap bk16, 4x4-block loads", { ...big, form: "swap", blocks: true }],
+    ["f32", "big flat, 4x4-block loads", { ...big, flat: true, blocks: true }],
     ["f16", "swap 128² 16x8 bk8 chunk 32, flat", { ...b128, form: "swap", chunk: 32, flat: true }],
   ];
   md.push(

@@ -256,6 +256,13 @@ const cases: [string, number, number, number, F16Case][] = [
       flat: true,
     },
   }],
+  ["swap 4x4-block loads, h8, chunk 16 over bk 8", 130, 68, 40, {
+    tile: { ...big, form: "swap", blocks: true, h8: true, chunk: 16 },
+  }],
+  ["splat 4x4-block loads, flat, single buffer, f16 bias", 70, 44, 36, {
+    tile: { ...small, blocks: true, flat: true, db: false },
+    bias: "f16",
+  }],
   ["defaults", 50, 64, 48, {}],
 ];
 for (const [what, M, N, K, c] of cases) {

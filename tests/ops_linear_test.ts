@@ -81,6 +81,21 @@ const switches: [string, number, number, number, Tile][] = [
   ["warp-tiled threads", 70, 136, 20, { rg: 2, cg: 2, wx: 16, wy: 8, bk: 8, wtx: 8 }],
   ["bk 16, 4x8 warps", 67, 44, 52, { rg: 1, cg: 1, wx: 8, wy: 8, bk: 16, wtx: 4 }],
   ["16x8 per thread", 70, 68, 36, { rg: 4, cg: 2, wx: 8, wy: 4, bk: 8 }],
+  ["4x4-block loads (ragged rows)", 130, 68, 36, { ...big8, blocks: true }],
+  ["4x4-block loads, flat, 16x8 per thread, bk 16", 70, 68, 52, {
+    rg: 4,
+    cg: 2,
+    wx: 8,
+    wy: 4,
+    bk: 16,
+    blocks: true,
+    flat: true,
+  }],
+  ["4x4-block loads, single buffer (ragged widths: scalar path)", 70, 45, 38, {
+    ...big8,
+    blocks: true,
+    db: false,
+  }],
 ];
 for (const [what, M, N, K, tile] of switches) {
   Deno.test(`linear tile: ${what}`, () => linearCase(`linear ${what}`, M, N, K, { tile }));

@@ -68,6 +68,10 @@ export interface Tile {
    * l pairs, both multiplicands vectors) or "swap" (vec4<f16> lanes on diagonals: a's 4 rows
    * times b's 4 columns with lanes permuted, both multiplicands vectors); default "splat". */
   form?: "splat" | "pair" | "swap";
+  /** Operands read along l (x·wᵀ's both, dy·w's dy) by 4×4 blocks: a thread loads 4 rows at
+   * one l-quad and stores them transposed as 4 vectors, not 16 scalars (vec4 access only; not
+   * the pair form; default false). */
+  blocks?: boolean;
   /** f16 splat/swap: workgroup tiles of 16-byte elements (mat2x4<f16>, 8 consecutive rows or
    * columns), so one load brings a thread 8 rows of A or 8 columns of B; the thread's groups of
    * 4 rows (columns) pair up into 8 consecutive ones (rg and cg even; default false). */
@@ -250,6 +254,7 @@ function fullTile(t: Tile, f16: boolean, name: string): Required<Tile> {
     computeOnly: t.computeOnly ?? false,
     h8: t.h8 ?? false,
     wacc: t.wacc ?? false,
+    blocks: t.blocks ?? false,
   };
   const bad = (why: string) => {
     throw new Error(`${name}: bad tile ${JSON.stringify(t)}: ${why}`);
@@ -390,6 +395,35 @@ function operand(
   const xCheck = dim % ext !== 0;
   const lCheck = g.L % bk !== 0; // splits hold whole BK tiles, so only the end of L is ragged
   let decls = "", load = "", store = "";
+  if (p.vec && !outerContig && p.tile.blocks && !sh.pair) {
+    // 4×4 blocks: a thread reads rows 4·xg..4·xg+3 at l-quad kq (4 vec4 loads along l) and
+    // stores the block transposed as 4 vec4 along x, one per l (not 16 scalar stores).
+    const nblk = (ext / 4) * (bk / 4);
+    for (let j = 0; j < Math.ceil(nblk / threads); j++) {
+      const regs = [0, 1, 2, 3].map((r) => `p${opName}${j}_${r}`);
+      decls += regs.map((r) => `  var ${r}: ${ty};\n`).join("");
+      const lx = `let blk = t + ${j * threads}u; let kq = blk % ${bk / 4}u; ` +
+        `let xg = blk / ${bk / 4}u;`;
+      const guard = (j + 1) * threads > nblk ? `if (blk < ${nblk}u) ` : "";
+      const loads = regs.map((reg, r) => {
+        const row = `${x0} + 4u * xg + ${r}u`;
+        const cond = [xCheck ? `${row} < ${dim}u` : "", lCheck ? `l0 + 4u * kq < L` : ""]
+          .filter((c) => c).join(" && ");
+        const gi = `${opName}[(${row}) * ${g.L / 4}u + l0 / 4u + kq]`;
+        return `${reg} = ${cond ? `select(${ty}(0.0), ${gi}, ${cond})` : gi};`;
+      }).join(" ");
+      const stores = [0, 1, 2, 3].map((c) => {
+        const v = `${ty}(${regs.map((r) => `${r}.${"xyzw"[c]}`).join(", ")})`;
+        const l = `4u * kq + ${c}u`;
+        return sh.h8
+          ? `${shAt(sh, l, "xg / 2u")}[xg % 2u] = ${v};`
+          : `${shAt(sh, l, "xg")} = ${v};`;
+      }).join(" ");
+      load += `      { ${lx} ${guard}{ ${loads} } }\n`;
+      store += `      { ${lx} ${guard}{ ${stores} } }\n`;
+    }
+    return { decls, load, store };
+  }
   for (let j = 0; j < per; j++) {
     const reg = `p${opName}${j}`;
     decls += `  var ${reg}: ${ty};\n`;
