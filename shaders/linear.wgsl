@@ -44,8 +44,8 @@ const BK: u32 = {{BK}}u;
 // Reduction length per split (a multiple of BK; L when not split).
 const KPER: u32 = {{KPER}}u;
 
-var<workgroup> As: {{ASHARED}};
-var<workgroup> Bs: {{BSHARED}};
+// Workgroup tiles As, Bs (or As0, As1, Bs0, Bs1: one variable per buffer).
+{{SHARED}}
 {{HELPERS}}
 
 @compute @workgroup_size({{THREADS}})

@@ -468,10 +468,11 @@ function candidates(cls: ShapeClass, prec: Prec): [string, Choice][] {
         ["128² 16x8 bk8 flat", t({ ...sq8, flat: true })],
         ["128² 16x8 bk8 flat blocks", t({ ...sq8, flat: true, blocks: true })],
         ["big flat blocks", t({ ...big, flat: true, blocks: true })],
+        ["128² 16x8 bk8 sep", t({ ...sq8, sep: true })],
+        ["128² 16x8 bk8 sep blocks", t({ ...sq8, sep: true, blocks: true })],
+        ["big sep blocks", t({ ...big, sep: true, blocks: true })],
         ["128² 16x8 bk8", t(sq8)],
         ["128x64 64t 16x8 bk8 flat", t({ ...t64, flat: true })],
-        ["big flat bk8", t({ ...big, bk: 8, flat: true })],
-        ["128² 8x16 bk8 flat", t({ rg: 2, cg: 4, wx: 8, wy: 16, bk: 8, flat: true })],
         ["128² 16x8 bk16 flat", t({ ...sq8, bk: 16, flat: true })],
       );
     } else {
@@ -479,16 +480,18 @@ function candidates(cls: ShapeClass, prec: Prec): [string, Choice][] {
         ["128² 16x8 bk8 flat", t({ ...sq8, flat: true })],
         ["128² 16x8 bk8 flat blocks", t({ ...sq8, flat: true, blocks: true })],
         ["wide flat blocks", t({ ...wide, flat: true, blocks: true })],
+        ["128² 16x8 bk8 sep blocks", t({ ...sq8, sep: true, blocks: true })],
+        ["wide sep blocks", t({ ...wide, sep: true, blocks: true })],
         ["128² 16x8 bk8", t(sq8)],
         ["wide wtx8 flat", t({ ...wide, wtx: 8, flat: true })],
         ["128x64 64t 16x8 bk8 flat", t({ ...t64, flat: true })],
-        ["big flat", t({ ...big, flat: true })],
       );
     }
   } else if (prec === "f16" && large) {
     list.push(
       ["swap bk16", t(swap)],
       ["swap blocks", t({ ...swap, blocks: true })],
+      ["swap sep blocks", t({ ...swap, sep: true, blocks: true })],
       ["splat bk16", t(big)],
       ["pair bk16", t({ ...big, form: "pair" })],
       ["swap h8", t({ ...swap, h8: true })],
@@ -498,7 +501,7 @@ function candidates(cls: ShapeClass, prec: Prec): [string, Choice][] {
       ["swap wacc c32", t({ ...swap, wacc: true, chunk: 32 })],
       ["swap 128x64 64t 16x8 wacc h8 c32", t(swap64)],
       ["splat flat", t({ ...big, flat: true })],
-      ["swap h8 flat c32", t({ ...swap, h8: true, flat: true, chunk: 32 })],
+      ["swap sep blocks h8 c32", t({ ...swap, sep: true, blocks: true, h8: true, chunk: 32 })],
     );
     if (cls === "fwd") list.push(["swap c64", t({ ...swap, chunk: 64 })]);
   } else if (cls === "splitk") {
@@ -510,14 +513,16 @@ function candidates(cls: ShapeClass, prec: Prec): [string, Choice][] {
       list.push(
         ["128² 256t flat", s({ rg: 2, cg: 2, wx: 16, wy: 16, bk: 8, flat: true })],
         ["128² 16x8 bk8 flat", s({ ...sq8, flat: true })],
+        ["big sep", s({ ...big, sep: true })],
+        ["128² 16x8 bk8 sep", s({ ...sq8, sep: true })],
         ["big flat ×2112", s({ ...big, flat: true }, 2112)],
-        ["wide flat", s({ ...wide, flat: true })],
         ["128x64 64t 16x8 bk8 flat", s({ ...t64, flat: true })],
       );
     } else {
       list.push(
         ["splat flat", s({ ...big, flat: true })],
         ["swap bk16", s(swap)],
+        ["swap sep", s({ ...swap, sep: true })],
         ["swap flat", s({ ...swap, flat: true })],
         ["swap c32", s({ ...swap, chunk: 32 })],
         ["swap h8", s({ ...swap, h8: true })],
@@ -835,6 +840,8 @@ async function probe() {
     ["f16", "swap bk16, h8 (16-byte workgroup loads)", { ...big, form: "swap", h8: true }],
     ["f16", "swap bk16, 4x4-block loads", { ...big, form: "swap", blocks: true }],
     ["f32", "big flat, 4x4-block loads", { ...big, flat: true, blocks: true }],
+    ["f32", "big, one variable per buffer (sep)", { ...big, sep: true }],
+    ["f16", "swap bk16, sep", { ...big, form: "swap", sep: true }],
     ["f16", "swap 128² 16x8 bk8 chunk 32, flat", { ...b128, form: "swap", chunk: 32, flat: true }],
   ];
   md.push(

@@ -263,6 +263,13 @@ const cases: [string, number, number, number, F16Case][] = [
     tile: { ...small, blocks: true, flat: true, db: false },
     bias: "f16",
   }],
+  ["swap, one variable per buffer, blocks, h8, chunk 16", 130, 68, 40, {
+    tile: { ...big, form: "swap", sep: true, blocks: true, h8: true, chunk: 16 },
+  }],
+  ["pair, one variable per buffer, flat, split-K", 70, 44, 120, {
+    tile: { ...small, form: "pair", sep: true, flat: true },
+    splits: 3,
+  }],
   ["defaults", 50, 64, 48, {}],
 ];
 for (const [what, M, N, K, c] of cases) {

@@ -82,6 +82,13 @@ const switches: [string, number, number, number, Tile][] = [
   ["bk 16, 4x8 warps", 67, 44, 52, { rg: 1, cg: 1, wx: 8, wy: 8, bk: 16, wtx: 4 }],
   ["16x8 per thread", 70, 68, 36, { rg: 4, cg: 2, wx: 8, wy: 4, bk: 8 }],
   ["4x4-block loads (ragged rows)", 130, 68, 36, { ...big8, blocks: true }],
+  ["one variable per buffer (5 tiles)", 130, 68, 36, { ...big8, sep: true }],
+  ["one variable per buffer, flat, blocks (4 tiles, ragged widths)", 70, 45, 32, {
+    ...big8,
+    sep: true,
+    flat: true,
+    blocks: true,
+  }],
   ["4x4-block loads, flat, 16x8 per thread, bk 16", 70, 68, 52, {
     rg: 4,
     cg: 2,
@@ -113,13 +120,13 @@ Deno.test("linear compute-only probe kernel", async () => {
       k.write(tt, Float32Array.from(a));
       return tt;
     };
-    for (const db of [true, false]) {
+    for (const [db, sep] of [[true, false], [false, false], [true, true]]) {
       const y = k.tensor([M, N]);
       await k.run(linearForward(k, t(x, [M, K]), t(w, [N, K]), null, y, {
-        tile: { ...big8, db, computeOnly: true },
+        tile: { ...big8, db, sep, computeOnly: true },
       }));
       const got = await k.read(y), want = ref.linear(x, w, null, M, N, K);
-      const label = `compute-only K ${K} db ${db}`;
+      const label = `compute-only K ${K} db ${db} sep ${sep}`;
       if (exact) assertClose(label, got, want);
       else if (got.every((v, i) => Math.abs(v - want[i]) < 1e-3 * (1 + Math.abs(want[i])))) {
         throw new Error(`${label}: matches the full product, so later tiles were not skipped`);

@@ -72,6 +72,9 @@ export interface Tile {
    * one l-quad and stores them transposed as 4 vectors, not 16 scalars (vec4 access only; not
    * the pair form; default false). */
   blocks?: boolean;
+  /** Double buffering as two workgroup variables, the tile loop unrolled by 2, so no access
+   * indexes the buffer dynamically (default false; needs db). */
+  sep?: boolean;
   /** f16 splat/swap: workgroup tiles of 16-byte elements (mat2x4<f16>, 8 consecutive rows or
    * columns), so one load brings a thread 8 rows of A or 8 columns of B; the thread's groups of
    * 4 rows (columns) pair up into 8 consecutive ones (rg and cg even; default false). */
@@ -255,6 +258,7 @@ function fullTile(t: Tile, f16: boolean, name: string): Required<Tile> {
     h8: t.h8 ?? false,
     wacc: t.wacc ?? false,
     blocks: t.blocks ?? false,
+    sep: t.sep ?? false,
   };
   const bad = (why: string) => {
     throw new Error(`${name}: bad tile ${JSON.stringify(t)}: ${why}`);
@@ -278,6 +282,7 @@ function fullTile(t: Tile, f16: boolean, name: string): Required<Tile> {
     if (full.form === "pair" && c % 2 !== 0) bad("the pair form needs an even chunk");
     if (!["splat", "pair", "swap"].includes(full.form)) bad(`unknown form ${full.form}`);
   }
+  if (full.sep && !full.db) bad("sep (one variable per buffer) needs db");
   if (full.wacc && !f16) bad("wacc is for f16 operands");
   if (full.h8) {
     if (!f16 || full.form === "pair") bad("h8 is for the f16 splat and swap forms");
@@ -346,6 +351,8 @@ interface Shared {
   pair: boolean;
   h8: boolean;
   flat: boolean;
+  /** One workgroup variable per buffer (double buffering with the tile loop unrolled by 2). */
+  sep: boolean;
   bk: number;
   nbuf: number;
 }
@@ -354,19 +361,35 @@ interface Shared {
 const inner = (s: Shared) => s.pair ? s.ext / 2 : s.h8 ? s.ext / 8 : s.ext / 4;
 const lrows = (s: Shared) => s.pair ? s.bk / 2 : s.bk;
 
-function sharedType(s: Shared, vty: string): string {
+/** Declarations of one operand's workgroup tile (one variable per buffer when `sep`). */
+function sharedDecl(s: Shared, vty: string): string {
   const n = inner(s), rows = lrows(s);
-  return s.flat
-    ? `array<${vty}, ${s.nbuf * rows * n}>`
-    : `array<array<array<${vty}, ${n}>, ${rows}>, ${s.nbuf}>`;
+  if (s.sep) {
+    const ty = s.flat ? `array<${vty}, ${rows * n}>` : `array<array<${vty}, ${n}>, ${rows}>`;
+    return [0, 1].map((b) => `var<workgroup> ${s.name}${b}: ${ty};\n`).join("");
+  }
+  return `var<workgroup> ${s.name}: ${
+    s.flat
+      ? `array<${vty}, ${s.nbuf * rows * n}>`
+      : `array<array<array<${vty}, ${n}>, ${rows}>, ${s.nbuf}>`
+  };\n`;
 }
 
-/** The element (vec4, or mat2x4 for h8) at (l-row, inner index) of buffer `buf`. */
+/**
+ * The element (vec4, or mat2x4 for h8) at (l-row, inner index) of buffer `buf`; with `sep` the
+ * buffer is a literal the caller substitutes for § (SEP_BUF).
+ */
 function shAt(s: Shared, row: string, idx: string): string {
-  if (!s.flat) return `${s.name}[buf][${row}][${idx}]`;
   const n = inner(s);
+  if (s.sep) {
+    return s.flat
+      ? `${s.name}${SEP_BUF}[(${row}) * ${n}u + ${idx}]`
+      : `${s.name}${SEP_BUF}[${row}][${idx}]`;
+  }
+  if (!s.flat) return `${s.name}[buf][${row}][${idx}]`;
   return `${s.name}[buf * ${lrows(s) * n}u + (${row}) * ${n}u + ${idx}]`;
 }
+const SEP_BUF = "§";
 
 /** Store one scalar at tile position (x, l). */
 function shStore(s: Shared, x: string, l: string, v: string): string {
@@ -772,8 +795,9 @@ function gemmCode(
   const BM = blockM(p.tile), BN = blockN(p.tile);
   const pair = g.f16 && form === "pair";
   const nbuf = db ? 2 : 1;
-  const As: Shared = { name: "As", ext: BM, pair, h8, flat, bk, nbuf };
-  const Bs: Shared = { name: "Bs", ext: BN, pair, h8, flat, bk, nbuf };
+  const sep = db && p.tile.sep;
+  const As: Shared = { name: "As", ext: BM, pair, h8, flat, sep, bk, nbuf };
+  const Bs: Shared = { name: "Bs", ext: BN, pair, h8, flat, sep, bk, nbuf };
   const A = operand(As, "a", g.R, g.a === "lr", g, p);
   const B = operand(Bs, "b", g.Q, g.b === "lq", g, p);
   const C = computeCode(g, p, As, Bs);
@@ -784,7 +808,20 @@ function gemmCode(
   const next = co ? "" : `let l0 = lbegin + (i + 1u) * BK;\n${load}`;
   const compute = `    {\n      let buf = ${db ? "i & 1u" : "0u"};\n${C.compute}    }\n`;
   let main: string;
-  if (db) {
+  const inBuf = (text: string, b: number) => text.replaceAll(SEP_BUF, String(b));
+  if (sep) {
+    // Tiles i (buffer 0) and i + 1 (buffer 1) per iteration: every workgroup-memory access has
+    // a literal buffer.
+    const half = (b: number) =>
+      `    {\n      let more = i + 1u < ntiles;\n      if (more) {\n        ${next}      }\n` +
+      `${inBuf(C.compute, b)}${C.tileFlush}` +
+      `      if (more) {\n${
+        co ? "" : inBuf(store, 1 - b)
+      }      }\n      workgroupBarrier();\n    }\n`;
+    main = `  {\n    let l0 = lbegin;\n${load}${inBuf(store, 0)}  }\n  workgroupBarrier();\n` +
+      `  for (var i2 = 0u; i2 < ntiles; i2 += 2u) {\n    let i = i2;\n${half(0)}` +
+      `    if (i2 + 1u < ntiles) {\n      let i = i2 + 1u;\n${half(1)}    }\n  }\n`;
+  } else if (db) {
     main =
       `  {\n    let l0 = lbegin;\n${load}    let buf = 0u;\n${store}  }\n  workgroupBarrier();\n` +
       `  for (var i = 0u; i < ntiles; i++) {\n    let more = i + 1u < ntiles;\n` +
@@ -864,8 +901,7 @@ function gemmCode(
     L: g.L,
     BK: bk,
     KPER: p.kper,
-    ASHARED: sharedType(As, vty),
-    BSHARED: sharedType(Bs, vty),
+    SHARED: sharedDecl(As, vty) + sharedDecl(Bs, vty),
     HELPERS: helpers,
     THREADS: wx * wy,
     THREAD: threadCode(p.tile),
