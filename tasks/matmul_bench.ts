@@ -825,23 +825,25 @@ async function probe() {
   // (no global loads, no workgroup stores; barriers kept), f16 with and without its flushes.
   const fc1 = modelCases.find((c) => c.name === "fc1" && c.op === "fwd")!;
   const big = TILES.big, b128: Tile = { rg: 4, cg: 2, wx: 16, wy: 8, bk: 8 };
+  const swap: Tile = { ...big, form: "swap" };
   const gemms: [Prec, string, Tile][] = [
     ["f32", "big (128×64, 8×8 a thread, BK 16), flat", { ...big, flat: true }],
     ["f32", "big, 3D arrays", big],
+    ["f32", "big, 3D, one variable per buffer (sep)", { ...big, sep: true }],
+    ["f32", "big flat, 4x4-block loads", { ...big, flat: true, blocks: true }],
     ["f32", "128² 16x8 bk8, flat", { ...b128, flat: true }],
     ["f16", "splat bk16 (chunk 16)", big],
     ["f16", "splat bk16, no flush (chunk 0)", { ...big, chunk: 0 }],
     ["f16", "pair bk16", { ...big, form: "pair" }],
     ["f16", "pair bk16, no flush", { ...big, form: "pair", chunk: 0 }],
-    ["f16", "swap bk16", { ...big, form: "swap" }],
-    ["f16", "swap bk16, flat", { ...big, form: "swap", flat: true }],
-    ["f16", "swap bk16, chunk 64", { ...big, form: "swap", chunk: 64 }],
-    ["f16", "swap bk16, no flush", { ...big, form: "swap", chunk: 0 }],
-    ["f16", "swap bk16, h8 (16-byte workgroup loads)", { ...big, form: "swap", h8: true }],
-    ["f16", "swap bk16, 4x4-block loads", { ...big, form: "swap", blocks: true }],
-    ["f32", "big flat, 4x4-block loads", { ...big, flat: true, blocks: true }],
-    ["f32", "big, one variable per buffer (sep)", { ...big, sep: true }],
-    ["f16", "swap bk16, sep", { ...big, form: "swap", sep: true }],
+    ["f16", "swap bk16", swap],
+    ["f16", "swap bk16, no flush", { ...swap, chunk: 0 }],
+    ["f16", "swap bk16, chunk 64", { ...swap, chunk: 64 }],
+    ["f16", "swap bk16, flat", { ...swap, flat: true }],
+    ["f16", "swap bk16, sep", { ...swap, sep: true }],
+    ["f16", "swap bk16, h8 (16-byte workgroup loads)", { ...swap, h8: true }],
+    ["f16", "swap bk16, 4x4-block loads", { ...swap, blocks: true }],
+    ["f16", "swap bk16, wacc chunk 32", { ...swap, wacc: true, chunk: 32 }],
     ["f16", "swap 128² 16x8 bk8 chunk 32, flat", { ...b128, form: "swap", chunk: 32, flat: true }],
   ];
   md.push(
