@@ -775,13 +775,13 @@ async function probe() {
     cvt: [
       "## f16 → f32 flush (same FMAs as the f16 vec4 ×16 probe, plus the flushes)",
       "",
-      "| probe | ms | TFLOP/s of the FMAs | conversions/clk/SM |",
+      "| probe | ms | TFLOP/s of the FMAs | conversions (+ f32 adds)/clk/SM |",
       "| --- | ---: | ---: | ---: |",
     ],
     lds: [
       "## Workgroup loads in the GEMM's pattern (2 FMAs per 4 loads, a barrier per 16 steps)",
       "",
-      "| probe | ms | G loads/s | loads/clk/SM | bytes/clk/SM |",
+      "| probe | ms | G thread loads/s | thread loads/clk/SM | bytes/clk/SM (broadcasts counted per thread) |",
       "| --- | ---: | ---: | ---: | ---: |",
     ],
   };
