@@ -19,8 +19,14 @@
  * every DiT-S/2 product, f32 and f16; prints per class a table (TFLOP/s, candidates as columns),
  * the best candidate per shape, the best per class by Σ calls·ms over the model's products (with
  * the DEFAULTS line to paste) and the GEMM time of a training step with the defaults versus the
- * picks. The budget (default 200 s) is shared out over the shapes; candidates are timed in
- * priority order and the rest skipped (and listed) when a shape's share runs out.
+ * picks. The budget (default 210 s) is shared out over the shapes in proportion to their
+ * candidates; candidates are timed in priority order and the rest skipped (and listed) when a
+ * shape's share runs out.
+ *
+ * --probe (about 30 s): FMA throughput (f32/f16 vectors, splat and permuted forms), the f16 → f32
+ * flush's cost, workgroup-load throughput (f32 vs f16, 3D vs flat arrays, 16-byte f16 loads) and
+ * GEMM kernels at fc1's forward whole and as their inner loop alone (Tile.computeOnly), f16 with
+ * and without flushes (tasks/matmul_probe.ts).
  *
  * Timing: record once, run once (compile, warm-up), one estimate, then 3 batches of back-to-back
  * repeats of ≥ 50 ms each in one compute pass (GPU timestamps when the adapter has them, else
@@ -492,6 +498,7 @@ function candidates(cls: ShapeClass, prec: Prec): [string, Choice][] {
       ["swap bk16", t(swap)],
       ["swap blocks", t({ ...swap, blocks: true })],
       ["swap sep blocks", t({ ...swap, sep: true, blocks: true })],
+      ["swap flat blocks", t({ ...swap, flat: true, blocks: true })],
       ["splat bk16", t(big)],
       ["pair bk16", t({ ...big, form: "pair" })],
       ["swap h8", t({ ...swap, h8: true })],
@@ -572,7 +579,7 @@ interface Row {
 }
 
 async function sweep() {
-  const budget = Number(kv.budget ?? 200) * 1e3;
+  const budget = Number(kv.budget ?? 210) * 1e3;
   // Largest share of the step first, so a short budget still covers what matters.
   const order = [...cases].sort((a, b) => b.calls * b.M * b.N * b.K - a.calls * a.M * a.N * a.K);
   const start = performance.now();
