@@ -22,6 +22,8 @@ import { kernels } from "./harness.ts";
 import { Rng, TEST_SEED } from "./reference/random.ts";
 import type { DType, Kernels, Tensor } from "../src/gpu/kernels.ts";
 import {
+  DEFAULTS,
+  describePlan,
   linearBackwardInput,
   linearBackwardWeight,
   linearForward,
@@ -275,6 +277,26 @@ const cases: [string, number, number, number, F16Case][] = [
 for (const [what, M, N, K, c] of cases) {
   Deno.test(`linear f16 ${what}`, () => f16Linear(`linear f16 ${what}`, M, N, K, c));
 }
+
+// A default the device's workgroup memory cannot hold (wacc at 16x8 a thread needs 37 KB at
+// the CPU adapter's BK 8; it allows 32 KB) falls back to register sums, still correct.
+Deno.test("linear f16: a default too large for workgroup memory falls back", async () => {
+  const k = await kernels();
+  const saved = DEFAULTS.f16.small;
+  DEFAULTS.f16.small = {
+    tile: { rg: 4, cg: 2, wx: 8, wy: 8, bk: 16, form: "swap", wacc: true, h8: true },
+  };
+  try {
+    const g = { R: 260, Q: 130, L: 72, a: "rl", b: "ql", f16: true } as const;
+    const p = describePlan(k, g);
+    if (p.cls !== "small" || p.tile.wacc || !p.tile.h8 || p.tile.bk !== 8) {
+      throw new Error(`unexpected fallback plan ${JSON.stringify(p)}`);
+    }
+    await f16Linear("linear f16 wacc default fallback", 260, 130, 72, {});
+  } finally {
+    DEFAULTS.f16.small = saved;
+  }
+});
 
 /** Fused epilogues with f16 operands, f16 outputs and f16 side inputs. */
 async function f16Epilogues(name: string, M: number, N: number, K: number, opts: LinearOptions) {

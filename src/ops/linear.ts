@@ -6,9 +6,11 @@
  *
  * Tiling (`Tile`): BM = 4·rg·wy rows by BN = 4·cg·wx columns over wx·wy threads, bk reduction
  * steps per workgroup tile, plus code-shape switches (double buffering, load mapping, warp shape,
- * flat arrays; for f16 the form, chunk, 16-byte workgroup elements (h8) and f32 sums kept in
- * workgroup memory (wacc)). The default per shape class and precision is `DEFAULTS`
- * (update it from `deno run -A tasks/matmul_bench.ts --sweep`). Named variants (opts.variant):
+ * flat arrays or one variable per buffer, 4×4-block transposing loads; for f16 the form, chunk,
+ * 16-byte workgroup elements (h8) and f32 sums kept in workgroup memory (wacc)). The default per
+ * shape class and precision is `DEFAULTS` (update it from `deno run -A tasks/matmul_bench.ts
+ * --sweep`; a default the device's workgroup memory cannot hold drops wacc, then halves bk).
+ * Named variants (opts.variant):
  *   "big"    128×64 block tile, 8×16 threads, 8×8 outputs per thread, BK 16
  *   "wide"   64×128 block tile, 16×8 threads, 8×8 outputs per thread, BK 16
  *   "mid"    64×64 block tile, 16×16 threads, 4×4 outputs per thread, BK 8
@@ -28,10 +30,9 @@
  * lanes added in f32), form "swap" a vec4<f16> per 4 outputs on a diagonal of the thread's 4×4
  * blocks (fma(a[4 rows, l], b[l, 4 columns] with lanes permuted, s): at most `chunk` products a
  * lane, both multiplicands whole registers). So no f16 lane ever sums more than `chunk` products
- * (a few dozen at most: the sweep's candidates use 8 to 64) before they reach f32 (registers,
- * or with `wacc` the thread's own f32 slots in workgroup memory). Bias,
- * epilogue and split-K sums are f32; an f16 output is rounded once. The resulting bound is in
- * tests/ops_linear_f16_test.ts.
+ * (a few dozen at most: the sweep's candidates use 8 to 64) before they reach f32 (registers, or
+ * with `wacc` the thread's own f32 slots in workgroup memory). Bias, epilogue and split-K sums
+ * are f32; an f16 output is rounded once. The resulting bound is in tests/ops_linear_f16_test.ts.
  *
  * Epilogues (forward): `gelu` (y = gelu(x·wᵀ+b)), `gate` + `residual` (y = residual +
  * mod[b, chunk]·(x·wᵀ+b), b = row / T), `pre` (also store x·wᵀ+b, which the backward of gelu or
@@ -291,7 +292,19 @@ function fullTile(t: Tile, f16: boolean, name: string): Required<Tile> {
   return full;
 }
 
-function plan(g: Gemm, opts: LinearOptions, name: string, cpu: boolean): Plan {
+/** Workgroup memory of a tile's kernel, in bytes. */
+function sharedBytes(t: Tile, f16: boolean): number {
+  const tiles = ((t.db ?? true) ? 2 : 1) * t.bk * (blockM(t) + blockN(t)) * (f16 ? 2 : 4);
+  return tiles + (f16 && t.wacc ? t.wx * t.wy * t.rg * t.cg * 64 : 0);
+}
+
+function plan(
+  g: Gemm,
+  opts: LinearOptions,
+  name: string,
+  cpu: boolean,
+  sharedLimit = Infinity,
+): Plan {
   const variant = opts.variant;
   let choice: Choice;
   if (opts.tile) choice = { tile: opts.tile };
@@ -309,6 +322,12 @@ function plan(g: Gemm, opts: LinearOptions, name: string, cpu: boolean): Plan {
   // Software adapters (llvmpipe) take minutes to compile shaders with large workgroup memory
   // (its cost grows with the square of the size): same code, a reduction tile of at most 8.
   if (cpu && !opts.tile && tile.bk > 8) tile = { ...tile, bk: 8 };
+  // A default that does not fit this device's workgroup memory (a tuned wacc tile on a 32 KB
+  // adapter): the f32 sums back in registers, then a shorter reduction tile.
+  if (!opts.tile && sharedBytes(tile, g.f16) > sharedLimit) tile = { ...tile, wacc: false };
+  while (!opts.tile && sharedBytes(tile, g.f16) > sharedLimit && tile.bk > 4) {
+    tile = { ...tile, bk: tile.bk / 2 };
+  }
   const full = fullTile(tile, g.f16, name);
   const vec = vecOk(g) && variant !== "scalar";
   const tiles = cdiv(g.R, blockM(full)) * cdiv(g.Q, blockN(full));
@@ -961,7 +980,13 @@ export function describePlan(
   g: Gemm,
   opts: LinearOptions = {},
 ): { tile: Required<Tile>; splits: number; swizzle: number; vec: boolean; cls: ShapeClass } {
-  const p = plan(g, opts, "linear", k.gpu.isFallback);
+  const p = plan(
+    g,
+    opts,
+    "linear",
+    k.gpu.isFallback,
+    k.device.limits.maxComputeWorkgroupStorageSize,
+  );
   return { tile: p.tile, splits: p.splits, swizzle: p.swizzle, vec: p.vec, cls: shapeClass(g) };
 }
 
@@ -974,11 +999,10 @@ function gemm(
   epi: Epilogue,
   opts: LinearOptions,
 ): Dispatch[] {
-  const p = plan(g, opts, name, k.gpu.isFallback);
+  const p = plan(g, opts, name, k.gpu.isFallback, k.device.limits.maxComputeWorkgroupStorageSize);
   const BM = blockM(p.tile), BN = blockN(p.tile);
   const threads = p.tile.wx * p.tile.wy;
-  const shared = (p.tile.db ? 2 : 1) * p.tile.bk * (BM + BN) * (g.f16 ? 2 : 4) +
-    (g.f16 && p.tile.wacc ? threads * p.tile.rg * p.tile.cg * 64 : 0);
+  const shared = sharedBytes(p.tile, g.f16);
   const limit = k.device.limits.maxComputeWorkgroupStorageSize;
   if (shared > limit) {
     throw new Error(
