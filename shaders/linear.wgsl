@@ -10,13 +10,18 @@
 // lives in named registers, because Deno's WebGPU bounds-checks every dynamically indexed array
 // (a min() per access) and bounds every runtime loop. The workgroup tiles are 3D arrays
 // [buffer][l][x] whose l index is a literal in the unrolled product and whose x index is the
-// same per thread for the whole loop: the clamp is hoisted, each load is base + constant.
+// same per thread for the whole loop (the clamp can be hoisted, each load base + constant), or
+// flat arrays with a clamp per load ("flat": faster on the H200 all the same, for reasons the
+// bench's --probe is there to find).
 //
 // f16 accumulation (operands f16, accumulators f32): the products and their running sums are f16
 // for CHUNK reduction steps (form "splat": 4 outputs a vec4<f16> lane each, a(row) splatted
 // times a vec4 of B; form "pair": a vec2<f16> per output whose lanes take the even and the odd
-// l of a pair, both multiplicands genuine vectors), then added into f32 accumulators and
-// zeroed. So each f16 lane sums at most CHUNK (splat) or CHUNK/2 (pair) products; everything
+// l of a pair; form "swap": a vec4 of 4 rows of A times a vec4 of 4 columns of B with its lanes
+// permuted (b, b.yxwz, b.zwxy, b.wzyx), so each lane is one output of a 4×4 block's diagonal;
+// pair and swap multiply whole registers, no splat), then added into f32 accumulators (registers,
+// or with "wacc" the thread's own slots of a workgroup array) and zeroed. So each f16 lane sums
+// at most CHUNK (splat, swap) or CHUNK/2 (pair) products, CHUNK a few dozen at most; everything
 // after (bias, epilogue, split-K sums) is f32, and an f16 output is rounded once at the store.
 //
 // Sections ("// @section NAME") are specialised separately.
@@ -39,8 +44,8 @@ const BK: u32 = {{BK}}u;
 // Reduction length per split (a multiple of BK; L when not split).
 const KPER: u32 = {{KPER}}u;
 
-var<workgroup> As: {{ASHARED}};
-var<workgroup> Bs: {{BSHARED}};
+// Workgroup tiles As, Bs (or As0, As1, Bs0, Bs1: one variable per buffer).
+{{SHARED}}
 {{HELPERS}}
 
 @compute @workgroup_size({{THREADS}})

@@ -6,8 +6,10 @@
  *                                     [--shape=M,N,K] [--md=FILE]
  *   deno run -A tasks/matmul_bench.ts --sweep [--budget=SECONDS] [--prec=f32,f16]
  *                                     [--only=NAME,...] [--md=FILE] [--json=FILE]
- *   (smoke test on a CPU adapter: --tokens=256 --width=32 --square=64, and for the sweep
- *   --class=NAME to time one class's candidates at every product)
+ *   deno run -A tasks/matmul_bench.ts --probe [--prec=f32,f16] [--md=FILE] [--sms=132 --ghz=1.98]
+ *   (smoke test on a CPU adapter: --tokens=256 --width=32 --square=64 --batch-ms=5, for the
+ *   sweep --class=NAME to time one class's candidates at every product, for the probe
+ *   --probe-wg=1)
  *
  * Default mode: the default kernels (src/ops/linear.ts DEFAULTS) at 4096³, 8192³ and every
  * DiT-S/2 product, plus the fused epilogues (fc1+gelu, fc2+gate+residual, fc2 dX+gelu'); with
@@ -17,8 +19,14 @@
  * every DiT-S/2 product, f32 and f16; prints per class a table (TFLOP/s, candidates as columns),
  * the best candidate per shape, the best per class by Σ calls·ms over the model's products (with
  * the DEFAULTS line to paste) and the GEMM time of a training step with the defaults versus the
- * picks. The budget (default 200 s) is shared out over the shapes; candidates are timed in
- * priority order and the rest skipped (and listed) when a shape's share runs out.
+ * picks. The budget (default 210 s) is shared out over the shapes in proportion to their
+ * candidates; candidates are timed in priority order and the rest skipped (and listed) when a
+ * shape's share runs out.
+ *
+ * --probe (about 30 s): FMA throughput (f32/f16 vectors, splat and permuted forms), the f16 → f32
+ * flush's cost, workgroup-load throughput (f32 vs f16, 3D vs flat arrays, 16-byte f16 loads) and
+ * GEMM kernels at fc1's forward whole and as their inner loop alone (Tile.computeOnly), f16 with
+ * and without flushes (tasks/matmul_probe.ts).
  *
  * Timing: record once, run once (compile, warm-up), one estimate, then 3 batches of back-to-back
  * repeats of ≥ 50 ms each in one compute pass (GPU timestamps when the adapter has them, else
@@ -44,6 +52,7 @@ import {
   TILES,
 } from "../src/ops/linear.ts";
 import { castF32ToF16 } from "../src/ops/cast.ts";
+import { probeKernels } from "./matmul_probe.ts";
 
 type Op = "fwd" | "dx" | "dw";
 type Prec = "f32" | "f16";
@@ -267,6 +276,19 @@ async function timeBatch(ds: Dispatch[], reps: number): Promise<number> {
   return (performance.now() - t0) / 1e3 / reps;
 }
 
+/** Batch length of one timing (seconds); --batch-ms overrides. */
+const BATCH_S = Number(kv["batch-ms"] ?? 30) / 1e3;
+
+/** Seconds per run of `ds` (already warm): one estimate, then the median of 3 batches. */
+async function medianTime(ds: Dispatch[]): Promise<number> {
+  const est = await timeBatch(ds, 1);
+  const reps = Math.max(2, Math.min(5000, Math.ceil(BATCH_S / Math.max(est, 1e-7))));
+  const times: number[] = [];
+  for (let i = 0; i < 3; i++) times.push(await timeBatch(ds, reps));
+  times.sort((a, b) => a - b);
+  return times[1];
+}
+
 /** A few elements of a tensor (one 4-byte word copied per element; f16 halves picked out). */
 async function readSamples(t: Tensor, idx: number[]): Promise<number[]> {
   const eb = t.dtype === "f16" ? 2 : 4;
@@ -311,12 +333,7 @@ async function measure(c: Case, prec: Prec, opts: LinearOptions): Promise<Timing
   }
   const compileMs = performance.now() - t0;
   try {
-    const est = await timeBatch(r.ds, 1);
-    const reps = Math.max(2, Math.min(5000, Math.ceil(0.05 / Math.max(est, 1e-7))));
-    const times: number[] = [];
-    for (let i = 0; i < 3; i++) times.push(await timeBatch(r.ds, reps));
-    times.sort((a, b) => a - b);
-    const sec = times[1];
+    const sec = await medianTime(r.ds);
     const idx = Array.from(
       { length: 8 },
       (_, s) => Math.floor(((s * 2654435761 + 12345) >>> 0) / 4294967296 * r.out.length),
@@ -434,101 +451,113 @@ print('TORCH' + json.dumps(out))
 // ---------------------------------------------------------------------------------------------
 // --sweep: candidate tilings per shape class and precision.
 
-/** Candidates of a class, in priority order (the class default first). */
+/**
+ * Candidates of a class, in priority order (the class default first). Run 1 on the H200 kept:
+ * f32 flat arrays and the 128×128 16x8-a-thread BK 8 tile; f16 BK 16 (BK 32 lost everywhere).
+ * New here: the f16 swap form (no splat), chunks of 32-64 products, 16-byte f16 workgroup loads
+ * (h8), f32 sums in workgroup memory (wacc) with 16x8 outputs a thread.
+ */
 function candidates(cls: ShapeClass, prec: Prec): [string, Choice][] {
   const big = TILES.big, wide = TILES.wide, small = TILES.small, mid = TILES.mid;
   const t = (x: Tile): Choice => ({ tile: x });
   const def = DEFAULTS[prec][cls];
   const list: [string, Choice][] = [["default", def]];
   const large = cls === "fwd" || cls === "dx" || cls === "dw";
+  // 128×128 block, 16x8 outputs a thread; 128×64 with 16x8 over 64 threads.
+  const sq8: Tile = { rg: 4, cg: 2, wx: 16, wy: 8, bk: 8 };
+  const t64: Tile = { rg: 4, cg: 2, wx: 8, wy: 8, bk: 8 };
+  const swap: Tile = { ...big, form: "swap" };
+  const swap64: Tile = { ...t64, bk: 16, form: "swap", wacc: true, h8: true, chunk: 32 };
   if (prec === "f32" && large) {
-    list.push(
-      ["flat (pre-sweep)", t({ ...def.tile, flat: true })],
-      ["big bk32", t({ ...big, bk: 32 })],
-      ["big xfast", t({ ...big, xfast: true })],
-      ["wide", t(wide)],
-      ["big bk32 xfast", t({ ...big, bk: 32, xfast: true })],
-      ["128² 256t bk8", t({ rg: 2, cg: 2, wx: 16, wy: 16, bk: 8 })],
-      ["128² 16x8 bk8", t({ rg: 4, cg: 2, wx: 16, wy: 8, bk: 8 })],
-      ["big 1buf bk32", t({ ...big, bk: 32, db: false })],
-      ["wide wtx8", t({ ...wide, wtx: 8 })],
-      ["big wtx4", t({ ...big, wtx: 4 })],
-      ["big bk8", t({ ...big, bk: 8 })],
-      ["128² 8x16 bk8", t({ rg: 2, cg: 4, wx: 8, wy: 16, bk: 8 })],
-    );
-  } else if (prec === "f16" && large) {
-    list.push(
-      ["splat bk16", t(big)],
-      ["pair bk16", t({ ...big, form: "pair" })],
-      ["pair bk32", t({ ...big, bk: 32, form: "pair" })],
-      ["splat bk32 c16", t({ ...big, bk: 32, chunk: 16 })],
-      ["splat bk32 xfast", t({ ...big, bk: 32, xfast: true })],
-      ["wide bk32", t({ ...wide, bk: 32 })],
-      ["pair 128x64 256t", t({ rg: 2, cg: 1, wx: 16, wy: 16, bk: 16, form: "pair" })],
-      ["splat 128² 256t", t({ rg: 2, cg: 2, wx: 16, wy: 16, bk: 16 })],
-      ["flat bk32", t({ ...big, bk: 32, flat: true })],
-      ["splat bk64 c32", t({ ...big, bk: 64, chunk: 32 })],
-      ["pair wide bk32", t({ ...wide, bk: 32, form: "pair" })],
-    );
-  } else if (cls === "splitk") {
-    const s = (x: Tile, target: number): Choice => ({ tile: x, split: { ...SPLIT_LONG, target } });
-    const base = prec === "f32" ? big : { ...big, bk: 32 };
-    list.push(
-      ["×528", s(base, 528)],
-      ["×2112", s(base, 2112)],
-      ["flat (pre-sweep)", s({ ...def.tile, flat: true }, SPLIT_LONG.target)],
-      ["wide", s(prec === "f32" ? wide : { ...wide, bk: 32 }, 1056)],
-      ["×4224", s(base, 4224)],
-    );
-    if (prec === "f32") {
+    if (cls !== "dx") {
       list.push(
-        ["bk32", s({ ...big, bk: 32 }, 1056)],
-        ["128² 256t", s({ rg: 2, cg: 2, wx: 16, wy: 16, bk: 8 }, 1056)],
+        ["128² 16x8 bk8 flat", t({ ...sq8, flat: true })],
+        ["128² 16x8 bk8 flat blocks", t({ ...sq8, flat: true, blocks: true })],
+        ["big flat blocks", t({ ...big, flat: true, blocks: true })],
+        ["128² 16x8 bk8 sep", t({ ...sq8, sep: true })],
+        ["128² 16x8 bk8 sep blocks", t({ ...sq8, sep: true, blocks: true })],
+        ["big sep blocks", t({ ...big, sep: true, blocks: true })],
+        ["128² 16x8 bk8", t(sq8)],
+        ["128x64 64t 16x8 bk8 flat", t({ ...t64, flat: true })],
+        ["128² 16x8 bk16 flat", t({ ...sq8, bk: 16, flat: true })],
       );
     } else {
       list.push(
-        ["pair bk16", s({ ...big, form: "pair" }, 1056)],
-        ["splat bk16", s(big, 1056)],
-        ["pair bk32", s({ ...big, bk: 32, form: "pair" }, 1056)],
+        ["128² 16x8 bk8 flat", t({ ...sq8, flat: true })],
+        ["128² 16x8 bk8 flat blocks", t({ ...sq8, flat: true, blocks: true })],
+        ["wide flat blocks", t({ ...wide, flat: true, blocks: true })],
+        ["128² 16x8 bk8 sep blocks", t({ ...sq8, sep: true, blocks: true })],
+        ["wide sep blocks", t({ ...wide, sep: true, blocks: true })],
+        ["128² 16x8 bk8", t(sq8)],
+        ["wide wtx8 flat", t({ ...wide, wtx: 8, flat: true })],
+        ["128x64 64t 16x8 bk8 flat", t({ ...t64, flat: true })],
+      );
+    }
+  } else if (prec === "f16" && large) {
+    list.push(
+      ["swap bk16", t(swap)],
+      ["swap blocks", t({ ...swap, blocks: true })],
+      ["swap sep blocks", t({ ...swap, sep: true, blocks: true })],
+      ["swap flat blocks", t({ ...swap, flat: true, blocks: true })],
+      ["splat bk16", t(big)],
+      ["pair bk16", t({ ...big, form: "pair" })],
+      ["swap h8", t({ ...swap, h8: true })],
+      ["swap c32", t({ ...swap, chunk: 32 })],
+      ["swap blocks h8 c32", t({ ...swap, blocks: true, h8: true, chunk: 32 })],
+      ["swap flat", t({ ...swap, flat: true })],
+      ["swap wacc c32", t({ ...swap, wacc: true, chunk: 32 })],
+      ["swap 128x64 64t 16x8 wacc h8 c32", t(swap64)],
+      ["splat flat", t({ ...big, flat: true })],
+      ["swap sep blocks h8 c32", t({ ...swap, sep: true, blocks: true, h8: true, chunk: 32 })],
+    );
+    if (cls === "fwd") list.push(["swap c64", t({ ...swap, chunk: 64 })]);
+  } else if (cls === "splitk") {
+    const s = (x: Tile, target = SPLIT_LONG.target): Choice => ({
+      tile: x,
+      split: { ...SPLIT_LONG, target },
+    });
+    if (prec === "f32") {
+      list.push(
+        ["128² 256t flat", s({ rg: 2, cg: 2, wx: 16, wy: 16, bk: 8, flat: true })],
+        ["128² 16x8 bk8 flat", s({ ...sq8, flat: true })],
+        ["big sep", s({ ...big, sep: true })],
+        ["128² 16x8 bk8 sep", s({ ...sq8, sep: true })],
+        ["big flat ×2112", s({ ...big, flat: true }, 2112)],
+        ["128x64 64t 16x8 bk8 flat", s({ ...t64, flat: true })],
+      );
+    } else {
+      list.push(
+        ["splat flat", s({ ...big, flat: true })],
+        ["swap bk16", s(swap)],
+        ["swap sep", s({ ...swap, sep: true })],
+        ["swap flat", s({ ...swap, flat: true })],
+        ["swap c32", s({ ...swap, chunk: 32 })],
+        ["swap h8", s({ ...swap, h8: true })],
+        ["swap wacc c32", s({ ...swap, wacc: true, chunk: 32 })],
+        ["swap 128x64 64t 16x8 wacc h8 c32", s(swap64)],
+        ["pair bk16", s({ ...big, form: "pair" })],
       );
     }
   } else if (cls === "small") {
     const s = (x: Tile, target: number): Choice => ({ tile: x, split: { ...SPLIT_SMALL, target } });
     list.push(
-      ["flat (pre-sweep)", s({ ...def.tile, flat: true }, 384)],
       ["×768", s(small, 768)],
-      ["×192", s(small, 192)],
-      ["mid ×384", s(mid, 384)],
       ["mid bk16 ×768", s({ ...mid, bk: 16 }, 768)],
-      ["small bk32 ×384", s({ ...small, bk: 32 }, 384)],
+      ["mid ×384", s(mid, 384)],
     );
-    if (prec === "f16") list.push(["pair ×384", s({ ...small, form: "pair" }, 384)]);
+    if (prec === "f16") list.push(["swap ×768", s({ ...small, form: "swap" }, 768)]);
   } else if (cls === "narrowQ" || cls === "narrowR") {
     const s = (x: Tile): Choice => ({ tile: x, split: SPLIT_SMALL });
     const q = cls === "narrowQ";
     list.push(
-      ["flat (pre-sweep)", s({ ...def.tile, flat: true })],
+      ["flat", s({ ...def.tile, flat: true })],
       [
         q ? "4x256 64t" : "256x4 64t",
         s(q ? { rg: 1, cg: 1, wx: 1, wy: 64, bk: 16 } : { rg: 1, cg: 1, wx: 64, wy: 1, bk: 16 }),
       ],
-      [
-        q ? "8x128 64t" : "128x8 64t",
-        s(q ? { rg: 1, cg: 1, wx: 2, wy: 32, bk: 16 } : { rg: 1, cg: 1, wx: 32, wy: 2, bk: 16 }),
-      ],
-      [
-        q ? "4x512 128t" : "512x4 128t",
-        s(q ? { rg: 1, cg: 1, wx: 1, wy: 128, bk: 8 } : { rg: 1, cg: 1, wx: 128, wy: 1, bk: 8 }),
-      ],
     );
   } else if (cls === "thin") {
-    list.push(
-      ["big bk4", t({ ...big, bk: 4 })],
-      ["mid bk4", t({ ...mid, bk: 4 })],
-      ["wide bk4", t({ ...wide, bk: 4 })],
-      ["128² 256t bk4", t({ rg: 2, cg: 2, wx: 16, wy: 16, bk: 4 })],
-      ["flat (pre-sweep)", t({ ...def.tile, flat: true })],
-    );
+    list.push(["big bk4", t({ ...big, bk: 4 })], ["mid bk4", t({ ...mid, bk: 4 })]);
   }
   return list;
 }
@@ -550,7 +579,7 @@ interface Row {
 }
 
 async function sweep() {
-  const budget = Number(kv.budget ?? 200) * 1e3;
+  const budget = Number(kv.budget ?? 210) * 1e3;
   // Largest share of the step first, so a short budget still covers what matters.
   const order = [...cases].sort((a, b) => b.calls * b.M * b.N * b.K - a.calls * a.M * a.N * a.K);
   const start = performance.now();
@@ -559,16 +588,22 @@ async function sweep() {
   await k.device.queue.onSubmittedWorkDone();
   console.log(`# inputs ready in ${((performance.now() - start) / 1e3).toFixed(1)} s`);
   const rows: Row[] = [];
-  const jobs = order.flatMap((c) => precs.map((prec) => ({ c, prec })));
+  const classOf = (c: Case, prec: Prec) =>
+    (kv.class as ShapeClass | undefined) ?? describePlan(k, gemmOf(c, prec)).cls;
+  const jobs = order.flatMap((c) =>
+    precs.map((prec) => ({ c, prec, count: candidates(classOf(c, prec), prec).length }))
+  );
   for (let j = 0; j < jobs.length; j++) {
     const { c, prec } = jobs[j];
     const g = gemmOf(c, prec);
-    const cls = (kv.class as ShapeClass | undefined) ?? describePlan(k, g).cls;
+    const cls = classOf(c, prec);
     const cands = candidates(cls, prec);
     const row: Row = { c, prec, cls, cands, res: new Map() };
     rows.push(row);
     const t0 = performance.now();
-    const share = (budget - (t0 - start)) / (jobs.length - j);
+    // This job's share of what is left, in proportion to its candidates.
+    const left = jobs.slice(j).reduce((n, o) => n + o.count, 0);
+    const share = (budget - (t0 - start)) * cands.length / left;
     const seen = new Map<string, string>();
     for (const [label, ch] of cands) {
       if (label !== "default" && performance.now() - t0 > share) {
@@ -722,5 +757,132 @@ function report(rows: Row[], elapsed: number) {
   }
 }
 
-if (sweepMode) await sweep();
+// ---------------------------------------------------------------------------------------------
+// --probe: FMA, conversion and workgroup-load ceilings, and GEMM inner loops without their
+// global traffic or without the f16 flush (tasks/matmul_probe.ts has the kernels).
+
+async function probe() {
+  const sms = Number(kv.sms ?? 132), ghz = Number(kv.ghz ?? 1.98);
+  const perClk = (perSec: number) => perSec / (sms * ghz * 1e9);
+  const io = k.tensor([128 * 4], "probe io");
+  k.write(io, Float32Array.from({ length: 512 }, (_, i) => [0.75, 1, 0.5, 0.25][i % 4]));
+  const md: string[] = [
+    `# Matmul probes on ${gpu.name}`,
+    "",
+    `Per SM per clock figures assume ${sms} SMs at ${ghz} GHz (--sms, --ghz). FMA: flops count ` +
+    "2 per lane; an H100/H200 SM peaks at 256 f32 or 512 packed-f16 flops a clock.",
+  ];
+  const sections: Record<string, string[]> = {
+    fma: [
+      "## FMA throughput",
+      "",
+      "| probe | ms | TFLOP/s | flops/clk/SM |",
+      "| --- | ---: | ---: | ---: |",
+    ],
+    cvt: [
+      "## f16 → f32 flush (same FMAs as the f16 vec4 ×16 probe, plus the flushes)",
+      "",
+      "| probe | ms | TFLOP/s of the FMAs | conversions (+ f32 adds)/clk/SM |",
+      "| --- | ---: | ---: | ---: |",
+    ],
+    lds: [
+      "## Workgroup loads in the GEMM's pattern (2 FMAs per 4 loads, a barrier per 16 steps)",
+      "",
+      "| probe | ms | G thread loads/s | thread loads/clk/SM | bytes/clk/SM (broadcasts counted per thread) |",
+      "| --- | ---: | ---: | ---: | ---: |",
+    ],
+  };
+  let cvtFma = 0; // ms of the f16 vec4 ×16 FMA probe, for the conversion cost
+  const wgs = kv["probe-wg"] ? Number(kv["probe-wg"]) : undefined;
+  for (const pk of probeKernels(wgs)) {
+    if (pk.name.startsWith("f16") && !precs.includes("f16")) continue;
+    let sec: number;
+    try {
+      const d = k.dispatch(pk.code, "main", [io], [pk.workgroups, 1, 1]);
+      await k.run([d]);
+      sec = await medianTime([d]);
+    } catch (e) {
+      sections[pk.group].push(`| ${pk.name} | failed: ${(e as Error).message.split("\n")[0]} |`);
+      continue;
+    }
+    const total = pk.work * pk.threads * pk.workgroups, rate = total / sec, ms = sec * 1e3;
+    let row: string;
+    if (pk.group === "fma") {
+      if (pk.name === "f16 vec4, 16 accumulators") cvtFma = ms;
+      row = `| ${pk.name} | ${ms.toFixed(3)} | ${(rate / 1e12).toFixed(1)} | ${
+        perClk(rate).toFixed(0)
+      } |`;
+    } else if (pk.unit === "cvt") {
+      // Conversion-bound: conversions per second over the time beyond the FMAs alone.
+      const extra = Math.max(sec - cvtFma / 1e3, 1e-9);
+      row = `| ${pk.name} | ${ms.toFixed(3)} | – | ${perClk(total / extra).toFixed(1)} (over the ` +
+        `FMA-only time; ${perClk(rate).toFixed(1)} overall) |`;
+    } else if (pk.group === "cvt") {
+      row = `| ${pk.name} | ${ms.toFixed(3)} | ${(rate / 1e12).toFixed(1)} | – |`;
+    } else {
+      row = `| ${pk.name} | ${ms.toFixed(3)} | ${(rate / 1e9).toFixed(0)} | ${
+        perClk(rate).toFixed(1)
+      } | ${perClk(rate * (pk.bytes ?? 0)).toFixed(0)} |`;
+    }
+    sections[pk.group].push(row);
+    console.log(row);
+  }
+  md.push("", ...sections.fma, "", ...sections.cvt, "", ...sections.lds);
+  // GEMM inner loops at fc1's forward: the whole kernel, and the loop over the first tile only
+  // (no global loads, no workgroup stores; barriers kept), f16 with and without its flushes.
+  const fc1 = modelCases.find((c) => c.name === "fc1" && c.op === "fwd")!;
+  const big = TILES.big, b128: Tile = { rg: 4, cg: 2, wx: 16, wy: 8, bk: 8 };
+  const swap: Tile = { ...big, form: "swap" };
+  const gemms: [Prec, string, Tile][] = [
+    ["f32", "big (128×64, 8×8 a thread, BK 16), flat", { ...big, flat: true }],
+    ["f32", "big, 3D arrays", big],
+    ["f32", "big, 3D, one variable per buffer (sep)", { ...big, sep: true }],
+    ["f32", "big flat, 4x4-block loads", { ...big, flat: true, blocks: true }],
+    ["f32", "128² 16x8 bk8, flat", { ...b128, flat: true }],
+    ["f16", "splat bk16 (chunk 16)", big],
+    ["f16", "splat bk16, no flush (chunk 0)", { ...big, chunk: 0 }],
+    ["f16", "pair bk16", { ...big, form: "pair" }],
+    ["f16", "pair bk16, no flush", { ...big, form: "pair", chunk: 0 }],
+    ["f16", "swap bk16", swap],
+    ["f16", "swap bk16, no flush", { ...swap, chunk: 0 }],
+    ["f16", "swap bk16, chunk 64", { ...swap, chunk: 64 }],
+    ["f16", "swap bk16, flat", { ...swap, flat: true }],
+    ["f16", "swap bk16, sep", { ...swap, sep: true }],
+    ["f16", "swap bk16, h8 (16-byte workgroup loads)", { ...swap, h8: true }],
+    ["f16", "swap bk16, 4x4-block loads", { ...swap, blocks: true }],
+    ["f16", "swap bk16, wacc chunk 32", { ...swap, wacc: true, chunk: 32 }],
+    ["f16", "swap 128² 16x8 bk8 chunk 32, flat", { ...b128, form: "swap", chunk: 32, flat: true }],
+  ];
+  md.push(
+    "",
+    `## GEMM at ${fc1.name} ${fc1.op} (${dimStr(fc1)}): whole kernel and compute-only loop`,
+    "",
+    "Compute-only: the first tile loaded, then the inner loop and barriers over it for every " +
+      "tile (no global loads, no workgroup stores); its results are wrong by design.",
+    "",
+    "| prec | tiling | TFLOP/s | compute-only TFLOP/s |",
+    "| --- | --- | ---: | ---: |",
+  );
+  for (const [prec, label, tile] of gemms) {
+    if (!precs.includes(prec)) continue;
+    const cells: string[] = [];
+    for (const computeOnly of [false, true]) {
+      const t = await measure(fc1, prec, { tile: { ...tile, computeOnly }, splits: 1 });
+      cells.push(
+        typeof t === "string"
+          ? t.slice(0, 60)
+          : `${t.tflops.toFixed(1)}${t.wrong && !computeOnly ? " (WRONG)" : ""}`,
+      );
+    }
+    const row = `| ${prec} | ${label} | ${cells.join(" | ")} |`;
+    md.push(row);
+    console.log(row);
+  }
+  const text = md.join("\n");
+  console.log("\n" + text);
+  if (kv.md) Deno.writeTextFileSync(kv.md, text + "\n");
+}
+
+if (flags.has("--probe")) await probe();
+else if (sweepMode) await sweep();
 else await standard();

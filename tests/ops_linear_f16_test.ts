@@ -22,6 +22,8 @@ import { kernels } from "./harness.ts";
 import { Rng, TEST_SEED } from "./reference/random.ts";
 import type { DType, Kernels, Tensor } from "../src/gpu/kernels.ts";
 import {
+  DEFAULTS,
+  describePlan,
   linearBackwardInput,
   linearBackwardWeight,
   linearForward,
@@ -196,11 +198,105 @@ const cases: [string, number, number, number, F16Case][] = [
     tile: { rg: 4, cg: 2, wx: 8, wy: 4, bk: 8, form: "pair" },
     splits: 2,
   }],
+  ["swap big", 130, 68, 40, { tile: { ...big, form: "swap" } }],
+  ["swap scalar widths, flat, f16 bias, f32 out", 67, 45, 38, {
+    tile: { ...small, form: "swap", flat: true },
+    bias: "f16",
+    out: "f32",
+  }],
+  ["swap chunk 16 over bk 8, 16x8 per thread, split-K, accumulate", 70, 68, 200, {
+    tile: { rg: 4, cg: 2, wx: 8, wy: 4, bk: 8, form: "swap", chunk: 16 },
+    splits: 2,
+    accumulate: true,
+  }],
+  ["swap chunk 4, xfast, single buffer, 8x4 warps", 70, 72, 40, {
+    tile: {
+      rg: 1,
+      cg: 1,
+      wx: 16,
+      wy: 8,
+      bk: 8,
+      form: "swap",
+      chunk: 4,
+      xfast: true,
+      db: false,
+      wtx: 8,
+    },
+  }],
+  ["swap h8 (16-byte tiles), f16 bias", 130, 68, 40, {
+    tile: { ...big, form: "swap", h8: true },
+    bias: "f16",
+  }],
+  ["splat h8, scalar widths, flat, xfast", 67, 45, 38, {
+    tile: { rg: 2, cg: 2, wx: 8, wy: 4, bk: 8, h8: true, flat: true, xfast: true },
+  }],
+  ["swap h8, 16x8 per thread, chunk 16, split-K, f32 out", 70, 68, 200, {
+    tile: { rg: 4, cg: 2, wx: 8, wy: 4, bk: 8, form: "swap", chunk: 16, h8: true },
+    splits: 2,
+    out: "f32",
+  }],
+  ["splat wacc (f32 sums in workgroup memory)", 130, 68, 40, {
+    tile: { rg: 2, cg: 2, wx: 8, wy: 8, bk: 8, wacc: true },
+  }],
+  ["pair wacc, chunk 4, scalar widths, split-K, accumulate", 67, 45, 120, {
+    tile: { ...small, form: "pair", wacc: true, chunk: 4 },
+    splits: 2,
+    out: "f32",
+    accumulate: true,
+  }],
+  ["swap wacc h8 flat, 16x8 per thread, chunk 24 over bk 8", 70, 68, 76, {
+    tile: {
+      rg: 4,
+      cg: 2,
+      wx: 8,
+      wy: 4,
+      bk: 8,
+      form: "swap",
+      chunk: 24,
+      wacc: true,
+      h8: true,
+      flat: true,
+    },
+  }],
+  ["swap 4x4-block loads, h8, chunk 16 over bk 8", 130, 68, 40, {
+    tile: { ...big, form: "swap", blocks: true, h8: true, chunk: 16 },
+  }],
+  ["splat 4x4-block loads, flat, single buffer, f16 bias", 70, 44, 36, {
+    tile: { ...small, blocks: true, flat: true, db: false },
+    bias: "f16",
+  }],
+  ["swap, one variable per buffer, blocks, h8, chunk 16", 130, 68, 40, {
+    tile: { ...big, form: "swap", sep: true, blocks: true, h8: true, chunk: 16 },
+  }],
+  ["pair, one variable per buffer, flat, split-K", 70, 44, 120, {
+    tile: { ...small, form: "pair", sep: true, flat: true },
+    splits: 3,
+  }],
   ["defaults", 50, 64, 48, {}],
 ];
 for (const [what, M, N, K, c] of cases) {
   Deno.test(`linear f16 ${what}`, () => f16Linear(`linear f16 ${what}`, M, N, K, c));
 }
+
+// A default the device's workgroup memory cannot hold (wacc at 16x8 a thread needs 37 KB at
+// the CPU adapter's BK 8; it allows 32 KB) falls back to register sums, still correct.
+Deno.test("linear f16: a default too large for workgroup memory falls back", async () => {
+  const k = await kernels();
+  const saved = DEFAULTS.f16.small;
+  DEFAULTS.f16.small = {
+    tile: { rg: 4, cg: 2, wx: 8, wy: 8, bk: 16, form: "swap", wacc: true, h8: true },
+  };
+  try {
+    const g = { R: 260, Q: 130, L: 72, a: "rl", b: "ql", f16: true } as const;
+    const p = describePlan(k, g);
+    if (p.cls !== "small" || p.tile.wacc || !p.tile.h8 || p.tile.bk !== 8) {
+      throw new Error(`unexpected fallback plan ${JSON.stringify(p)}`);
+    }
+    await f16Linear("linear f16 wacc default fallback", 260, 130, 72, {});
+  } finally {
+    DEFAULTS.f16.small = saved;
+  }
+});
 
 /** Fused epilogues with f16 operands, f16 outputs and f16 side inputs. */
 async function f16Epilogues(name: string, M: number, N: number, K: number, opts: LinearOptions) {
@@ -292,6 +388,8 @@ Deno.test("linear f16 epilogues, pair, split-K reduce", () =>
     tile: { ...small, form: "pair" },
     splits: 3,
   }));
+Deno.test("linear f16 epilogues, swap", () =>
+  f16Epilogues("linear f16 epilogues swap", 69, 68, 40, { tile: { ...big, form: "swap" } }));
 Deno.test("linear f16 epilogues, scalar widths", () =>
   f16Epilogues("linear f16 epilogues scalar", 69, 45, 38, { tile: small }));
 
@@ -313,7 +411,7 @@ Deno.test("linear f16: f32 accumulation is necessary at large K (all-f16 fails t
     return await k.read(y);
   };
   const tol = sumAbs.map((s, i) => accBound(s, K, 8, 1) + U32 * Math.abs(want[i]) + 2 ** -25);
-  for (const form of ["splat", "pair"] as const) {
+  for (const form of ["splat", "pair", "swap"] as const) {
     const ok = assertWithin(`chunked ${form}`, await run({ ...small, form }), want, tol);
     let failed = "";
     try {

@@ -81,10 +81,59 @@ const switches: [string, number, number, number, Tile][] = [
   ["warp-tiled threads", 70, 136, 20, { rg: 2, cg: 2, wx: 16, wy: 8, bk: 8, wtx: 8 }],
   ["bk 16, 4x8 warps", 67, 44, 52, { rg: 1, cg: 1, wx: 8, wy: 8, bk: 16, wtx: 4 }],
   ["16x8 per thread", 70, 68, 36, { rg: 4, cg: 2, wx: 8, wy: 4, bk: 8 }],
+  ["4x4-block loads (ragged rows)", 130, 68, 36, { ...big8, blocks: true }],
+  ["one variable per buffer (5 tiles)", 130, 68, 36, { ...big8, sep: true }],
+  ["one variable per buffer, flat, blocks (4 tiles, ragged widths)", 70, 45, 32, {
+    ...big8,
+    sep: true,
+    flat: true,
+    blocks: true,
+  }],
+  ["4x4-block loads, flat, 16x8 per thread, bk 16", 70, 68, 52, {
+    rg: 4,
+    cg: 2,
+    wx: 8,
+    wy: 4,
+    bk: 16,
+    blocks: true,
+    flat: true,
+  }],
+  ["4x4-block loads, single buffer (ragged widths: scalar path)", 70, 45, 38, {
+    ...big8,
+    blocks: true,
+    db: false,
+  }],
 ];
 for (const [what, M, N, K, tile] of switches) {
   Deno.test(`linear tile: ${what}`, () => linearCase(`linear ${what}`, M, N, K, { tile }));
 }
+// The probe's compute-only kernel (tasks/matmul_bench.ts --probe): exact when L fits one tile;
+// past that it must skip the later tiles (else it would not measure the loop alone).
+Deno.test("linear compute-only probe kernel", async () => {
+  const k = await kernels();
+  const rng = new Rng(TEST_SEED ^ 0xc0);
+  const [M, N] = [70, 68];
+  for (const [K, exact] of [[8, true], [24, false]] as const) {
+    const x = rng.normals(M * K), w = rng.normals(N * K);
+    const t = (a: Float64Array, shape: number[]) => {
+      const tt = k.tensor(shape);
+      k.write(tt, Float32Array.from(a));
+      return tt;
+    };
+    for (const [db, sep] of [[true, false], [false, false], [true, true]]) {
+      const y = k.tensor([M, N]);
+      await k.run(linearForward(k, t(x, [M, K]), t(w, [N, K]), null, y, {
+        tile: { ...big8, db, sep, computeOnly: true },
+      }));
+      const got = await k.read(y), want = ref.linear(x, w, null, M, N, K);
+      const label = `compute-only K ${K} db ${db} sep ${sep}`;
+      if (exact) assertClose(label, got, want);
+      else if (got.every((v, i) => Math.abs(v - want[i]) < 1e-3 * (1 + Math.abs(want[i])))) {
+        throw new Error(`${label}: matches the full product, so later tiles were not skipped`);
+      }
+    }
+  }
+});
 Deno.test("linear rolled inner loop", () =>
   linearCase("linear rolled", 70, 68, 40, { tile: big8, unroll: 4 }));
 
