@@ -1,4 +1,4 @@
-/** Pointwise activations (SiLU, GELU-tanh), forward and backward. */
+/** Pointwise activations (SiLU, GELU-tanh, ReLU), forward and backward. */
 import type { Dispatch, Kernels, Tensor } from "../gpu/kernels.ts";
 import code from "../../shaders/elementwise.wgsl" with { type: "text" };
 
@@ -30,4 +30,16 @@ export function geluForward(k: Kernels, x: Tensor, y: Tensor): Dispatch {
 export function geluBackward(k: Kernels, x: Tensor, dy: Tensor, dx: Tensor): Dispatch {
   const n = check("gelu", x, dy, dx);
   return k.dispatch(code, "gelu_bwd", [x, dx, k.uniform([n]), dy], Math.ceil(n / 256));
+}
+
+/** y = max(x, 0). */
+export function reluForward(k: Kernels, x: Tensor, y: Tensor): Dispatch {
+  const n = check("relu", x, y);
+  return k.dispatch(code, "relu_fwd", [x, y, k.uniform([n])], Math.ceil(n / 256));
+}
+
+/** dx = dy where x > 0, else 0. */
+export function reluBackward(k: Kernels, x: Tensor, dy: Tensor, dx: Tensor): Dispatch {
+  const n = check("relu", x, dy, dx);
+  return k.dispatch(code, "relu_bwd", [x, dx, k.uniform([n]), dy], Math.ceil(n / 256));
 }
