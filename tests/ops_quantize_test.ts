@@ -7,7 +7,7 @@ import * as ref from "./reference/quantize.ts";
 import { assertClose, kernels } from "./harness.ts";
 import { Rng, TEST_SEED } from "./reference/random.ts";
 import { FlatBuffer, Layout } from "../src/gpu/arena.ts";
-import type { Kernels, Tensor } from "../src/gpu/kernels.ts";
+import type { Kernels } from "../src/gpu/kernels.ts";
 import type { LinearOptions } from "../src/ops/linear.ts";
 import {
   VQ_EPS,
