@@ -52,7 +52,7 @@ const CPU = {
 const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
 
 /** GPU time (ms) of encoding `dispatches` `reps` times in one pass, by timestamp queries. */
-class Timer {
+export class Timer {
   private qs?: GPUQuerySet;
   private resolve?: GPUBuffer;
   private read?: GPUBuffer;

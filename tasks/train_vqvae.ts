@@ -35,6 +35,7 @@ import {
   type VqvaeTrainOptions,
 } from "../src/vqvae/options.ts";
 import { convert, type FlagSpec, helpText, parseFlags, runMain, UsageError } from "./cli.ts";
+import { Timer } from "./bench.ts";
 
 const SPECS: Record<string, FlagSpec> = {};
 for (const [name, row] of Object.entries(VQVAE_OPTIONS)) {
@@ -220,6 +221,18 @@ async function bench(k: Kernels, o: VqvaeTrainOptions, explicitSteps: boolean): 
     ms.push((performance.now() - t0) / iters);
   }
   const med = ms.toSorted((a, b) => a - b)[Math.floor(repeats / 2)];
+  // Per-kernel GPU time: each dispatch in its own pass (timestamp queries where supported).
+  const timer = new Timer(k);
+  const kms = await timer.passes(trainer.stepDispatches.map((d) => [d]));
+  const byLabel = new Map<string, { ms: number; n: number }>();
+  trainer.stepDispatches.forEach((d, i) => {
+    const e = byLabel.get(d.label) ?? { ms: 0, n: 0 };
+    e.ms += kms[i];
+    e.n++;
+    byLabel.set(d.label, e);
+  });
+  const total = kms.reduce((a, b) => a + b, 0);
+  const breakdown = [...byLabel.entries()].sort((a, b) => b[1].ms - a[1].ms);
   const result = {
     adapter: k.gpu.name,
     image_size: cfg.image_size,
@@ -234,11 +247,22 @@ async function bench(k: Kernels, o: VqvaeTrainOptions, explicitSteps: boolean): 
     images_per_s: o.batch_size / (med / 1e3),
     dispatches: trainer.dispatchCount,
     allocated_bytes: k.allocatedBytes,
+    breakdown: breakdown.map(([kernel, e]) => ({ kernel, calls: e.n, ms: e.ms })),
   };
   console.log(
     `VQ-VAE training step: ${med.toFixed(2)} ms (median of ${repeats}×${iters}), ` +
       `${result.images_per_s.toFixed(0)} images/s, ${trainer.dispatchCount} dispatches`,
   );
+  console.log(
+    `per-kernel (${timer.timestamps ? "timestamp queries" : "wall clock"}, each dispatch in ` +
+      `its own pass; sum ${total.toFixed(2)} ms):`,
+  );
+  for (const [label, e] of breakdown.slice(0, 16)) {
+    console.log(
+      `  ${label.padEnd(22)} ${String(e.n).padStart(4)} ${e.ms.toFixed(3).padStart(9)} ms ` +
+        `${(100 * e.ms / total).toFixed(1).padStart(5)}%`,
+    );
+  }
   console.log(`JSON: ${JSON.stringify(result)}`);
 }
 
