@@ -80,3 +80,23 @@ export {
   learningRate,
   type TrainOptions,
 } from "./src/train/options.ts";
+
+// VQ-VAE (the latent space of latent flow matching)
+export {
+  latentSize,
+  resolveVqvaeConfig,
+  VQVAE_DEFAULTS,
+  type VQVAEConfig,
+} from "./src/vqvae/config.ts";
+export { initParams as initVqvaeParams, stateDictSpecs } from "./src/vqvae/params.ts";
+export { VQVAEGraph } from "./src/vqvae/vqvae.ts";
+export { evaluate as evaluateVqvae, psnrPerImage, VQVAE } from "./src/vqvae/model.ts";
+export { VqvaeTrainer } from "./src/vqvae/trainer.ts";
+export {
+  decodeVqvaeCheckpoint,
+  encodeVqvaeCheckpoint,
+  type VqvaeCheckpoint,
+} from "./src/vqvae/checkpoint.ts";
+export { emojiDatasets, selectEmoji } from "./src/data/emoji.ts";
+export { loadEmoji } from "./src/io/emoji.ts";
+export { holdOut } from "./src/data/split.ts";
