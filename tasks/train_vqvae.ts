@@ -59,8 +59,8 @@ const MODEL_KEYS = [
 const USAGE = "Usage: deno task train-vqvae [options]\n\n" +
   "Trains a VQ-VAE (encoder with two stride-2 downsamplings, EMA vector quantizer, mirrored\n" +
   "decoder) on images; its encoder gives the latent space of latent flow matching. Defaults\n" +
-  "shown are the GPU ones; a software adapter uses a CPU profile (channels 32, 1 res block,\n" +
-  "8 groups, batch 16, lr 1e-3, 300 steps, evaluation on 256 held-out images).";
+  "shown are the GPU ones; a software adapter uses a CPU profile (channels 16, 1 res block,\n" +
+  "4 groups, batch 16, lr 1e-3, 300 steps, evaluation on 256 held-out images).";
 
 async function readConfigFile(path: string): Promise<Partial<VqvaeTrainOptions>> {
   let json: unknown;

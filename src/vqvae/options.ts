@@ -62,7 +62,7 @@ export const VQVAE_OPTIONS: Record<keyof VqvaeTrainOptions, OptionRow> = {
     kind: "int",
     help: "width at the latent resolution (half at the half resolution)",
     gpu: 128,
-    cpu: 32,
+    cpu: 16,
   },
   res_blocks: {
     kind: "int",
@@ -70,7 +70,7 @@ export const VQVAE_OPTIONS: Record<keyof VqvaeTrainOptions, OptionRow> = {
     gpu: 2,
     cpu: 1,
   },
-  groups: { kind: "int", help: "GroupNorm groups (must divide --channels)", gpu: 32, cpu: 8 },
+  groups: { kind: "int", help: "GroupNorm groups (must divide --channels)", gpu: 32, cpu: 4 },
   act: { kind: "string", help: "nonlinearity", gpu: "silu", choices: ["silu", "relu"] },
   codebook_size: { kind: "int", help: "codebook size K", gpu: 512 },
   code_dim: { kind: "int", help: "code dimension D (latent channels)", gpu: 4 },
