@@ -166,5 +166,10 @@ export async function loadEmoji(
   if (cache.imageSize !== size) {
     throw new Error(`${path}: holds ${cache.imageSize}-pixel images, not ${size}; delete it`);
   }
+  const dropped = Object.entries(cache.dropped).map(([n, c]) => `${n} (${c})`).join(", ");
+  opts.log?.(
+    `emoji: ${cache.labels.length} images in ${cache.classNames.length} classes from ${path}` +
+      (dropped ? `; categories too small to train on, dropped: ${dropped}` : ""),
+  );
   return { ...emojiDatasets(cache), cache, path, built };
 }
