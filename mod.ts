@@ -117,3 +117,41 @@ export {
   validateOptions,
   validateTrainOptions,
 } from "./src/train/options.ts";
+
+// VQ-VAE (the latent space of latent flow matching)
+export {
+  latentSize,
+  resolveVqvaeConfig,
+  VQVAE_DEFAULTS,
+  type VQVAEConfig,
+} from "./src/vqvae/config.ts";
+export {
+  initParams as initVqvaeParams,
+  initState as initVqvaeState,
+  parameterCount as vqvaeParameterCount,
+  stateDictSpecs,
+} from "./src/vqvae/params.ts";
+export { VQVAEGraph } from "./src/vqvae/vqvae.ts";
+export { evaluate as evaluateVqvae, psnrPerImage, VQVAE } from "./src/vqvae/model.ts";
+export {
+  type VqvaeBuffers,
+  type VqvaeStepMetrics,
+  VqvaeTrainer,
+  type VqvaeTrainerState,
+} from "./src/vqvae/trainer.ts";
+export {
+  VQVAE_CPU_DEFAULTS,
+  VQVAE_GPU_DEFAULTS,
+  VQVAE_OPTIONS,
+  type VqvaeTrainOptions,
+} from "./src/vqvae/options.ts";
+export {
+  decodeVqvaeCheckpoint,
+  encodeVqvaeCheckpoint,
+  isVqvaeCheckpoint,
+  NotVqvaeCheckpoint,
+  type VqvaeCheckpoint,
+} from "./src/vqvae/checkpoint.ts";
+export { emojiDatasets, selectEmoji } from "./src/data/emoji.ts";
+export { loadEmoji } from "./src/io/emoji.ts";
+export { holdOut } from "./src/data/split.ts";

@@ -3,7 +3,7 @@
  * grids, metrics and a loss curve. Run with --help for the flags. Three parts: the configuration
  * (flags, --config, --resume: all checked before the GPU is touched), the run directory, the loop.
  */
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import {
   CPU_DEFAULTS,
   createModel,
@@ -14,44 +14,19 @@ import {
   GPU_DEFAULTS,
   Kernels,
   loadDataset,
-  type OptionTable,
   type PresetName,
   PRESETS,
   resolveConfig,
   TRAIN_OPTIONS,
   Trainer,
   type TrainerState,
+  type TrainingCheckpoint,
   type TrainOptions,
-  validateOptions,
 } from "../mod.ts";
-import { helpText, parseFlags, readConfigFile, runMain, UsageError } from "./cli.ts";
-import { checkWritableDir } from "./files.ts";
-import { checkNewRun, openExistingRun, openNewRun, type RunDir } from "./run_dir.ts";
-import { findResume, type ResumePoint } from "./resume.ts";
+import { runMain, UsageError } from "./cli.ts";
+import { loadTrainingCheckpoint, type ResumePoint } from "./resume.ts";
+import { alreadyDone, openRun, resolvePlan, savedOptions, type TaskSpec } from "./run_plan.ts";
 import { StopSignals, trainLoop } from "./train_loop.ts";
-
-const RUN_OPTIONS = {
-  config: {
-    type: "string",
-    help: 'JSON file of these options by name, e.g. {"lr": 3e-4}; flags override it',
-  },
-  out: { type: "string", help: "parent folder of run directories", default: "runs" },
-  name: {
-    type: "string",
-    help: "run name (default: the date and time, made unique)",
-    check: (n: string) =>
-      /^[\w.-]+$/.test(n) && n !== "." && n !== ".." && n !== "latest"
-        ? undefined
-        : `must be a folder name of letters, digits, '.', '_', '-' (not '.', '..' or 'latest'), got '${n}'`,
-  },
-  resume: {
-    type: "string",
-    help: "continue a run: a checkpoint, a run directory, or 'auto' (the newest checkpoint " +
-      "under --out); falls back past checkpoints that do not load",
-  },
-  overwrite: { type: "boolean", help: "replace the run already in --out/--name" },
-} satisfies OptionTable;
-const OPTIONS: OptionTable = { ...TRAIN_OPTIONS, ...RUN_OPTIONS };
 
 /** Options fixed by a checkpoint's model: a resumed run cannot change them. */
 const MODEL_KEYS = [
@@ -73,72 +48,17 @@ const USAGE = "Usage: deno task train [options]\n\n" +
   "A run writes --out/--name/ (never over an existing run: --resume continues one, --overwrite\n" +
   "replaces it); Ctrl-C or SIGTERM writes a checkpoint first.";
 
-interface Plan {
-  /** Options given (flags over --config), by name. */
-  given: Partial<TrainOptions>;
-  out: string;
-  name?: string;
-  overwrite: boolean;
-  resume?: ResumePoint;
-}
-
-/** Flags, --config and --resume, all checked before any GPU work. */
-async function resolvePlan(args: string[]): Promise<Plan | undefined> {
-  const { values: flags, help } = parseFlags(args, OPTIONS);
-  if (help) {
-    console.log(helpText(USAGE, OPTIONS, "CPU profile"));
-    return undefined;
-  }
-  const file = flags.config ? await readConfigFile(String(flags.config), OPTIONS, ["config"]) : {};
-  const all = { ...file, ...flags } as Record<string, unknown>;
-  const given: Record<string, unknown> = {};
-  for (const k of Object.keys(TRAIN_OPTIONS)) if (all[k] !== undefined) given[k] = all[k];
-  const out = String(all.out ?? RUN_OPTIONS.out.default);
-  await checkWritableDir(out, `--out ${out}`).catch((e) => {
-    throw new UsageError(e.message);
-  });
-  if (given.data !== undefined) {
-    const st = await Deno.stat(String(given.data)).catch(() => undefined);
-    if (!st?.isDirectory) throw new UsageError(`--data ${given.data}: no such folder`);
-  }
-  if (all.resume !== undefined && all.overwrite) {
-    throw new UsageError("--resume continues a run and --overwrite replaces one: give only one");
-  }
-  const plan: Plan = {
-    given: given as Partial<TrainOptions>,
-    out,
-    name: all.name as string | undefined,
-    overwrite: Boolean(all.overwrite),
-  };
-  if (all.resume !== undefined) {
-    plan.resume = await findResume(String(all.resume), out);
-    const saved = savedOptions(plan.resume);
-    for (const k of MODEL_KEYS) {
-      if (given[k] !== undefined && saved[k] !== undefined && given[k] !== saved[k]) {
-        throw new UsageError(
-          `--${k.replaceAll("_", "-")} ${given[k]}: the checkpoint's model has ${saved[k]} ` +
-            "(a resumed run keeps its model; start a new run to change it)",
-        );
-      }
-    }
-  }
-  const target = plan.name !== undefined ? join(out, plan.name) : undefined;
-  if (target && !(plan.resume?.runDir && resolve(target) === resolve(plan.resume.runDir))) {
-    await checkNewRun(out, plan.name!, plan.overwrite);
-  }
-  return plan;
-}
+const SPEC: TaskSpec<TrainingCheckpoint> = {
+  task: "train",
+  usage: USAGE,
+  table: TRAIN_OPTIONS,
+  modelKeys: MODEL_KEYS,
+  load: (path) => loadTrainingCheckpoint(path),
+  saved: (c) => ({ options: c.state?.options, step: c.state?.step ?? 0 }),
+};
 
 /** The options stored in a training checkpoint (unknown names of older versions dropped). */
-function savedOptions(r: ResumePoint): Partial<TrainOptions> {
-  const raw = (r.ckpt.state?.options ?? {}) as Record<string, unknown>;
-  const known = Object.fromEntries(Object.entries(raw).filter(([k]) => k in TRAIN_OPTIONS));
-  try {
-    return validateOptions(TRAIN_OPTIONS, known) as Partial<TrainOptions>;
-  } catch (e) {
-    throw new UsageError(`--resume ${r.path}: its saved options: ${(e as Error).message}`);
-  }
-}
+const savedTrainOptions = (r: ResumePoint) => savedOptions(SPEC, r) as Partial<TrainOptions>;
 
 /** The model config for the dataset, checked against it. */
 function modelConfig(
@@ -176,28 +96,6 @@ function modelConfig(
   return cfg;
 }
 
-/** The run directory: the resumed run's own, or a new one (never over an existing run). */
-function openRun(plan: Plan): Promise<RunDir> {
-  const own = plan.resume?.runDir;
-  const target = plan.name !== undefined ? join(plan.out, plan.name) : own;
-  if (own && target && resolve(target) === resolve(own)) return openExistingRun(own);
-  return openNewRun(plan.out, plan.name, plan.overwrite);
-}
-
-/** A resumed run already at its total: say how to go further (nothing else to do). */
-function alreadyDone(plan: Plan): boolean {
-  const r = plan.resume;
-  if (!r) return false;
-  const step = r.ckpt.state!.step;
-  const total = plan.given.train_steps ?? savedOptions(r).train_steps ?? Infinity;
-  if (step < total) return false;
-  console.log(
-    `${r.path} is at step ${step}, the run's total is ${total}: nothing to train. To train ` +
-      `further, raise the total: deno task train --resume ${r.path} --steps ${2 * step}`,
-  );
-  return true;
-}
-
 /** The run directory's folders and config.json (model, training options by the table). */
 async function writeRunConfig(runDir: string, cfg: DiTConfig, opts: TrainOptions, from?: string) {
   await Deno.mkdir(join(runDir, "checkpoints"), { recursive: true });
@@ -226,14 +124,14 @@ function describeModel(t: Trainer, opts: TrainOptions, images: number): string {
 
 async function main(): Promise<number> {
   // 1. The configuration: flags, --config, --resume, checked before the GPU is touched.
-  const plan = await resolvePlan(Deno.args);
-  if (!plan || alreadyDone(plan)) return 0;
+  const plan = await resolvePlan(Deno.args, SPEC);
+  if (!plan || alreadyDone(SPEC, plan)) return 0;
   const r = plan.resume;
   const signals = new StopSignals();
   const gpu = await getGpu();
   const k = new Kernels(gpu);
   const defaults = gpu.isFallback ? CPU_DEFAULTS : GPU_DEFAULTS;
-  const opts: TrainOptions = { ...defaults, ...(r ? savedOptions(r) : {}), ...plan.given };
+  const opts: TrainOptions = { ...defaults, ...(r ? savedTrainOptions(r) : {}), ...plan.given };
   opts.hflip ??= datasetTrainDefaults(opts.dataset).hflip;
   console.log(`adapter: ${describeGpu(gpu)}`);
   if (gpu.isFallback && !r) {

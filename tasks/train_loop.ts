@@ -64,16 +64,17 @@ export interface LoopContext {
   signals: StopSignals;
 }
 
-const stepName = (s: number, ext: string) => `step_${String(s).padStart(6, "0")}.${ext}`;
+export const stepName = (s: number, ext: string): string =>
+  `step_${String(s).padStart(6, "0")}.${ext}`;
 
-function fmtTime(s: number): string {
+export function fmtTime(s: number): string {
   if (!Number.isFinite(s)) return "?";
   const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), sec = Math.floor(s % 60);
   return h > 0 ? `${h}h${String(m).padStart(2, "0")}m` : `${m}m${String(sec).padStart(2, "0")}s`;
 }
 
 /** metrics.jsonl rows up to `step` (a killed run may have logged past its checkpoint). */
-async function keepMetrics(path: string, step: number): Promise<[number, number][]> {
+export async function keepMetrics(path: string, step: number): Promise<[number, number][]> {
   const points: [number, number][] = [], kept: string[] = [];
   const text = await Deno.readTextFile(path).catch(() => "");
   for (const line of text.split("\n")) {

@@ -9,9 +9,13 @@ import { join } from "node:path";
 import {
   decodeCheckpoint,
   encodeCheckpoint,
+  encodeVqvaeCheckpoint,
   initParams,
+  initVqvaeParams,
+  initVqvaeState,
   paramLayout,
   resolveConfig,
+  resolveVqvaeConfig,
 } from "../mod.ts";
 import { openNewRun } from "../tasks/run_dir.ts";
 import {
@@ -26,6 +30,15 @@ import {
 } from "./task_run.ts";
 
 const CFG = resolveConfig({ preset: "tiny", image_size: 8, in_channels: 1, num_classes: 3 });
+const VQ = resolveVqvaeConfig({
+  image_size: 28,
+  in_channels: 1,
+  channels: 4,
+  groups: 2,
+  res_blocks: 1,
+  codebook_size: 16,
+  code_dim: 2,
+});
 
 interface Fixture {
   root: string;
@@ -34,6 +47,10 @@ interface Fixture {
   corrupt: string;
   afile: string; // a regular file, to put paths under
   emptyRun: string;
+  vqRun: string; // a run directory holding a finished 5-step VQ-VAE run
+  vqvae: string; // its final training checkpoint
+  vqFlipped: string; // it with one bit of tensor data flipped
+  vqTruncated: string;
 }
 
 let fixture: Promise<Fixture> | undefined;
@@ -64,7 +81,37 @@ function fixtures(): Promise<Fixture> {
     await Deno.writeTextFile(afile, "a regular file\n");
     const emptyRun = join(root, "empty_run");
     await Deno.mkdir(emptyRun);
-    return { root, model, finished, corrupt, afile, emptyRun };
+    const vqRun = join(root, "vq_run");
+    await Deno.mkdir(join(vqRun, "checkpoints"), { recursive: true });
+    const vqvae = join(vqRun, "checkpoints", "final.safetensors");
+    const vqParams = initVqvaeParams(VQ, 0);
+    const vqBytes = encodeVqvaeCheckpoint({
+      cfg: VQ,
+      params: vqParams,
+      state: initVqvaeState(VQ, 0),
+      m: new Float32Array(vqParams.length).fill(1e-3),
+      v: new Float32Array(vqParams.length).fill(1e-6),
+      train: { step: 5, options: { codebook_size: 16, train_steps: 5 } } as never,
+    });
+    await Deno.writeFile(vqvae, vqBytes);
+    const vqFlipped = join(root, "vq_flipped.safetensors");
+    const flipped = vqBytes.slice();
+    flipped[flipped.length - 100] ^= 0x40;
+    await Deno.writeFile(vqFlipped, flipped);
+    const vqTruncated = join(root, "vq_truncated.safetensors");
+    await Deno.writeFile(vqTruncated, vqBytes.subarray(0, 1000));
+    return {
+      root,
+      model,
+      finished,
+      corrupt,
+      afile,
+      emptyRun,
+      vqRun,
+      vqvae,
+      vqFlipped,
+      vqTruncated,
+    };
   })();
   return fixture;
 }
@@ -155,6 +202,40 @@ Deno.test("bad input: one line, exit 2, nothing written, no GPU started", async 
       ["--out", f.root, "--name", "finished"],
       /finished already holds a finished run; train it further with --resume .* --steps N/,
     ],
+    // train and train-vqvae: each other's checkpoints
+    ["train", ["--resume", f.vqvae], /final\.safetensors: a VQ-VAE checkpoint: .* --vqvae/],
+    ["train", ["--resume", f.vqRun], /no checkpoint of this task's model there \(1 of another/],
+    ["train_vqvae", ["--resume", f.model], /model\.safetensors: not a VQ-VAE checkpoint.*DiT/],
+    ["train_vqvae", ["--resume", f.finished], /no checkpoint of this task's model there/],
+    // train-vqvae: options, files, resuming
+    ["train_vqvae", ["--bogus"], /unknown option '--bogus'/],
+    ["train_vqvae", ["--codebook-size", "x"], /--codebook-size expects a number, got 'x'/],
+    ["train_vqvae", ["--codebook-size", "1"], /--codebook-size must be ≥ 2, got 1/],
+    ["train_vqvae", ["--act", "gelu"], /--act must be one of silu, relu, got 'gelu'/],
+    ["train_vqvae", ["--channels", "5"], /--channels must be even, got 5/],
+    ["train_vqvae", ["--image-size", "30"], /--image-size must be a multiple of 4, got 30/],
+    ["train_vqvae", ["--ema-decay", "1"], /--ema-decay must be in \[0, 1\), got 1/],
+    ["train_vqvae", ["--dataset", "mnist"], /--dataset must be one of fashion-mnist, /],
+    ["train_vqvae", ["--data", join(f.root, "nope")], /--data .*nope: no such folder/],
+    ["train_vqvae", ["--out", join(f.afile, "runs")], /--out .*afile\/runs: .*afile is a file/],
+    [
+      "train_vqvae",
+      ["--config", await cfgFile("vq_bench.json", '{"bench": true}')],
+      /vq_bench\.json: unknown option "bench"/,
+    ],
+    ["train_vqvae", ["--resume", join(f.root, "nothing")], /--resume .*nothing: no such file/],
+    ["train_vqvae", ["--resume", f.corrupt], /corrupt\.safetensors: .*not a safetensors file/],
+    ["train_vqvae", ["--resume", f.vqFlipped], /vq_flipped\.safetensors: .*checksum/i],
+    ["train_vqvae", ["--resume", f.vqTruncated], /vq_truncated\.safetensors: .*corrupt/],
+    [
+      "train_vqvae",
+      ["--resume", f.vqvae, "--codebook-size", "32"],
+      /--codebook-size 32: the checkpoint's model has 16/,
+    ],
+    // data
+    ["data", [], /name a dataset: deno task data emoji/],
+    ["data", ["mnist"], /unknown dataset "mnist" \(known: emoji\)/],
+    ["data", ["emoji", "--image-size", "65"], /--image-size must be in \[1, 64\], got 65/],
     // generate
     ["generate", [], /--checkpoint is required/],
     ["generate", ["--checkpoint", join(f.root, "nope.safetensors")], /no such file/],
@@ -203,6 +284,10 @@ Deno.test("refused after the GPU start (model vs data), and a finished run: noth
   assert(/at step 5, the run's total is 5: nothing to train/.test(done.stdout), done.stdout);
   assert(/--resume \S+final\.safetensors --steps 10/.test(done.stdout), done.stdout);
   assert(!done.stdout.includes("adapter:") && done.tree.length === 0, "started or wrote");
+  const vqDone = await inFreshDir("train_vqvae", ["--resume", f.vqRun]);
+  expectOk(vqDone, "--resume a finished VQ-VAE run");
+  assert(/train-vqvae --resume \S+final\.safetensors --steps 10/.test(vqDone.stdout), "hint");
+  assert(!vqDone.stdout.includes("adapter:") && vqDone.tree.length === 0, "started or wrote");
 });
 
 interface Row {

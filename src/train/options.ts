@@ -325,8 +325,14 @@ export function validateTrainOptions(o: TrainOptions): TrainOptions {
   ) as unknown as TrainOptions;
 }
 
+/** The options a learning-rate schedule reads (also the VQ-VAE trainer's). */
+export type LrSchedule = Pick<
+  TrainOptions,
+  "lr" | "warmup" | "lr_schedule" | "min_lr" | "train_steps"
+>;
+
 /** Linear warmup, then constant or cosine decay to min_lr. */
-export function learningRate(o: TrainOptions, step: number): number {
+export function learningRate(o: LrSchedule, step: number): number {
   const warm = o.warmup > 0 ? Math.min(1, step / o.warmup) : 1;
   if (o.lr_schedule !== "cosine" || step <= o.warmup) return o.lr * warm;
   const span = Math.max(1, o.train_steps - o.warmup);
