@@ -14,6 +14,7 @@ import { adamwHyper, adamwStep, gradNormForward, writeAdamwHyper } from "../ops/
 import { Batcher, type BatcherState, type Dataset } from "../data/dataset.ts";
 import { FlowPath, type PathState } from "../flow/path.ts";
 import { emaDecayAt, learningRate, type TrainOptions } from "./options.ts";
+import { MetricsRing } from "./metrics_ring.ts";
 
 /** What, besides the four flat buffers, a resumed run needs to continue bit-identically. */
 export interface TrainerState {
@@ -28,13 +29,6 @@ export interface StepMetrics {
   loss: number;
   gradNorm: number;
   lr: number;
-}
-
-interface Pending {
-  from: number;
-  to: number;
-  data?: Float32Array;
-  promise: Promise<void>;
 }
 
 export class Trainer {
@@ -59,13 +53,8 @@ export class Trainer {
   private gnorm: Tensor;
   private hyper: GPUBuffer;
   private dispatches: Dispatch[];
-  private ring: Tensor;
-  private ringSize: number;
-  private lrs = new Map<number, number>();
+  private metrics: MetricsRing<StepMetrics>;
   private inflight: Promise<void>[] = [];
-  private pending: Pending[] = [];
-  private requested = 0;
-  private ready: StepMetrics[] = [];
 
   /**
    * Train `model` (raw weights, e.g. `createModel(cfg, { seed })`) on `dataset`; the EMA starts
@@ -106,8 +95,12 @@ export class Trainer {
     this.loss = k.tensor([1], "loss");
     this.gnorm = k.tensor([1], "grad_norm");
     this.hyper = adamwHyper(k);
-    this.ringSize = Math.max(1, opts.log_every);
-    this.ring = k.tensor([this.ringSize * 2], "metrics");
+    this.metrics = new MetricsRing(
+      k,
+      2,
+      Math.max(1, opts.log_every),
+      (step, d, lr) => ({ step, loss: d[0], gradNorm: d[1], lr }),
+    );
     const tv = (b: FlatBuffer) => trainableView(cfg, layout, b);
     this.dispatches = [
       ...flowTargetForward(k, this.x1, this.x0, graph.t, graph.x, this.target),
@@ -157,7 +150,6 @@ export class Trainer {
   async trainStep(): Promise<void> {
     const step = this.step + 1;
     const lr = learningRate(this.opts, step);
-    this.lrs.set(step, lr);
     this.upload();
     writeAdamwHyper(this.k, this.hyper, {
       lr,
@@ -171,66 +163,27 @@ export class Trainer {
     });
     const enc = this.k.device.createCommandEncoder();
     this.k.encode(enc, this.dispatches);
-    const slot = ((step - 1) % this.ringSize) * 2;
-    enc.copyBufferToBuffer(
-      this.loss.buffer,
-      this.loss.offset,
-      this.ring.buffer,
-      this.ring.offset + slot * 4,
-      4,
-    );
-    enc.copyBufferToBuffer(
-      this.gnorm.buffer,
-      this.gnorm.offset,
-      this.ring.buffer,
-      this.ring.offset + slot * 4 + 4,
-      4,
-    );
+    this.metrics.record(enc, step, lr, [this.loss, this.gnorm]);
     this.k.device.queue.submit([enc.finish()]);
     this.step = step;
     this.inflight.push(this.k.device.queue.onSubmittedWorkDone());
     while (this.inflight.length > 2) await this.inflight.shift();
-    if (step % this.ringSize === 0) this.requestMetrics();
+    if (step % this.metrics.size === 0) this.metrics.request(step);
   }
 
   /** Start reading back the metrics of the steps since the last request (not awaited). */
   requestMetrics(): void {
-    const from = this.requested + 1;
-    if (from > this.step) return;
-    const p: Pending = { from, to: this.step, promise: Promise.resolve() };
-    p.promise = this.k.read(this.ring).then((d) => {
-      p.data = d;
-    });
-    this.pending.push(p);
-    this.requested = this.step;
-  }
-
-  /** Move every arrived readback (in order) into `ready`. */
-  private collect(): void {
-    while (this.pending.length && this.pending[0].data) {
-      const p = this.pending.shift()!;
-      for (let s = p.from; s <= p.to; s++) {
-        const slot = ((s - 1) % this.ringSize) * 2;
-        const lr = this.lrs.get(s) ?? NaN;
-        this.ready.push({ step: s, loss: p.data![slot], gradNorm: p.data![slot + 1], lr });
-        this.lrs.delete(s);
-      }
-    }
+    this.metrics.request(this.step);
   }
 
   /** Metrics that have arrived since the last call (non-blocking). */
   takeMetrics(): StepMetrics[] {
-    this.collect();
-    const r = this.ready;
-    this.ready = [];
-    return r;
+    return this.metrics.take();
   }
 
   /** Wait for every submitted step and return all metrics not yet taken. */
-  async flushMetrics(): Promise<StepMetrics[]> {
-    this.requestMetrics();
-    await Promise.all(this.pending.map((p) => p.promise));
-    return this.takeMetrics();
+  flushMetrics(): Promise<StepMetrics[]> {
+    return this.metrics.flush(this.step);
   }
 
   /** The state a resume needs besides the flat buffers. */
@@ -258,7 +211,7 @@ export class Trainer {
     this.k.write(this.m.all(), bufs.m);
     this.k.write(this.v.all(), bufs.v);
     this.step = state.step;
-    this.requested = state.step;
+    this.metrics.restart(state.step);
     this.batcher.restore(state.batcher);
     this.path.restore(state.path);
   }
