@@ -15,7 +15,7 @@ import {
 } from "../mod.ts";
 import { exitNow, writeFileAtomic } from "./files.ts";
 import { Progress } from "./progress.ts";
-import { linkLatest } from "./run_dir.ts";
+import { CheckpointWriter } from "./checkpoint_writer.ts";
 import { samplerFor } from "./sampling.ts";
 
 const EXIT_CODE: Record<string, number> = { SIGINT: 130, SIGTERM: 143 };
@@ -99,26 +99,17 @@ export async function trainLoop(ctx: LoopContext): Promise<number> {
   const metricsPath = join(runDir, "metrics.jsonl");
   const lossPoints = await keepMetrics(metricsPath, trainer.step);
   const progress = new Progress();
-  let lastGood = ctx.resumedFrom;
-  let linked = false;
 
+  const checkpoints = new CheckpointWriter(runDir, ctx.resumedFrom);
   const saveCheckpoint = async (name: string) => {
     const bufs = await trainer.buffers();
-    for (const [which, arr] of Object.entries(bufs)) {
-      if (!arr.every(Number.isFinite)) {
-        throw new Error(
-          `${which} has a non-finite value at step ${trainer.step}: not writing a checkpoint` +
-            (lastGood ? `; the last good one is ${lastGood}` : ""),
-        );
-      }
-    }
-    const path = join(runDir, "checkpoints", name);
     const state = { ...trainer.state(), options: { ...opts } };
-    await writeFileAtomic(path, encodeCheckpoint({ cfg, ...bufs, state }));
-    lastGood = path;
-    if (!linked) await linkLatest(runDir); // runs/latest: only runs with a checkpoint
-    linked = true;
-    return path;
+    return await checkpoints.write(
+      name,
+      trainer.step,
+      bufs,
+      () => encodeCheckpoint({ cfg, ...bufs, state }),
+    );
   };
   const sampler = samplerFor(trainer.ema);
   const sampleGrid = async (name: string) => {
@@ -148,12 +139,7 @@ export async function trainLoop(ctx: LoopContext): Promise<number> {
     const elapsed = (performance.now() - t0) / 1000;
     for (const r of rows) {
       if (!Number.isFinite(r.loss)) {
-        throw new Error(
-          `loss is ${r.loss} at step ${r.step}: stopping` +
-            (lastGood
-              ? `; the last good checkpoint is ${lastGood}`
-              : " (no checkpoint was written)"),
-        );
+        throw checkpoints.lossError(r.loss, r.step);
       }
       smooth = Number.isNaN(smooth) ? r.loss : 0.95 * smooth + 0.05 * r.loss;
       lossPoints.push([r.step, r.loss]);
