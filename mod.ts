@@ -123,6 +123,7 @@ export {
   latentSize,
   resolveVqvaeConfig,
   VQVAE_DEFAULTS,
+  VQVAE_KEYS,
   type VQVAEConfig,
 } from "./src/vqvae/config.ts";
 export {

@@ -28,6 +28,7 @@ import {
   VQVAE,
   VQVAE_CPU_DEFAULTS,
   VQVAE_GPU_DEFAULTS,
+  VQVAE_KEYS,
   VQVAE_OPTIONS,
   type VqvaeCheckpoint,
   type VQVAEConfig,
@@ -41,7 +42,7 @@ import { DEBIAN_FASHION_MNIST } from "../src/io/datasets.ts";
 import { runMain, UsageError } from "./cli.ts";
 import { writeFileAtomic } from "./files.ts";
 import { Progress } from "./progress.ts";
-import { linkLatest } from "./run_dir.ts";
+import { CheckpointWriter } from "./checkpoint_writer.ts";
 import { OtherKind, readBytes } from "./resume.ts";
 import {
   alreadyDone,
@@ -54,18 +55,8 @@ import {
 import { fmtTime, keepMetrics, stepName, StopSignals } from "./train_loop.ts";
 import { kernelBreakdown, Timer, timeSteps } from "./bench_timing.ts";
 
-/** Options that define the network (fixed by a checkpoint on resume). */
-const MODEL_KEYS = [
-  "channels",
-  "res_blocks",
-  "groups",
-  "act",
-  "codebook_size",
-  "code_dim",
-  "beta",
-  "ema_decay",
-  "dead_after",
-] as const;
+/** Options that define the network (fixed by a checkpoint on resume): the config's keys. */
+const MODEL_KEYS = VQVAE_KEYS;
 
 const EXTRA = {
   bench: {
@@ -255,25 +246,17 @@ async function loop(ctx: LoopContext): Promise<number> {
   await keepMetrics(metricsPath, trainer.step);
   await keepMetrics(evalPath, trainer.step);
   const progress = new Progress();
-  let lastGood = ctx.resumedFrom, linked = false;
 
+  const checkpoints = new CheckpointWriter(runDir, ctx.resumedFrom);
   const saveCheckpoint = async (name: string) => {
     const b = await trainer.buffers();
-    for (const [which, arr] of Object.entries(b)) {
-      if (!arr.every(Number.isFinite)) {
-        throw new Error(
-          `${which} has a non-finite value at step ${trainer.step}: not writing a checkpoint` +
-            (lastGood ? `; the last good one is ${lastGood}` : ""),
-        );
-      }
-    }
-    const path = join(runDir, "checkpoints", name);
     const train = { ...trainer.trainerState(), options: { ...opts } };
-    await writeFileAtomic(path, encodeVqvaeCheckpoint({ cfg, ...b, train }));
-    lastGood = path;
-    if (!linked) await linkLatest(runDir);
-    linked = true;
-    return path;
+    return await checkpoints.write(
+      name,
+      trainer.step,
+      { ...b },
+      () => encodeVqvaeCheckpoint({ cfg, ...b, train }),
+    );
   };
   const evalBatch = Math.min(opts.batch_size, 256);
   const reconGrid = gridWriter(model, ctx.heldOut, evalBatch, runDir);
@@ -301,12 +284,7 @@ async function loop(ctx: LoopContext): Promise<number> {
     for (const r of rows) {
       const loss = r.reconLoss + cfg.beta * r.commitLoss;
       if (!Number.isFinite(loss)) {
-        throw new Error(
-          `loss is ${loss} at step ${r.step}: stopping` +
-            (lastGood
-              ? `; the last good checkpoint is ${lastGood}`
-              : " (no checkpoint was written)"),
-        );
+        throw checkpoints.lossError(loss, r.step);
       }
       smooth = Number.isNaN(smooth) ? r.reconLoss : 0.95 * smooth + 0.05 * r.reconLoss;
       text += JSON.stringify({

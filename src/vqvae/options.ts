@@ -3,7 +3,11 @@
  * help, the GPU default and the CPU profile's (software adapters), range, choices and aliases.
  * The task derives its flags, --help, --config checks and both default sets from it.
  */
-import { defaultsOf, type OptionSpec } from "../train/options.ts";
+import { defaultsOf, type OptionSpec, TRAIN_OPTIONS } from "../train/options.ts";
+
+// Rows that mean the same as train's.
+const { batch_size, lr_schedule, min_lr, weight_decay, beta1, beta2, eps, grad_clip, log_every } =
+  TRAIN_OPTIONS;
 
 export interface VqvaeTrainOptions {
   // model (the checkpoint's config)
@@ -104,7 +108,7 @@ export const VQVAE_OPTIONS: {
     help: "image channels for --bench, 1 or 3 (default 3)",
     check: (c) => c === 1 || c === 3 ? undefined : `must be 1 or 3, got ${c}`,
   },
-  batch_size: { type: "int", help: "images per step", default: 128, cpu: 16, min: 1 },
+  batch_size,
   lr: { type: "number", help: "peak learning rate (AdamW)", default: 3e-4, cpu: 1e-3, above: 0 },
   train_steps: {
     type: "int",
@@ -115,28 +119,13 @@ export const VQVAE_OPTIONS: {
     aliases: ["steps"],
   },
   warmup: { type: "int", help: "linear warmup steps", default: 200, cpu: 20, min: 0 },
-  lr_schedule: {
-    type: "string",
-    help: "constant, or cosine decay to --min-lr",
-    default: "constant",
-    choices: ["constant", "cosine"],
-  },
-  min_lr: {
-    type: "number",
-    help: "final learning rate of the cosine schedule",
-    default: 0,
-    min: 0,
-  },
-  weight_decay: { type: "number", help: "AdamW decoupled weight decay", default: 0, min: 0 },
-  beta1: { type: "number", help: "AdamW beta1", default: 0.9, min: 0, below: 1 },
-  beta2: { type: "number", help: "AdamW beta2", default: 0.999, min: 0, below: 1 },
-  eps: { type: "number", help: "AdamW epsilon", default: 1e-8, above: 0 },
-  grad_clip: {
-    type: "number",
-    help: "global gradient-norm clip (0 disables)",
-    default: 1.0,
-    min: 0,
-  },
+  lr_schedule,
+  min_lr,
+  weight_decay,
+  beta1,
+  beta2,
+  eps,
+  grad_clip,
   seed: {
     type: "int",
     help: "random seed (weights, data order, code restarts)",
@@ -144,13 +133,7 @@ export const VQVAE_OPTIONS: {
     min: 0,
     max: 2 ** 32 - 1,
   },
-  log_every: {
-    type: "int",
-    help: "steps between progress lines (metrics.jsonl has every step)",
-    default: 100,
-    cpu: 10,
-    min: 1,
-  },
+  log_every,
   sample_every: {
     type: "int",
     help: "steps between reconstruction grids (0: only the final one)",
