@@ -3,13 +3,34 @@
  * help, the GPU default and the CPU profile's (software adapters), range, choices and aliases.
  * The task derives its flags, --help, --config checks and both default sets from it.
  */
-import { defaultsOf, type OptionSpec, TRAIN_OPTIONS } from "../train/options.ts";
+import { defaultsOf, type OptionSpec, TRAIN_OPTIONS, type TrainOptions } from "../train/options.ts";
 
 // Rows that mean the same as train's.
 const { batch_size, lr_schedule, min_lr, weight_decay, beta1, beta2, eps, grad_clip, log_every } =
   TRAIN_OPTIONS;
 
-export interface VqvaeTrainOptions {
+/** The options the VQ-VAE trainer reads; optimisation and data ones mean what train's do. */
+export interface VqvaeTrainOptions extends
+  Pick<
+    TrainOptions,
+    | "dataset"
+    | "data"
+    | "batch_size"
+    | "lr"
+    | "train_steps"
+    | "warmup"
+    | "lr_schedule"
+    | "min_lr"
+    | "weight_decay"
+    | "beta1"
+    | "beta2"
+    | "eps"
+    | "grad_clip"
+    | "seed"
+    | "log_every"
+    | "sample_every"
+    | "ckpt_every"
+  > {
   // model (the checkpoint's config)
   channels: number;
   res_blocks: number;
@@ -20,28 +41,10 @@ export interface VqvaeTrainOptions {
   beta: number;
   ema_decay: number;
   dead_after: number;
-  // data
-  dataset: string;
-  data?: string;
+  // data: emoji/folder image size, and --bench's shape
   image_size?: number;
   in_channels?: number;
-  // optimisation
-  batch_size: number;
-  lr: number;
-  train_steps: number;
-  warmup: number;
-  lr_schedule: "constant" | "cosine";
-  min_lr: number;
-  weight_decay: number;
-  beta1: number;
-  beta2: number;
-  eps: number;
-  grad_clip: number;
-  seed: number;
-  // outputs
-  log_every: number;
-  sample_every: number;
-  ckpt_every: number;
+  // held-out evaluation
   eval_every: number;
   eval_images: number;
 }
