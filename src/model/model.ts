@@ -20,8 +20,8 @@ export type Precision = "f32" | "f16";
 export type WeightKind = "raw" | "ema";
 
 /**
- * A decoder from the model's space to images (e.g. a VAE decoder for latent flow matching).
- * Pixel-space models have none; nothing calls it yet.
+ * A decoder from the model's space to images (e.g. a VAE decoder for latent flow matching):
+ * `generateImages` decodes a latent model's samples with it. Pixel-space models have none.
  */
 export interface LatentDecoder {
   /** Images in [-1, 1] from latents [N, C, H, W] (`shape`). */
@@ -154,9 +154,10 @@ export function defaultKernels(): Promise<Kernels> {
 /** A new model with DiT's initialisation (seeded). */
 export async function createModel(
   config: PartialConfig,
-  opts: { seed?: number; precision?: Precision; kernels?: Kernels } = {},
+  opts: { seed?: number; precision?: Precision; kernels?: Kernels; decoder?: LatentDecoder } = {},
 ): Promise<Model> {
   const cfg = resolveConfig(config);
   const k = opts.kernels ?? await defaultKernels();
-  return new Model(k, cfg, { weights: initParams(cfg, opts.seed ?? 0), precision: opts.precision });
+  const weights = initParams(cfg, opts.seed ?? 0);
+  return new Model(k, cfg, { weights, precision: opts.precision, decoder: opts.decoder });
 }

@@ -73,7 +73,7 @@ export class Trainer {
     this.grads = new FlatBuffer(k.device, layout, "grads");
     this.m = new FlatBuffer(k.device, layout, "adam.m");
     this.v = new FlatBuffer(k.device, layout, "adam.v");
-    this.ema = new Model(k, cfg, { kind: "ema" });
+    this.ema = new Model(k, cfg, { kind: "ema", decoder: model.decoder });
     const enc = k.device.createCommandEncoder();
     enc.copyBufferToBuffer(model.params.buffer, 0, this.ema.params.buffer, 0, layout.total * 4);
     k.device.queue.submit([enc.finish()]);
