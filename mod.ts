@@ -46,13 +46,20 @@ export {
   type Precision,
   type WeightKind,
 } from "./src/model/model.ts";
-export { generateImages, type GenerateOptions, imageNoise } from "./src/model/sampler.ts";
+export {
+  type Generated,
+  generateImages,
+  type GenerateOptions,
+  imageNoise,
+} from "./src/model/sampler.ts";
 
 // Checkpoints and images
 export { decodeSafetensors, encodeSafetensors, SafetensorsError } from "./src/io/safetensors.ts";
 export {
+  CLASSES_KEY,
   decodeCheckpoint,
   encodeCheckpoint,
+  LATENT_KEY,
   loadModel,
   type LoadOptions,
   readSource,
@@ -135,6 +142,13 @@ export {
 export { VQVAEGraph } from "./src/vqvae/vqvae.ts";
 export { evaluate as evaluateVqvae, psnrPerImage, VQVAE } from "./src/vqvae/model.ts";
 export {
+  type DecodeOptions,
+  encodeDataset,
+  type LatentSpace,
+  VqvaeLatentDecoder,
+} from "./src/vqvae/latent.ts";
+export { LatentDataset, latentScale, scaleLatents } from "./src/data/latent.ts";
+export {
   type VqvaeBuffers,
   type VqvaeStepMetrics,
   VqvaeTrainer,
@@ -152,6 +166,9 @@ export {
   isVqvaeCheckpoint,
   NotVqvaeCheckpoint,
   type VqvaeCheckpoint,
+  vqvaeFromStateDict,
+  vqvaeStateDict,
+  type VqvaeWeights,
 } from "./src/vqvae/checkpoint.ts";
 export { emojiDatasets, selectEmoji } from "./src/data/emoji.ts";
 export { loadEmoji } from "./src/io/emoji.ts";

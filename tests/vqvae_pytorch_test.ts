@@ -80,7 +80,7 @@ Deno.test({
 
     const model = new VQVAE(k, cfg, params, state);
     const recon = await model.reconstruct(x, n);
-    const codes = await k.readU32(model.graph(n).graph.quantizer.idx);
+    const codes = await k.readU32(model.graph(n).quantizer.idx);
     const same = codes.every((c, i) => c === torchCodes[i]);
     if (!same) throw new Error(`codes differ: GPU ${codes}, PyTorch ${torchCodes}`);
     const err = assertClose("PyTorch reconstruction", recon, torchRecon);

@@ -20,12 +20,16 @@ import type { VqvaeTrainerState } from "./trainer.ts";
 export const VQVAE_CONFIG_KEY = "vqvae_config";
 export const VQVAE_TRAIN_KEY = "flowgpu.vqvae.train";
 
-export interface VqvaeCheckpoint {
+/** A VQ-VAE's weights and quantizer state: what encoding and decoding need. */
+export interface VqvaeWeights {
   cfg: VQVAEConfig;
   /** Trainable weights (paramLayout). */
   params: Float32Array;
   /** Quantizer state (stateLayout). */
   state: Float32Array;
+}
+
+export interface VqvaeCheckpoint extends VqvaeWeights {
   m?: Float32Array;
   v?: Float32Array;
   train?: VqvaeTrainerState & { options?: Record<string, unknown> };
@@ -59,17 +63,67 @@ function slice(flat: Float32Array, layout: Layout, s: ParamSpec, prefix = ""): T
   };
 }
 
-export function encodeVqvaeCheckpoint(c: VqvaeCheckpoint): Uint8Array {
-  const pl = paramLayout(c.cfg), sl = stateLayout(c.cfg);
-  const tensors = stateDictSpecs(c.cfg).map((s) =>
-    isQuantizer(s.name) ? slice(c.state, sl, s) : slice(c.params, pl, s)
+/** The module's state_dict (encoder, quantizer, decoder) under `prefix` + PyTorch names. */
+export function vqvaeStateDict(w: VqvaeWeights, prefix = ""): TensorIn[] {
+  const pl = paramLayout(w.cfg), sl = stateLayout(w.cfg);
+  return stateDictSpecs(w.cfg).map((s) =>
+    isQuantizer(s.name) ? slice(w.state, sl, s, prefix) : slice(w.params, pl, s, prefix)
   );
+}
+
+export function encodeVqvaeCheckpoint(c: VqvaeCheckpoint): Uint8Array {
+  const pl = paramLayout(c.cfg);
+  const tensors = vqvaeStateDict(c);
   for (const [prefix, flat] of [["opt.exp_avg.", c.m], ["opt.exp_avg_sq.", c.v]] as const) {
     if (flat) tensors.push(...trainableSpecs(c.cfg).map((s) => slice(flat, pl, s, prefix)));
   }
   const meta: Record<string, string> = { [VQVAE_CONFIG_KEY]: JSON.stringify(c.cfg) };
   if (c.train) meta[VQVAE_TRAIN_KEY] = JSON.stringify(c.train);
   return encodeSafetensors(tensors, meta);
+}
+
+type Tensors = Map<string, { shape: number[]; data: Float32Array }>;
+
+/** A flat buffer of `layout` from the `prefix`-named tensors of `specs`, each checked. */
+function readFlat(tensors: Tensors, layout: Layout, specs: ParamSpec[], prefix: string) {
+  const flat = new Float32Array(layout.total);
+  for (const s of specs) {
+    const t = tensors.get(prefix + s.name);
+    if (!t) throw new Error(`missing tensor ${prefix}${s.name}`);
+    if (t.shape.join() !== s.shape.join()) {
+      throw new Error(`${prefix}${s.name} has shape [${t.shape}], the config needs [${s.shape}]`);
+    }
+    const bad = t.data.findIndex((v) => !Number.isFinite(v));
+    if (bad >= 0) throw new Error(`${prefix}${s.name}[${bad}] is ${t.data[bad]}`);
+    flat.set(t.data, layout.get(s.name).offset);
+  }
+  return flat;
+}
+
+/**
+ * The weights of `cfg` from the `prefix`-named state_dict tensors (names without the prefix are
+ * ignored); throws an Error naming a missing, misshapen, non-finite or unexpected tensor.
+ */
+export function vqvaeFromStateDict(cfg: VQVAEConfig, tensors: Tensors, prefix = ""): VqvaeWeights {
+  const specs = stateDictSpecs(cfg), known = new Set(specs.map((s) => prefix + s.name));
+  const extra = [...tensors.keys()].filter((n) => n.startsWith(prefix) && !known.has(n));
+  if (extra.length) {
+    throw new Error(`unexpected tensor(s) for this VQ-VAE config: ${extra.slice(0, 3).join(", ")}`);
+  }
+  return {
+    cfg,
+    params: readFlat(tensors, paramLayout(cfg), specs.filter((s) => !isQuantizer(s.name)), prefix),
+    state: readFlat(tensors, stateLayout(cfg), specs.filter((s) => isQuantizer(s.name)), prefix),
+  };
+}
+
+/** A VQ-VAE config from its metadata JSON (validated); throws an Error saying what is wrong. */
+export function vqvaeConfigFromJson(raw: string): VQVAEConfig {
+  try {
+    return resolveVqvaeConfig(JSON.parse(raw));
+  } catch (e) {
+    throw new Error(`bad ${VQVAE_CONFIG_KEY} metadata: ${(e as Error).message}`);
+  }
 }
 
 /** A valid safetensors file that is not a VQ-VAE checkpoint (e.g. a flow model's). */
@@ -99,42 +153,22 @@ export function decodeVqvaeCheckpoint(bytes: Uint8Array, name?: string): VqvaeCh
       NotVqvaeCheckpoint,
     );
   }
-  let cfg: VQVAEConfig;
+  let c: VqvaeCheckpoint;
   try {
-    cfg = resolveVqvaeConfig(JSON.parse(raw!));
-  } catch (e) {
-    return fail(`bad ${VQVAE_CONFIG_KEY} metadata: ${(e as Error).message}`);
-  }
-  const pl = paramLayout(cfg), sl = stateLayout(cfg);
-  const read = (layout: Layout, specs: ParamSpec[], prefix: string) => {
-    const flat = new Float32Array(layout.total);
-    for (const s of specs) {
-      const t = tensors.get(prefix + s.name);
-      if (!t) fail(`missing tensor ${prefix}${s.name}`);
-      if (t!.shape.join() !== s.shape.join()) {
-        fail(`${prefix}${s.name} has shape [${t!.shape}], the config needs [${s.shape}]`);
-      }
-      const bad = t!.data.findIndex((v) => !Number.isFinite(v));
-      if (bad >= 0) fail(`${prefix}${s.name}[${bad}] is ${t!.data[bad]}`);
-      flat.set(t!.data, layout.get(s.name).offset);
+    const cfg = vqvaeConfigFromJson(raw!);
+    const opt = ["opt.exp_avg.", "opt.exp_avg_sq."];
+    const model = new Map([...tensors].filter(([n]) => !opt.some((p) => n.startsWith(p))));
+    c = vqvaeFromStateDict(cfg, model);
+    const pl = paramLayout(cfg), specs = trainableSpecs(cfg);
+    const known = new Set(opt.flatMap((p) => specs.map((s) => p + s.name)));
+    const extra = [...tensors.keys()].filter((n) => !model.has(n) && !known.has(n));
+    if (extra.length) throw new Error(`unexpected tensor(s): ${extra.slice(0, 3).join(", ")}`);
+    if (tensors.has(opt[0] + specs[0].name)) {
+      c.m = readFlat(tensors, pl, specs, opt[0]);
+      c.v = readFlat(tensors, pl, specs, opt[1]);
     }
-    return flat;
-  };
-  const specs = stateDictSpecs(cfg);
-  const known = new Set(specs.map((s) => s.name));
-  for (const p of ["opt.exp_avg.", "opt.exp_avg_sq."]) {
-    for (const s of trainableSpecs(cfg)) known.add(p + s.name);
-  }
-  const extra = [...tensors.keys()].filter((n) => !known.has(n));
-  if (extra.length) fail(`unexpected tensor(s) for this config: ${extra.slice(0, 3).join(", ")}`);
-  const c: VqvaeCheckpoint = {
-    cfg,
-    params: read(pl, specs.filter((s) => !isQuantizer(s.name)), ""),
-    state: read(sl, specs.filter((s) => isQuantizer(s.name)), ""),
-  };
-  if (tensors.has("opt.exp_avg." + specs[0].name)) {
-    c.m = read(pl, trainableSpecs(cfg), "opt.exp_avg.");
-    c.v = read(pl, trainableSpecs(cfg), "opt.exp_avg_sq.");
+  } catch (e) {
+    return fail((e as Error).message);
   }
   const st = metadata?.[VQVAE_TRAIN_KEY];
   if (st) {

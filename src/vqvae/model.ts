@@ -1,6 +1,7 @@
 /**
  * A VQ-VAE for inference: weights and quantizer state in flat buffers (shared with a trainer or
- * loaded from a checkpoint), `reconstruct` on plain arrays, and the held-out PSNR.
+ * loaded from a checkpoint); `reconstruct`, `encode` (images → z_e) and `decode` (latents →
+ * images) on plain arrays; and the held-out PSNR.
  */
 import type { Kernels } from "../gpu/kernels.ts";
 import { FlatBuffer } from "../gpu/arena.ts";
@@ -10,10 +11,15 @@ import { paramLayout, stateLayout } from "./params.ts";
 import { VQVAEGraph } from "./vqvae.ts";
 import type { Dispatch } from "../gpu/kernels.ts";
 
+type Pass = "forward" | "encode" | "decode" | "decode-raw";
+
 export class VQVAE {
   readonly params: FlatBuffer;
   readonly state: FlatBuffer;
-  private graphs = new Map<number, { graph: VQVAEGraph; forward: Dispatch[] }>();
+  private graphs = new Map<number, VQVAEGraph>();
+  private passes = new Map<string, Dispatch[]>();
+  private queue: Promise<unknown> = Promise.resolve();
+  private owned: FlatBuffer[] = [];
 
   /** Buffers are shared (a trainer's) or created and filled from arrays. */
   constructor(
@@ -33,47 +39,105 @@ export class VQVAE {
       }
       const b = new FlatBuffer(k.device, layout, l);
       k.write(b.all(), src);
+      this.owned.push(b);
       return b;
     };
     this.params = own(params, paramLayout(cfg), "params");
     this.state = own(state, stateLayout(cfg), "quantizer state");
   }
 
-  /** The recorded inference graph for batch size B (built once). */
-  graph(B: number): { graph: VQVAEGraph; forward: Dispatch[] } {
+  /** The recorded graph for batch size B (built once). */
+  graph(B: number): VQVAEGraph {
     let g = this.graphs.get(B);
     if (!g) {
-      const graph = new VQVAEGraph(this.k, this.cfg, this.params, this.state, B);
-      g = { graph, forward: graph.forward() };
+      g = new VQVAEGraph(this.k, this.cfg, this.params, this.state, B);
       this.graphs.set(B, g);
     }
     return g;
   }
 
+  private pass(B: number, pass: Pass): { g: VQVAEGraph; list: Dispatch[] } {
+    const g = this.graph(B), key = `${B} ${pass}`;
+    let list = this.passes.get(key);
+    if (!list) {
+      list = pass === "forward"
+        ? g.forward()
+        : pass === "encode"
+        ? g.encodeLatent()
+        : g.decodeLatent(pass === "decode");
+      this.passes.set(key, list);
+    }
+    return { g, list };
+  }
+
   /**
-   * Reconstructions of images x [N, C, H, W] in [-1, 1], `batch` at a time (the last batch is
-   * padded, so one graph serves any N).
+   * Run `pass` over `input` (whole items of `inSize` values) `batch` items at a time (the last
+   * batch padded, so one graph serves any count); calls run one after another.
    */
-  async reconstruct(x: Float32Array, batch = 64): Promise<Float32Array> {
+  private run(
+    input: Float32Array,
+    inSize: number,
+    pass: Pass,
+    batch: number,
+    what: string,
+  ): Promise<Float32Array> {
+    if (input.length % inSize !== 0 || input.length === 0) {
+      throw new Error(`${what}: ${input.length} values are not whole items of ${inSize}`);
+    }
+    const job = this.queue.then(async () => {
+      const N = input.length / inSize, B = Math.min(batch, N);
+      const { g, list } = this.pass(B, pass);
+      const [src, dst] = pass === "forward"
+        ? [g.x, g.recon]
+        : pass === "encode"
+        ? [g.x, g.z]
+        : [g.z, g.recon];
+      const outSize = dst.length / B;
+      const out = new Float32Array(N * outSize), buf = new Float32Array(B * inSize);
+      for (let s = 0; s < N; s += B) {
+        const n = Math.min(B, N - s);
+        buf.fill(0);
+        buf.set(input.subarray(s * inSize, (s + n) * inSize));
+        this.k.write(src, buf);
+        this.k.submit(list);
+        const r = await this.k.read(dst);
+        out.set(r.subarray(0, n * outSize), s * outSize);
+      }
+      return out;
+    });
+    this.queue = job.catch(() => {});
+    return job;
+  }
+
+  /** Reconstructions of images x [N, C, H, W] in [-1, 1]. */
+  reconstruct(x: Float32Array, batch = 64): Promise<Float32Array> {
     const { in_channels: C, image_size: H } = this.cfg;
-    const per = C * H * H;
-    if (x.length % per !== 0) {
-      throw new Error(`reconstruct: ${x.length} values are not images of ${C}×${H}×${H}`);
-    }
-    const N = x.length / per, B = Math.min(batch, N);
-    const { graph, forward } = this.graph(B);
-    const out = new Float32Array(x.length);
-    const buf = new Float32Array(B * per);
-    for (let s = 0; s < N; s += B) {
-      const n = Math.min(B, N - s);
-      buf.fill(0);
-      buf.set(x.subarray(s * per, (s + n) * per));
-      this.k.write(graph.x, buf);
-      this.k.submit(forward);
-      const r = await this.k.read(graph.recon);
-      out.set(r.subarray(0, n * per), s * per);
-    }
-    return out;
+    return this.run(x, C * H * H, "forward", batch, "reconstruct");
+  }
+
+  /** The encoder's continuous output z_e [N, D, H/4, W/4] (NCHW) of images x [N, C, H, W]. */
+  encode(x: Float32Array, batch = 64): Promise<Float32Array> {
+    const { in_channels: C, image_size: H } = this.cfg;
+    return this.run(x, C * H * H, "encode", batch, "encode");
+  }
+
+  /**
+   * Images [N, C, H, W] from latents z [N, D, H/4, W/4]: each latent cell snapped to its nearest
+   * code first (`quantize`, default), or decoded as it is.
+   */
+  decode(
+    z: Float32Array,
+    opts: { quantize?: boolean; batch?: number } = {},
+  ): Promise<Float32Array> {
+    const h = this.cfg.image_size / 4;
+    const pass = opts.quantize ?? true ? "decode" : "decode-raw";
+    return this.run(z, this.cfg.code_dim * h * h, pass, opts.batch ?? 64, "decode");
+  }
+
+  /** Free the weights this model uploaded (not a trainer's shared buffers). */
+  dispose(): void {
+    for (const b of this.owned) b.buffer.destroy();
+    this.owned = [];
   }
 }
 
