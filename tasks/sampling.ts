@@ -4,18 +4,23 @@
  */
 import {
   decodeCheckpoint,
+  type DecodeOptions,
   type DiTConfig,
+  type Generated,
   generateImages,
   type GenerateOptions,
   type Kernels,
+  type LatentSpace,
   Model,
+  VqvaeLatentDecoder,
 } from "../mod.ts";
 import { reason } from "./files.ts";
 
 /** Sampling from one set of weights on the GPU. */
 export interface Sampler {
   cfg: DiTConfig;
-  generate(opts: GenerateOptions): Promise<{ images: Float32Array; nfe: number }>;
+  /** Images (a latent model's decoded to pixels) with their shape [N, C, H, W]. */
+  generate(opts: GenerateOptions): Promise<Generated>;
   /** Free the uploaded weights (not those of a buffer passed in). */
   dispose(): void;
 }
@@ -25,15 +30,27 @@ export function samplerFor(model: Model): Sampler {
   return { cfg: model.cfg, generate: (o) => generateImages(model, o), dispose: () => {} };
 }
 
-/** A sampler over weights in memory: uploaded into a new model. */
+/**
+ * A sampler over weights in memory: uploaded into a new model, with a latent model's decoder
+ * (`latent`; `decode` says whether it snaps to the codebook).
+ */
 export function uploadWeights(
   k: Kernels,
   cfg: DiTConfig,
   weights: Float32Array,
   kind: "raw" | "ema" = "raw",
+  latent?: LatentSpace,
+  decode?: DecodeOptions,
 ): Sampler {
-  const model = new Model(k, cfg, { weights, kind });
-  return { ...samplerFor(model), dispose: () => model.params.buffer.destroy() };
+  const decoder = latent ? new VqvaeLatentDecoder(k, latent, decode) : undefined;
+  const model = new Model(k, cfg, { weights, kind, decoder });
+  return {
+    ...samplerFor(model),
+    dispose: () => {
+      model.params.buffer.destroy();
+      decoder?.dispose();
+    },
+  };
 }
 
 /** A checkpoint's config and the weights to sample with, checked; no GPU needed. */
@@ -42,6 +59,9 @@ export interface CheckpointWeights {
   weights: Float32Array;
   /** Which weights: the EMA ones (default when present) or the raw ones. */
   kind: "EMA" | "raw";
+  /** A latent model's space (its VQ-VAE and scale). */
+  latent?: LatentSpace;
+  classNames?: string[];
 }
 
 /** Read a checkpoint (path or http(s)/file URL); errors name `path`. */
@@ -65,5 +85,11 @@ export async function readCheckpoint(path: string, ema = true): Promise<Checkpoi
     throw new Error(`${path}: ${(e as Error).message}`);
   }
   const useEma = ema && c.ema !== undefined;
-  return { cfg: c.cfg, weights: useEma ? c.ema! : c.params, kind: useEma ? "EMA" : "raw" };
+  return {
+    cfg: c.cfg,
+    weights: useEma ? c.ema! : c.params,
+    kind: useEma ? "EMA" : "raw",
+    latent: c.latent,
+    classNames: c.classNames,
+  };
 }

@@ -7,6 +7,7 @@ import { join } from "node:path";
 import {
   CPU_DEFAULTS,
   createModel,
+  type Dataset,
   datasetTrainDefaults,
   describeGpu,
   type DiTConfig,
@@ -22,11 +23,13 @@ import {
   type TrainerState,
   type TrainingCheckpoint,
   type TrainOptions,
+  VqvaeLatentDecoder,
 } from "../mod.ts";
 import { runMain, UsageError } from "./cli.ts";
 import { loadTrainingCheckpoint, type ResumePoint } from "./resume.ts";
 import { alreadyDone, openRun, resolvePlan, savedOptions, type TaskSpec } from "./run_plan.ts";
 import { StopSignals, trainLoop } from "./train_loop.ts";
+import { latentDataset, latentShape, latentSource } from "./latent_data.ts";
 
 /** Options fixed by a checkpoint's model: a resumed run cannot change them. */
 const MODEL_KEYS = [
@@ -39,6 +42,7 @@ const MODEL_KEYS = [
   "patch_size",
   "num_classes",
   "t_scale",
+  "vqvae",
 ] as const;
 
 const USAGE = "Usage: deno task train [options]\n\n" +
@@ -63,7 +67,7 @@ const savedTrainOptions = (r: ResumePoint) => savedOptions(SPEC, r) as Partial<T
 /** The model config for the dataset, checked against it. */
 function modelConfig(
   opts: TrainOptions,
-  data: Awaited<ReturnType<typeof loadDataset>>,
+  data: Pick<Dataset, "imageSize" | "channels" | "numClasses">,
   resume?: ResumePoint,
 ): DiTConfig {
   let cfg: DiTConfig;
@@ -96,8 +100,17 @@ function modelConfig(
   return cfg;
 }
 
-/** The run directory's folders and config.json (model, training options by the table). */
-async function writeRunConfig(runDir: string, cfg: DiTConfig, opts: TrainOptions, from?: string) {
+/**
+ * The run directory's folders and config.json (model, training options by the table, and `extra`:
+ * class names, a latent run's space).
+ */
+async function writeRunConfig(
+  runDir: string,
+  cfg: DiTConfig,
+  opts: TrainOptions,
+  from?: string,
+  extra: Record<string, unknown> = {},
+) {
   await Deno.mkdir(join(runDir, "checkpoints"), { recursive: true });
   if (opts.sample_every > 0) await Deno.mkdir(join(runDir, "samples"), { recursive: true });
   const train = Object.fromEntries(
@@ -108,7 +121,7 @@ async function writeRunConfig(runDir: string, cfg: DiTConfig, opts: TrainOptions
   );
   await Deno.writeTextFile(
     join(runDir, "config.json"),
-    JSON.stringify({ model: cfg, train, resumed_from: from }, null, 2) + "\n",
+    JSON.stringify({ model: cfg, train, resumed_from: from, ...extra }, null, 2) + "\n",
   );
 }
 
@@ -127,12 +140,14 @@ async function main(): Promise<number> {
   const plan = await resolvePlan(Deno.args, SPEC);
   if (!plan || alreadyDone(SPEC, plan)) return 0;
   const r = plan.resume;
+  const latent = await latentSource(plan.given, r); // --vqvae: the VQ-VAE, checked
   const signals = new StopSignals();
   const gpu = await getGpu();
   const k = new Kernels(gpu);
   const defaults = gpu.isFallback ? CPU_DEFAULTS : GPU_DEFAULTS;
   const opts: TrainOptions = { ...defaults, ...(r ? savedTrainOptions(r) : {}), ...plan.given };
-  opts.hflip ??= datasetTrainDefaults(opts.dataset).hflip;
+  opts.hflip ??= latent ? false : datasetTrainDefaults(opts.dataset).hflip;
+  if (latent && !r) opts.patch_size ??= 1; // 7×7 and 8×8 latent grids
   console.log(`adapter: ${describeGpu(gpu)}`);
   if (gpu.isFallback && !r) {
     console.log(
@@ -141,13 +156,14 @@ async function main(): Promise<number> {
     );
   }
   const data = await loadDataset(opts.dataset as never, opts.data, {
-    patchSize: r?.ckpt.cfg.patch_size ?? opts.patch_size ??
+    patchSize: latent ? undefined : r?.ckpt.cfg.patch_size ?? opts.patch_size ??
       PRESETS[opts.preset as PresetName]?.patch_size ?? 2,
-    imageSize: opts.image_size,
+    imageSize: opts.image_size ?? latent?.vqvae.cfg.image_size,
   }).catch((e) => {
     throw new UsageError(`--dataset ${opts.dataset}: ${(e as Error).message}`);
   });
-  const cfg = modelConfig(opts, data, r);
+  const shape = latent ? latentShape(latent, data, `--dataset ${opts.dataset}`) : data;
+  const cfg = modelConfig(opts, shape, r);
   if (signals.signal) return signals.exitCode; // stopped before anything was written
 
   // 2. The run directory, locked for this run.
@@ -156,11 +172,18 @@ async function main(): Promise<number> {
     if (run.cleaned) {
       console.log(`removed ${run.cleaned} temporary file(s) of an interrupted write`);
     }
-    await writeRunConfig(run.dir, cfg, opts, r?.path);
+    // A latent run trains on the dataset encoded by its VQ-VAE, whose decoder draws the grids.
+    const lat = latent && await latentDataset(k, latent, data, run.dir, opts.dataset);
+    const extra = { latent: lat?.space, classNames: data.classNames };
+    await writeRunConfig(run.dir, cfg, opts, r?.path, {
+      class_names: data.classNames,
+      latent: lat && { scale: lat.space.scale, vqvae: lat.space.vqvae.cfg, from: latent.from },
+    });
+    const decoder = lat ? new VqvaeLatentDecoder(k, lat.space) : undefined;
     const trainer = new Trainer(
-      await createModel(cfg, { seed: opts.seed, kernels: k }),
+      await createModel(cfg, { seed: opts.seed, kernels: k, decoder }),
       opts,
-      data,
+      lat?.data ?? data,
     );
     if (r) {
       const c = r.ckpt;
@@ -170,7 +193,15 @@ async function main(): Promise<number> {
     console.log(describeModel(trainer, opts, data.length));
     console.log(`run directory: ${run.dir}`);
     // 3. The loop.
-    return await trainLoop({ trainer, cfg, opts, runDir: run.dir, resumedFrom: r?.path, signals });
+    return await trainLoop({
+      trainer,
+      cfg,
+      opts,
+      runDir: run.dir,
+      resumedFrom: r?.path,
+      signals,
+      extra,
+    });
   } finally {
     signals.dispose();
     run.release();

@@ -11,6 +11,7 @@ import {
   lossCurvePng,
   type StepMetrics,
   type Trainer,
+  type TrainingCheckpoint,
   type TrainOptions,
 } from "../mod.ts";
 import { exitNow, writeFileAtomic } from "./files.ts";
@@ -62,6 +63,8 @@ export interface LoopContext {
   /** The checkpoint this process resumed from. */
   resumedFrom?: string;
   signals: StopSignals;
+  /** Stored in every checkpoint: a latent model's space, the class names. */
+  extra?: Pick<TrainingCheckpoint, "latent" | "classNames">;
 }
 
 export const stepName = (s: number, ext: string): string =>
@@ -108,7 +111,7 @@ export async function trainLoop(ctx: LoopContext): Promise<number> {
       name,
       trainer.step,
       bufs,
-      () => encodeCheckpoint({ cfg, ...bufs, state }),
+      () => encodeCheckpoint({ cfg, ...bufs, state, ...ctx.extra }),
     );
   };
   const sampler = samplerFor(trainer.ema);
@@ -116,15 +119,14 @@ export async function trainLoop(ctx: LoopContext): Promise<number> {
     const K = cfg.num_classes;
     const rows = K > 0 ? Math.min(K, 10) : 8, cols = 8;
     const labels = Array.from({ length: rows * cols }, (_, i) => K > 0 ? Math.floor(i / cols) : 0);
-    const { images } = await sampler.generate({
+    const { images, shape: [, channels, size] } = await sampler.generate({
       labels,
       steps: opts.num_sampling_steps,
       cfgScale: opts.cfg_scale,
       seed: opts.seed,
       batch: 80,
     });
-    const shape = { channels: cfg.in_channels, size: cfg.image_size };
-    const png = await imageGridPng(images, shape, rows, cols, cfg.image_size < 64 ? 2 : 1);
+    const png = await imageGridPng(images, { channels, size }, rows, cols, size < 64 ? 2 : 1);
     await writeFileAtomic(join(runDir, "samples", name), png);
   };
   const drawLoss = async () =>

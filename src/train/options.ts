@@ -149,6 +149,8 @@ export interface TrainOptions {
   seed: number;
   dataset: string;
   data?: string;
+  /** A train-vqvae checkpoint: train on its encoder's latents (latent flow matching). */
+  vqvae?: string;
   /** Flip training images horizontally at random (unset: the dataset's default, on for cifar10). */
   hflip?: boolean;
   log_every: number;
@@ -259,14 +261,21 @@ export const TRAIN_OPTIONS: {
     type: "string",
     help: "fashion-mnist: the --data folder, else Debian's dataset-fashion-mnist " +
       "(/usr/share/datasets/fashion-mnist) if installed, else the embedded subset; " +
-      "default: always the embedded subset; cifar10 and folder need --data",
-    choices: ["fashion-mnist", "default", "cifar10", "folder"],
+      "default: always the embedded subset; cifar10 and folder need --data; emoji: Noto " +
+      "emoji by category (fetched once into data/emoji/, or the --data cache folder)",
+    choices: ["fashion-mnist", "default", "cifar10", "folder", "emoji"],
     default: "fashion-mnist",
   },
   data: {
     type: "string",
     help: "dataset directory (fashion-mnist: the IDX .gz files; cifar10: the .bin batches; " +
       "folder: one subfolder of images per class)",
+  },
+  vqvae: {
+    type: "string",
+    help: "latent flow matching: a train-vqvae checkpoint or run directory; the dataset is " +
+      "encoded once (cached in the run directory) and the DiT trains on the scaled latents " +
+      "(patch size 1 unless given); the VQ-VAE goes into the flow checkpoints",
   },
   hflip: {
     type: "boolean",
