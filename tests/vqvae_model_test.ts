@@ -17,22 +17,6 @@ function assert(cond: unknown, msg: string): asserts cond {
   if (!cond) throw new Error(msg);
 }
 
-/** Random weights with non-trivial biases and norm affines (float32-representable). */
-function randomWeights(cfg: VQVAEConfig, rng: Rng): ref.Weights {
-  const w: ref.Weights = new Map();
-  for (const s of trainableSpecs(cfg)) {
-    const n = s.shape.reduce((a, b) => a * b, 1);
-    if (/\.norm[^.]*\.weight$/.test(s.name)) {
-      w.set(s.name, rng.normals(n, 0.2).map((v) => Math.fround(1 + v)));
-    } else if (s.name.endsWith(".bias") || /\.norm/.test(s.name)) {
-      w.set(s.name, rng.normals(n, 0.1));
-    } else {
-      w.set(s.name, rng.normals(n, 1 / Math.sqrt(s.shape[1] * s.shape[2] * s.shape[3])));
-    }
-  }
-  return w;
-}
-
 /** Central differences of f at a few elements of every weight tensor against `grads`. */
 function fdCheck(
   what: string,
@@ -102,7 +86,7 @@ for (const [tag, partial, B] of configs) {
     // (ReLU itself is checked in tests/ops_elementwise_test.ts); the wiring is the same.
     const cfg = resolveVqvaeConfig({ beta: 0.25, ...partial, act: "silu" });
     const rng = new Rng(TEST_SEED ^ 0xfd0 ^ H);
-    const w = randomWeights(cfg, rng);
+    const w = ref.randomWeights(cfg, rng);
     const x = rng.normals(B * C * H * H, 0.5);
     const h = H / 4, nz = B * h * h * cfg.code_dim;
     const dze = rng.normals(nz);
@@ -128,7 +112,7 @@ for (const [tag, partial, B] of configs) {
   Deno.test(`vqvae GPU forward and every gradient against float64 (${tag})`, async () => {
     const k = await kernels();
     const rng = new Rng(TEST_SEED ^ 0x7e5 ^ H);
-    const w = randomWeights(cfg, rng);
+    const w = ref.randomWeights(cfg, rng);
     const x = rng.normals(B * C * H * H, 0.5);
     // Codes at the scale of the encoder output, so the search has real competition.
     const ze0 = ref.encoderGrads(cfg, w, x, B, new Float64Array(B * (H / 4) ** 2 * cfg.code_dim)).y;

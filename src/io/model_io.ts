@@ -96,7 +96,7 @@ export function decodeCheckpoint(
     }
   }
   const latent = metadata?.[LATENT_KEY];
-  if (latent !== undefined) c.latent = decodeLatent(latent, tensors);
+  if (latent !== undefined) c.latent = decodeLatent(latent, tensors, cfg);
   else if (has(VQVAE_PREFIX)) {
     throw new Error(`checkpoint: ${VQVAE_PREFIX}* tensors but no ${LATENT_KEY} metadata`);
   }
@@ -109,6 +109,7 @@ export function decodeCheckpoint(
 function decodeLatent(
   raw: string,
   tensors: Map<string, { shape: number[]; data: Float32Array }>,
+  model: DiTConfig,
 ): LatentSpace {
   try {
     const m = JSON.parse(raw);
@@ -117,6 +118,13 @@ function decodeLatent(
       throw new Error(`scale ${JSON.stringify(scale)} is not a positive number`);
     }
     const cfg = vqvaeConfigFromJson(JSON.stringify(m?.[VQVAE_CONFIG_KEY]));
+    const h = cfg.image_size / 4;
+    if (cfg.code_dim !== model.in_channels || h !== model.image_size) {
+      throw new Error(
+        `it makes ${cfg.code_dim}×${h}² latents, the model is ` +
+          `${model.in_channels}×${model.image_size}²`,
+      );
+    }
     return { scale, vqvae: vqvaeFromStateDict(cfg, tensors, VQVAE_PREFIX) };
   } catch (e) {
     throw new Error(`checkpoint: its VQ-VAE (latent space): ${(e as Error).message}`);

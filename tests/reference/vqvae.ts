@@ -9,6 +9,8 @@ import * as gn from "./groupnorm.ts";
 import * as ops from "./ops.ts";
 import * as q from "./quantize.ts";
 import type { VQVAEConfig } from "../../src/vqvae/config.ts";
+import { trainableSpecs } from "../../src/vqvae/params.ts";
+import type { Rng } from "./random.ts";
 
 export type F64 = Float64Array;
 export type Weights = Map<string, F64>;
@@ -219,4 +221,20 @@ export function decoderGrads(cfg: VQVAEConfig, w: Weights, zq: F64, B: number, d
   const dec = decoder(net, zq, B);
   const dzq = dec.back(dout);
   return { y: dec.y, grads: net.grads, dzq };
+}
+
+/** Random weights with non-trivial biases and norm affines (float32-representable). */
+export function randomWeights(cfg: VQVAEConfig, rng: Rng): Weights {
+  const w: Weights = new Map();
+  for (const s of trainableSpecs(cfg)) {
+    const n = s.shape.reduce((a, b) => a * b, 1);
+    if (/\.norm[^.]*\.weight$/.test(s.name)) {
+      w.set(s.name, rng.normals(n, 0.2).map((v) => Math.fround(1 + v)));
+    } else if (s.name.endsWith(".bias") || /\.norm/.test(s.name)) {
+      w.set(s.name, rng.normals(n, 0.1));
+    } else {
+      w.set(s.name, rng.normals(n, 1 / Math.sqrt(s.shape[1] * s.shape[2] * s.shape[3])));
+    }
+  }
+  return w;
 }
