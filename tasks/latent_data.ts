@@ -43,9 +43,15 @@ const CACHE_KEY = "flowgpu.latent_cache";
  * checked without a GPU; every problem a one-line UsageError.
  */
 async function readVqvae(path: string): Promise<VqvaeWeights> {
+  const st = await Deno.stat(path).catch(() => undefined);
+  const file = st?.isDirectory ? join(path, "checkpoints", "final.safetensors") : path;
+  if (st?.isDirectory && !(await Deno.stat(file).catch(() => undefined))) {
+    throw new UsageError(
+      `--vqvae ${path}: no checkpoints/final.safetensors in that run directory (an unfinished ` +
+        "run: pass one of its checkpoints/step_*.safetensors)",
+    );
+  }
   try {
-    const st = await Deno.stat(path).catch(() => undefined);
-    const file = st?.isDirectory ? join(path, "checkpoints", "final.safetensors") : path;
     const { cfg, params, state } = decodeVqvaeCheckpoint(await readBytes(file));
     return { cfg, params, state };
   } catch (e) {

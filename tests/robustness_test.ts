@@ -51,6 +51,8 @@ interface Fixture {
   vqvae: string; // its final training checkpoint
   vqFlipped: string; // it with one bit of tensor data flipped
   vqTruncated: string;
+  vq32: string; // a VQ-VAE of 3×32² images
+  latentBad: string; // a latent flow checkpoint whose VQ-VAE does not make its input
 }
 
 let fixture: Promise<Fixture> | undefined;
@@ -100,7 +102,16 @@ function fixtures(): Promise<Fixture> {
     await Deno.writeFile(vqFlipped, flipped);
     const vqTruncated = join(root, "vq_truncated.safetensors");
     await Deno.writeFile(vqTruncated, vqBytes.subarray(0, 1000));
+    const VQ32 = resolveVqvaeConfig({ ...VQ, image_size: 32, in_channels: 3 });
+    const vq32 = join(root, "vq32.safetensors");
+    const p32 = initVqvaeParams(VQ32, 0), s32 = initVqvaeState(VQ32, 0);
+    await Deno.writeFile(vq32, encodeVqvaeCheckpoint({ cfg: VQ32, params: p32, state: s32 }));
+    const latentBad = join(root, "latent_bad.safetensors");
+    const latent = { vqvae: { cfg: VQ, params: vqParams, state: initVqvaeState(VQ, 0) }, scale: 1 };
+    await Deno.writeFile(latentBad, encodeCheckpoint({ cfg: CFG, params, latent }));
     return {
+      vq32,
+      latentBad,
       root,
       model,
       finished,
@@ -207,6 +218,27 @@ Deno.test("bad input: one line, exit 2, nothing written, no GPU started", async 
     ["train", ["--resume", f.vqRun], /no checkpoint of this task's model there \(1 of another/],
     ["train_vqvae", ["--resume", f.model], /model\.safetensors: not a VQ-VAE checkpoint.*DiT/],
     ["train_vqvae", ["--resume", f.finished], /no checkpoint of this task's model there/],
+    // train --vqvae: corrupt, mismatched or misplaced VQ-VAE checkpoints
+    [
+      "train",
+      ["--vqvae", join(f.root, "nope.safetensors")],
+      /--vqvae .*nope\.safetensors: no such/,
+    ],
+    ["train", ["--vqvae", f.corrupt], /--vqvae .*corrupt\.safetensors: .*not a safetensors file/],
+    ["train", ["--vqvae", f.vqFlipped], /--vqvae .*vq_flipped\.safetensors: .*checksum/i],
+    ["train", ["--vqvae", f.vqTruncated], /--vqvae .*vq_truncated\.safetensors: .*corrupt/],
+    [
+      "train",
+      ["--vqvae", f.model],
+      /--vqvae .*model\.safetensors: not a VQ-VAE checkpoint.*give a train-vqvae checkpoint/,
+    ],
+    ["train", ["--vqvae", f.emptyRun], /--vqvae .*empty_run: no checkpoints\/final\.safetensors/],
+    ["train", ["--vqvae", f.vqRun, "--hflip"], /--hflip flips images, not latents/],
+    [
+      "train",
+      ["--resume", f.finished, "--steps", "10", "--vqvae", f.vqvae],
+      /--vqvae .*: .*final\.safetensors is a pixel-space model/,
+    ],
     // train-vqvae: options, files, resuming
     ["train_vqvae", ["--bogus"], /unknown option '--bogus'/],
     ["train_vqvae", ["--codebook-size", "x"], /--codebook-size expects a number, got 'x'/],
@@ -252,6 +284,12 @@ Deno.test("bad input: one line, exit 2, nothing written, no GPU started", async 
     ["generate", [...ck, "--out", join(f.root, "no", "x.png")], /folder .*no does not exist/],
     ["generate", [...ck, "--out", "grid.jpg"], /--out grid\.jpg: .*ending in \.png/],
     ["generate", [...ck, "--separate", "--out", join(f.afile, "d")], /afile is a file/],
+    ["generate", [...ck, "--no-quantize"], /--no-quantize: this checkpoint is a pixel-space model/],
+    [
+      "generate",
+      ["--checkpoint", f.latentBad],
+      /latent_bad\.safetensors: checkpoint: its VQ-VAE \(latent space\): it makes 2×7² latents, the model is 1×8²/,
+    ],
     // bench
     ["bench", ["--batch-size", "0"], /--batch-size must be ≥ 1/],
     ["bench", ["--skip", "step,foo"], /--skip has unknown part\(s\) foo/],
@@ -278,6 +316,15 @@ Deno.test("refused after the GPU start (model vs data), and a finished run: noth
   ]);
   expectOneLineError(r, "5 classes for 10", /the dataset has 10 classes, the model 5/, 2);
   assert(r.tree.length === 0 && !(await listTree(f.root)).includes("refused"), "wrote files");
+  // a VQ-VAE of other images than the dataset's
+  const v = await inFreshDir("train", ["--vqvae", f.vq32, "--dataset", "default", "--out", out]);
+  expectOneLineError(
+    v,
+    "VQ-VAE of 3×32² on 1×28²",
+    /the VQ-VAE of .*vq32\.safetensors encodes 3×32² images, --dataset default has 1×28²/,
+    2,
+  );
+  assert(v.tree.length === 0 && !(await listTree(f.root)).includes("refused"), "wrote files");
   // --resume of a finished run: a hint at --steps, exit 0, nothing touched, no GPU
   const done = await inFreshDir("train", ["--resume", f.finished]);
   expectOk(done, "--resume a finished run");
