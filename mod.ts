@@ -62,6 +62,7 @@ export {
   LATENT_KEY,
   loadModel,
   type LoadOptions,
+  loadVqvae,
   readSource,
   saveCheckpoint,
   type TrainingCheckpoint,

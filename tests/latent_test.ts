@@ -16,6 +16,7 @@ import {
   encodeCheckpoint,
   encodeDataset,
   encodeSafetensors,
+  encodeVqvaeCheckpoint,
   generateImages,
   initParams,
   initVqvaeState,
@@ -23,6 +24,7 @@ import {
   latentScale,
   type LatentSpace,
   loadModel,
+  loadVqvae,
   paramLayout,
   resolveConfig,
   resolveVqvaeConfig,
@@ -257,4 +259,17 @@ Deno.test("loadModel of a latent checkpoint: generateImages decodes through Mode
   const direct = await raw.decoder.decode(z.images, z.shape);
   assert(rawPx.images.every((v, i) => v === direct.images[i]), "raw decode");
   assert(rawPx.images.some((v, i) => Math.abs(v - px.images[i]) > 1e-4), "raw = snapped");
+  // loadVqvae: the VQ-VAE of a latent flow checkpoint, or of a train-vqvae checkpoint
+  const zs = Float32Array.from(new Rng(TEST_SEED ^ 0x5eb).normals(2 * D * h * h));
+  const want = await model.decoder.vqvae.decode(zs);
+  for (const src of [bytes, encodeVqvaeCheckpoint(weights)]) {
+    const vq = await loadVqvae(src, { kernels: k });
+    const got = await vq.decode(zs);
+    assert(got.every((v, i) => v === want[i]), "loadVqvae decodes differently");
+    vq.dispose();
+  }
+  let err = "";
+  await loadVqvae(encodeCheckpoint({ cfg: DIT, params: initParams(DIT, 3) }), { kernels: k })
+    .catch((e) => err = e.message);
+  assert(/neither a VQ-VAE checkpoint nor a latent flow model/.test(err), err);
 });

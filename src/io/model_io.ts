@@ -18,7 +18,10 @@ import { paramLayout, paramSpecs } from "../model/params.ts";
 import { defaultKernels, Model, type Precision, type WeightKind } from "../model/model.ts";
 import type { Kernels } from "../gpu/kernels.ts";
 import type { TrainerState } from "../train/trainer.ts";
+import { VQVAE } from "../vqvae/model.ts";
 import {
+  decodeVqvaeCheckpoint,
+  isVqvaeCheckpoint,
   VQVAE_CONFIG_KEY,
   vqvaeConfigFromJson,
   vqvaeFromStateDict,
@@ -219,6 +222,22 @@ export async function loadModel(
     precision: opts.precision,
     decoder: c.latent ? new VqvaeLatentDecoder(k, c.latent, opts.decode) : undefined,
   });
+}
+
+/**
+ * Load a VQ-VAE for encoding (`encode`: images → z_e) and decoding (`decode`: latents → images)
+ * from a train-vqvae checkpoint or a latent flow checkpoint (its VQ-VAE), as path, URL or bytes.
+ */
+export async function loadVqvae(
+  source: string | URL | Uint8Array,
+  opts: { kernels?: Kernels } = {},
+): Promise<VQVAE> {
+  const bytes = await readSource(source);
+  const w = isVqvaeCheckpoint(bytes)
+    ? decodeVqvaeCheckpoint(bytes)
+    : decodeCheckpoint(bytes).latent?.vqvae;
+  if (!w) throw new Error("checkpoint: neither a VQ-VAE checkpoint nor a latent flow model");
+  return new VQVAE(opts.kernels ?? await defaultKernels(), w.cfg, w.params, w.state);
 }
 
 /**
