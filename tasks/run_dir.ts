@@ -22,6 +22,7 @@ const RUN_FILES = [
   "config.json",
   "loss.png",
   "latents.safetensors",
+  "vqvae.safetensors",
 ];
 
 /** The PID in a lock file (the holder writes it just after locking: wait a moment for it). */

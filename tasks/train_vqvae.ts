@@ -1,7 +1,8 @@
 /**
  * `deno task train-vqvae`: trains the VQ-VAE (src/vqvae) whose encoder latent flow matching uses:
  * checkpoints with exact resume, metrics rows (reconstruction loss, PSNR, codebook usage,
- * perplexity), held-out PSNR, and reconstruction grids (originals above reconstructions).
+ * perplexity), held-out PSNR, reconstruction grids (originals above reconstructions), and at the
+ * end the weights alone (`vqvae.safetensors`, what `train --vqvae` needs).
  * `--bench` times the training step instead. Run with --help for the flags. The run directory,
  * its lock, --resume, Ctrl-C/SIGTERM and progress lines are the `train` task's (run_plan.ts,
  * run_dir.ts, resume.ts, train_loop.ts, progress.ts).
@@ -345,12 +346,16 @@ async function loop(ctx: LoopContext): Promise<number> {
     return signals.exitCode;
   }
   const final = await saveCheckpoint("final.safetensors");
+  // The weights alone (no optimizer state): a third of the size, what --vqvae and loadVqvae need.
+  const { params, state } = await trainer.buffers();
+  const weights = join(runDir, "vqvae.safetensors");
+  await writeFileAtomic(weights, encodeVqvaeCheckpoint({ cfg, params, state }));
   const grid = await reconGrid(trainer.step);
   const e = await runEval(trainer.step);
-  console.log(`done: ${trainer.step} steps; final checkpoint ${final}`);
+  console.log(`done: ${trainer.step} steps; final checkpoint ${final}; weights only ${weights}`);
   console.log(`reconstructions (originals above reconstructions): ${grid}`);
   console.log(`held-out PSNR ${e.psnr.toFixed(2)} dB over ${e.images} images (${ctx.note})`);
-  console.log(`latent flow matching: deno task train --vqvae ${final} --dataset ${opts.dataset}`);
+  console.log(`latent flow matching: deno task train --vqvae ${weights} --dataset ${opts.dataset}`);
   return 0;
 }
 

@@ -165,6 +165,9 @@ Deno.test("train-vqvae: run directory, metrics rows, held-out PSNR, grids, check
     await Deno.readFile(join(dir, "checkpoints", "final.safetensors")),
   );
   assert(c.m && c.v && c.train?.step === 16 && c.cfg.code_dim === 2, "final checkpoint");
+  const w = decodeVqvaeCheckpoint(await Deno.readFile(join(dir, "vqvae.safetensors")));
+  assert(!w.m && !w.train && w.params.every((v, i) => v === c.params[i]), "vqvae.safetensors");
+  assert(w.state.every((v, i) => v === c.state[i]), "vqvae.safetensors state");
 });
 
 Deno.test("train-vqvae: resuming from a mid-run checkpoint is bit-identical", async () => {
