@@ -1,7 +1,8 @@
 /**
  * A run's checkpoint writes (the training tasks share them): buffers with a non-finite value are
  * refused naming the last good checkpoint, files are written atomically, and `<out>/latest`
- * points at the run from its first checkpoint on.
+ * points at a flow run from its first checkpoint on (what `generate --checkpoint runs/latest`
+ * samples; a VQ-VAE run leaves it alone).
  */
 import { join } from "node:path";
 import { writeFileAtomic } from "./files.ts";
@@ -12,7 +13,11 @@ export class CheckpointWriter {
   lastGood?: string;
   private linked = false;
 
-  constructor(private readonly runDir: string, resumedFrom?: string) {
+  constructor(
+    private readonly runDir: string,
+    resumedFrom?: string,
+    private readonly latest = true,
+  ) {
     this.lastGood = resumedFrom;
   }
 
@@ -37,7 +42,7 @@ export class CheckpointWriter {
     const path = join(this.runDir, "checkpoints", name);
     await writeFileAtomic(path, encode());
     this.lastGood = path;
-    if (!this.linked) await linkLatest(this.runDir); // runs/latest: only runs with a checkpoint
+    if (this.latest && !this.linked) await linkLatest(this.runDir); // only runs with a checkpoint
     this.linked = true;
     return path;
   }

@@ -9,6 +9,7 @@ import {
   type Generated,
   generateImages,
   type GenerateOptions,
+  isVqvaeCheckpoint,
   type Kernels,
   type LatentSpace,
   Model,
@@ -77,6 +78,12 @@ export async function readCheckpoint(path: string, ema = true): Promise<Checkpoi
     }
   } catch (e) {
     throw new Error(`cannot read ${path}: ${reason(e)}`);
+  }
+  if (isVqvaeCheckpoint(bytes)) {
+    throw new Error(
+      `${path}: a VQ-VAE checkpoint (train-vqvae's), not a flow model: train one on its latents ` +
+        "with deno task train --vqvae",
+    );
   }
   let c;
   try {

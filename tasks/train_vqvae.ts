@@ -248,7 +248,7 @@ async function loop(ctx: LoopContext): Promise<number> {
   await keepMetrics(evalPath, trainer.step);
   const progress = new Progress();
 
-  const checkpoints = new CheckpointWriter(runDir, ctx.resumedFrom);
+  const checkpoints = new CheckpointWriter(runDir, ctx.resumedFrom, false); // not runs/latest
   const saveCheckpoint = async (name: string) => {
     const b = await trainer.buffers();
     const train = { ...trainer.trainerState(), options: { ...opts } };

@@ -287,6 +287,11 @@ Deno.test("bad input: one line, exit 2, nothing written, no GPU started", async 
     ["generate", [...ck, "--no-quantize"], /--no-quantize: this checkpoint is a pixel-space model/],
     [
       "generate",
+      ["--checkpoint", f.vqRun],
+      /a VQ-VAE checkpoint \(train-vqvae's\), not a flow model/,
+    ],
+    [
+      "generate",
       ["--checkpoint", f.latentBad],
       /latent_bad\.safetensors: checkpoint: its VQ-VAE \(latent space\): it makes 2×7² latents, the model is 1×8²/,
     ],

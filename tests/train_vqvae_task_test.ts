@@ -57,6 +57,15 @@ const COMMON = [
   "8",
 ];
 
+const exists = (p: string) => {
+  try {
+    Deno.lstatSync(p);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
 const temps: string[] = [];
 globalThis.addEventListener("unload", () => {
   for (const t of temps) Deno.removeSync(t, { recursive: true });
@@ -159,6 +168,8 @@ Deno.test("train-vqvae: run directory, metrics rows, held-out PSNR, grids, check
   // 32 held-out images: 4 pairs of rows (originals, reconstructions) × 8, 28 px at zoom 2.
   const g = await Image.decode(await Deno.readFile(join(dir, "samples", grids[1])));
   assert(g.width === 8 * 56 + 9 * 2 && g.height === 8 * 56 + 9 * 2, `grid ${g.width}×${g.height}`);
+  const { out } = await referenceRun();
+  assert(!exists(join(out, "latest")), "a VQ-VAE run moved runs/latest (flow runs' link)");
   const ckpts = [...Deno.readDirSync(join(dir, "checkpoints"))].map((e) => e.name).sort();
   assert(ckpts.join() === "final.safetensors,step_000008.safetensors", `checkpoints ${ckpts}`);
   const c = decodeVqvaeCheckpoint(
