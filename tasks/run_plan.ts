@@ -31,6 +31,13 @@ export const RUN_OPTIONS = {
       "under --out); falls back past checkpoints that do not load",
   },
   overwrite: { type: "boolean", help: "replace the run already in --out/--name" },
+  time_limit: {
+    type: "number",
+    help: "stop training after this many seconds of the loop (start-up not counted) and " +
+      "finish as at the last step (final checkpoint, grids); 0: no limit; not saved with the run",
+    default: 0,
+    min: 0,
+  },
 } satisfies OptionTable;
 
 /** A training task as the plan sees it. */
@@ -59,6 +66,8 @@ export interface Plan<C> {
   name?: string;
   overwrite: boolean;
   resume?: ResumePoint<C>;
+  /** Seconds of training loop before it finishes early (0: none). */
+  timeLimit: number;
 }
 
 /** Flags, --config and --resume, all checked before any GPU work; undefined after --help. */
@@ -97,6 +106,7 @@ export async function resolvePlan<C>(
     out,
     name: all.name as string | undefined,
     overwrite: Boolean(all.overwrite),
+    timeLimit: Number(all.time_limit ?? 0),
   };
   if (all.resume !== undefined) {
     plan.resume = await findResume(String(all.resume), out, spec.load);

@@ -201,6 +201,7 @@ async function main(): Promise<number> {
       resumedFrom: r?.path,
       signals,
       extra,
+      timeLimit: plan.timeLimit,
     });
   } finally {
     signals.dispose();

@@ -63,6 +63,8 @@ export interface LoopContext {
   /** The checkpoint this process resumed from. */
   resumedFrom?: string;
   signals: StopSignals;
+  /** Seconds of training before the loop finishes early, as at the last step (0: none). */
+  timeLimit?: number;
   /** Stored in every checkpoint: a latent model's space, the class names. */
   extra?: Pick<TrainingCheckpoint, "latent" | "classNames">;
 }
@@ -172,7 +174,8 @@ export async function trainLoop(ctx: LoopContext): Promise<number> {
     }
   };
 
-  while (trainer.step < opts.train_steps && !signals.signal) {
+  const stopAt = ctx.timeLimit ? performance.now() + 1000 * ctx.timeLimit : Infinity;
+  while (trainer.step < opts.train_steps && !signals.signal && performance.now() < stopAt) {
     await trainer.trainStep();
     await report(trainer.takeMetrics());
     const s = trainer.step;
@@ -204,7 +207,8 @@ export async function trainLoop(ctx: LoopContext): Promise<number> {
     await sampleGrid(stepName(trainer.step, "png"));
   }
   await drawLoss();
-  console.log(`done: ${trainer.step} steps; final checkpoint ${final}`);
+  const early = trainer.step < opts.train_steps ? ` (--time-limit ${ctx.timeLimit} s)` : "";
+  console.log(`done: ${trainer.step} steps${early}; final checkpoint ${final}`);
   console.log(
     (opts.sample_every > 0 ? `samples: ${join(runDir, "samples")}/  ` : "") +
       `loss curve: ${join(runDir, "loss.png")}`,

@@ -237,6 +237,8 @@ interface LoopContext {
   runDir: string;
   resumedFrom?: string;
   signals: StopSignals;
+  /** Seconds of training before the loop finishes early (0: none). */
+  timeLimit: number;
 }
 
 /** Train until the total or a stop signal; returns the exit code. */
@@ -320,7 +322,8 @@ async function loop(ctx: LoopContext): Promise<number> {
     }
   };
 
-  while (trainer.step < opts.train_steps && !signals.signal) {
+  const stopAt = ctx.timeLimit ? performance.now() + 1000 * ctx.timeLimit : Infinity;
+  while (trainer.step < opts.train_steps && !signals.signal && performance.now() < stopAt) {
     await trainer.trainStep();
     await report(trainer.takeMetrics());
     const s = trainer.step, last = s === opts.train_steps;
@@ -352,7 +355,8 @@ async function loop(ctx: LoopContext): Promise<number> {
   await writeFileAtomic(weights, encodeVqvaeCheckpoint({ cfg, params, state }));
   const grid = await reconGrid(trainer.step);
   const e = await runEval(trainer.step);
-  console.log(`done: ${trainer.step} steps; final checkpoint ${final}; weights only ${weights}`);
+  const early = trainer.step < opts.train_steps ? ` (--time-limit ${ctx.timeLimit} s)` : "";
+  console.log(`done: ${trainer.step} steps${early}; final checkpoint ${final}; weights ${weights}`);
   console.log(`reconstructions (originals above reconstructions): ${grid}`);
   console.log(`held-out PSNR ${e.psnr.toFixed(2)} dB over ${e.images} images (${ctx.note})`);
   console.log(`latent flow matching: deno task train --vqvae ${weights} --dataset ${opts.dataset}`);
@@ -434,6 +438,7 @@ async function train(plan: Plan<VqvaeCheckpoint>, k: Kernels, opts: VqvaeTrainOp
       runDir: run.dir,
       resumedFrom: r?.path,
       signals,
+      timeLimit: plan.timeLimit,
     });
   } finally {
     signals.dispose();

@@ -118,6 +118,22 @@ Deno.test("train --vqvae: resuming without the cache encodes again, bit-identica
   assert(/latents: 16 from .*latents\.safetensors/.test(again.stdout), again.stdout);
 });
 
+Deno.test("train --time-limit finishes early with a final checkpoint and grid", async () => {
+  const { out, data } = await latentRun();
+  const r = await runTask("train", [
+    ...["--dataset", "folder", "--data", data, "--vqvae", join(out, "vq"), "--preset", "tiny"],
+    ...["--batch-size", "4", "--steps", "100000", "--sample-every", "100000", "--ckpt-every", "0"],
+    ...["--num-sampling-steps", "1", "--time-limit", "0.5", "--out", out, "--name", "timed"],
+  ]);
+  expectOk(r, "--time-limit");
+  const m = /done: (\d+) steps \(--time-limit 0\.5 s\); final checkpoint (\S+)/.exec(r.stdout);
+  assert(m && Number(m[1]) >= 1 && Number(m[1]) < 100000, r.stdout);
+  const c = decodeCheckpoint(await Deno.readFile(m[2]));
+  assert(c.state?.step === Number(m[1]) && c.latent !== undefined, "final checkpoint");
+  const grids = [...Deno.readDirSync(join(out, "timed", "samples"))].map((e) => e.name);
+  assert(grids.length === 1 && grids[0] === `step_${m[1].padStart(6, "0")}.png`, `${grids}`);
+});
+
 Deno.test("generate on a latent checkpoint: decoded images, --no-quantize, named rows", async () => {
   const { out, fm } = await latentRun();
   const args = ["--checkpoint", fm, "--class-grid", "--samples-per-class", "3", "--num-steps", "2"];

@@ -175,6 +175,8 @@ Deno.test("bad input: one line, exit 2, nothing written, no GPU started", async 
     ["train", ["--steps"], /--steps needs a value/],
     ["train", ["stray"], /unexpected argument 'stray'/],
     ["train", ["--name", "../escape"], /--name must be a folder name/],
+    ["train", ["--time-limit", "-1"], /--time-limit must be ≥ 0, got -1$/],
+    ["train_vqvae", ["--time-limit", "x"], /--time-limit expects a number, got 'x'/],
     // train: places and files, named in the message
     ["train", ["--out", join(f.afile, "runs")], /--out .*afile\/runs: .*afile is a file/],
     ["train", ["--data", join(f.root, "nope")], /--data .*nope: no such folder/],

@@ -181,6 +181,21 @@ Deno.test("train-vqvae: run directory, metrics rows, held-out PSNR, grids, check
   assert(w.state.every((v, i) => v === c.state[i]), "vqvae.safetensors state");
 });
 
+Deno.test("train-vqvae: --time-limit finishes early as at the last step", async () => {
+  const out = await tempDir("flowgpu_vqvae_time_");
+  const r = await train([...COMMON, "--steps", "100000", "--time-limit", "0.5", "--out", out]);
+  expectOk(r, "--time-limit");
+  const m = /done: (\d+) steps \(--time-limit 0\.5 s\); final checkpoint (\S+); weights (\S+)/
+    .exec(r.stdout);
+  assert(m && Number(m[1]) >= 1 && Number(m[1]) < 100000, r.stdout);
+  const c = decodeVqvaeCheckpoint(await Deno.readFile(m[2]));
+  assert(
+    c.train?.step === Number(m[1]) && /held-out PSNR/.test(r.stdout),
+    "final checkpoint, eval",
+  );
+  assert(decodeVqvaeCheckpoint(await Deno.readFile(m[3])).cfg.code_dim === 2, "weights file");
+});
+
 Deno.test("train-vqvae: resuming from a mid-run checkpoint is bit-identical", async () => {
   const { dir, rows: want } = await referenceRun();
   const other = join(await tempDir("flowgpu_vqvae_resume_"), "b");
