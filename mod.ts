@@ -55,15 +55,23 @@ export {
   precisionProblem,
   type WeightKind,
 } from "./src/model/model.ts";
-export { generateImages, type GenerateOptions, imageNoise } from "./src/model/sampler.ts";
+export {
+  type Generated,
+  generateImages,
+  type GenerateOptions,
+  imageNoise,
+} from "./src/model/sampler.ts";
 
 // Checkpoints and images
 export { decodeSafetensors, encodeSafetensors, SafetensorsError } from "./src/io/safetensors.ts";
 export {
+  CLASSES_KEY,
   decodeCheckpoint,
   encodeCheckpoint,
+  LATENT_KEY,
   loadModel,
   type LoadOptions,
+  loadVqvae,
   readSource,
   saveCheckpoint,
   type TrainingCheckpoint,
@@ -160,3 +168,51 @@ export {
   shippedWeightsUrl,
 } from "./src/io/weights.ts";
 export { linePlotPng, type PlotOptions, type Series } from "./src/io/plot.ts";
+// VQ-VAE (the latent space of latent flow matching)
+export {
+  latentSize,
+  resolveVqvaeConfig,
+  VQVAE_DEFAULTS,
+  VQVAE_KEYS,
+  type VQVAEConfig,
+} from "./src/vqvae/config.ts";
+export {
+  initParams as initVqvaeParams,
+  initState as initVqvaeState,
+  parameterCount as vqvaeParameterCount,
+  stateDictSpecs,
+} from "./src/vqvae/params.ts";
+export { VQVAEGraph } from "./src/vqvae/vqvae.ts";
+export { evaluate as evaluateVqvae, psnrPerImage, VQVAE } from "./src/vqvae/model.ts";
+export {
+  type DecodeOptions,
+  encodeDataset,
+  type LatentSpace,
+  VqvaeLatentDecoder,
+} from "./src/vqvae/latent.ts";
+export { LatentDataset, latentScale, scaleLatents } from "./src/data/latent.ts";
+export {
+  type VqvaeBuffers,
+  type VqvaeStepMetrics,
+  VqvaeTrainer,
+  type VqvaeTrainerState,
+} from "./src/vqvae/trainer.ts";
+export {
+  VQVAE_CPU_DEFAULTS,
+  VQVAE_GPU_DEFAULTS,
+  VQVAE_OPTIONS,
+  type VqvaeTrainOptions,
+} from "./src/vqvae/options.ts";
+export {
+  decodeVqvaeCheckpoint,
+  encodeVqvaeCheckpoint,
+  isVqvaeCheckpoint,
+  NotVqvaeCheckpoint,
+  type VqvaeCheckpoint,
+  vqvaeFromStateDict,
+  vqvaeStateDict,
+  type VqvaeWeights,
+} from "./src/vqvae/checkpoint.ts";
+export { emojiDatasets, selectEmoji } from "./src/data/emoji.ts";
+export { loadEmoji } from "./src/io/emoji.ts";
+export { holdOut } from "./src/data/split.ts";

@@ -17,10 +17,13 @@ Modes (needs only torch + numpy; safetensors read/written by hand):
       writes weights (DiT names), in.x, in.t, in.y (as f32), in.dout, out.v and grad.<name> of
       loss = sum(v * in.dout) for each trainable parameter; config metadata as checkpoint.ts.
   python3 scripts/pytorch_dit.py check CKPT [--io FILE] [--ema] [--tol 1e-4]
-      loads a checkpoint written by flowgpu into DiT with strict=True ("ema."/"opt." prefixed
-      names filtered out; --ema loads the "ema." weights instead), runs it in float64 on
+      loads a checkpoint written by flowgpu into DiT with strict=True ("ema."/"opt."/"vqvae."
+      prefixed names filtered out; --ema loads the "ema." weights instead), runs it in float64 on
       in.x/in.t/in.y (from CKPT or --io) and compares with the stored out.v; with no stored
-      inputs, runs random inputs and prints output statistics. Exit status 1 on a mismatch.
+      inputs, runs random inputs and prints output statistics. A latent model's VQ-VAE ("vqvae."
+      names, "flowgpu.latent" metadata) loads strictly into scripts/pytorch_vqvae.py's VQVAE,
+      which decodes the DiT's output (un-scaled, snapped to the codebook) as a check that the
+      file generates. Exit status 1 on a mismatch.
   python3 scripts/pytorch_dit.py spec [--config JSON]
       prints the state_dict names and shapes (for checking paramSpecs order).
 """
@@ -472,9 +475,31 @@ def load_state(tensors, ema):
         if ema:
             if name.startswith("ema."):
                 state[name[4:]] = torch.from_numpy(a)
-        elif not name.startswith(("ema.", "opt.", "in.", "out.", "grad.")):
+        elif not name.startswith(("ema.", "opt.", "vqvae.", "in.", "out.", "grad.")):
             state[name] = torch.from_numpy(a)
     return state
+
+
+def check_latent(tensors, meta, ckpt, z):
+    """A latent model's VQ-VAE: strict load into pytorch_vqvae.VQVAE; decode z (the DiT's
+    output, scaled latents) un-scaled and snapped to the codebook; returns the images."""
+    import os
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import pytorch_vqvae  # noqa: E402 (the VQ-VAE module of the same repository)
+    latent = json.loads(meta["flowgpu.latent"])
+    cfg, scale = latent["vqvae_config"], latent["scale"]
+    vq = pytorch_vqvae.VQVAE(argparse.Namespace(**cfg)).double()
+    state = {name[len("vqvae."):]: torch.from_numpy(a).double()
+             for name, a in tensors.items() if name.startswith("vqvae.")}
+    vq.load_state_dict(state, strict=True)
+    vq.eval()
+    print(f"loaded the latent VQ-VAE of {ckpt} (strict): {cfg}, latent scale {scale}")
+    with torch.no_grad():
+        zq, _, _ = vq.quantizer((z / scale).double())
+        images = vq.decoder(zq)
+    print(f"decoded {list(z.shape)} latents to images {list(images.shape)}: "
+          f"mean {images.mean().item():.4f}, std {images.std().item():.4f}")
+    return images
 
 
 def mode_check(args):
@@ -522,6 +547,8 @@ def mode_check(args):
             v = model(x, t, y)
         print(f"no stored inputs; random inputs give output mean {v.mean().item():.6f}, "
               f"std {v.std().item():.6f}, max|v| {v.abs().max().item():.6f}")
+    if "flowgpu.latent" in meta:
+        check_latent(tensors, meta, args.ckpt, v.detach())
 
 
 def mode_spec(args):

@@ -1,4 +1,4 @@
-// Pointwise activations: SiLU and GELU (tanh approximation), forward and backward.
+// Pointwise activations: SiLU, GELU (tanh approximation) and ReLU, forward and backward.
 // One thread per element. Bindings: forward (p, x, y); backward (p, x, dy, dx).
 
 struct P { n: u32 }
@@ -52,4 +52,19 @@ fn gelu_bwd(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nw
   let th = tanh_safe(GELU_C * (v + 0.044715 * v * v * v));
   let dth = (1.0 - th * th) * GELU_C * (1.0 + 3.0 * 0.044715 * v * v);
   dx[i] = dy[i] * (0.5 * (1.0 + th) + 0.5 * v * dth);
+}
+
+@compute @workgroup_size(WG)
+fn relu_fwd(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nw: vec3u) {
+  let i = index(g, nw);
+  if (i >= p.n) { return; }
+  y[i] = max(x[i], 0.0);
+}
+
+// PyTorch's convention at 0: the gradient is 0 there.
+@compute @workgroup_size(WG)
+fn relu_bwd(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nw: vec3u) {
+  let i = index(g, nw);
+  if (i >= p.n) { return; }
+  dx[i] = select(0.0, dy[i], x[i] > 0.0);
 }

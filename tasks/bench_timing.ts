@@ -135,3 +135,43 @@ export async function timeLinear(
   for (const t of ts) t.buffer.destroy();
   return flops / (median(ms) / 1e3) / 1e12;
 }
+
+/**
+ * Wall time (ms) of one training step: 3 warm-up steps, then the median over `repeats` of the
+ * mean of `iters` back-to-back steps (each submitted without waiting, as training runs).
+ */
+export async function timeSteps(
+  k: Kernels,
+  step: () => Promise<void>,
+  iters: number,
+  repeats: number,
+): Promise<number> {
+  for (let i = 0; i < 3; i++) await step();
+  await k.device.queue.onSubmittedWorkDone();
+  const ms: number[] = [];
+  for (let r = 0; r < repeats; r++) {
+    const t0 = performance.now();
+    for (let i = 0; i < iters; i++) await step();
+    await k.device.queue.onSubmittedWorkDone();
+    ms.push((performance.now() - t0) / iters);
+  }
+  return median(ms);
+}
+
+/** GPU time per kernel label of `dispatches` (each in its own pass), largest first, and the sum. */
+export async function kernelBreakdown(
+  timer: Timer,
+  dispatches: Dispatch[],
+): Promise<{ rows: { kernel: string; calls: number; ms: number }[]; total: number }> {
+  const per = await timer.passes(dispatches.map((d) => [d]));
+  const byLabel = new Map<string, { ms: number; n: number }>();
+  dispatches.forEach((d, i) => {
+    const e = byLabel.get(d.label) ?? { ms: 0, n: 0 };
+    e.ms += per[i];
+    e.n++;
+    byLabel.set(d.label, e);
+  });
+  const rows = [...byLabel.entries()].sort((a, b) => b[1].ms - a[1].ms)
+    .map(([kernel, e]) => ({ kernel, calls: e.n, ms: e.ms }));
+  return { rows, total: per.reduce((a, b) => a + b, 0) };
+}

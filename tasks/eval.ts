@@ -313,13 +313,7 @@ async function main(): Promise<number> {
     );
   }
 
-  const sampler = uploadWeights(
-    k,
-    cfg,
-    ck.weights,
-    ck.kind === "EMA" ? "ema" : "raw",
-    samplingPrecision(gpu, o),
-  );
+  const sampler = uploadWeights(k, ck, { precision: samplingPrecision(gpu, o) });
   const labels = balancedLabels(N, K);
   const batches = Math.ceil(N / Math.min(o.batch, N));
   const results: (Setting & { nfe: number; seconds: number; scores: Scores })[] = [];

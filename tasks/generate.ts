@@ -62,6 +62,11 @@ const OPTIONS = {
   },
   separate: { type: "boolean", help: "write one PNG per image into the --out folder" },
   no_ema: { type: "boolean", help: "use the raw weights instead of the EMA weights" },
+  no_quantize: {
+    type: "boolean",
+    help: "latent models: decode the sampled latents as they are (default: snapped to the " +
+      "VQ-VAE's codebook first)",
+  },
 } satisfies OptionTable;
 
 type Values = OptionValues<typeof OPTIONS>;
@@ -132,6 +137,9 @@ async function main(): Promise<number> {
     throw new UsageError(e.message);
   });
   const { cfg } = ck, K = cfg.num_classes;
+  if (o.no_quantize && !ck.latent) {
+    throw new UsageError("--no-quantize: this checkpoint is a pixel-space model (no VQ-VAE)");
+  }
   const { labels, rows, cols } = plan(o, K);
   const out = await outputPath(o);
   exitOnSignals();
@@ -147,10 +155,19 @@ async function main(): Promise<number> {
     `checkpoint ${path} (${ck.kind} weights): ${labels.length} images, ${solver}, ` +
       `CFG ${K > 0 ? o.cfg_scale : "off (unconditional)"}, ${precision}`,
   );
-  const sampler = uploadWeights(k, cfg, ck.weights, ck.kind === "EMA" ? "ema" : "raw", precision);
+  if (ck.latent) {
+    const v = ck.latent.vqvae.cfg;
+    console.log(
+      `latent model: ${cfg.in_channels}×${cfg.image_size}² latents, decoded by its VQ-VAE to ` +
+        `${v.in_channels}×${v.image_size}² images (${
+          o.no_quantize ? "as sampled" : `snapped to the ${v.codebook_size}-code codebook`
+        })`,
+    );
+  }
+  const sampler = uploadWeights(k, ck, { precision, decode: { quantize: !o.no_quantize } });
   const progress = new Progress();
   const t0 = performance.now();
-  const { images, nfe } = await sampler.generate({
+  const { images, nfe, shape: [, channels, size] } = await sampler.generate({
     labels,
     ...samplerSettings(o),
     batch: o.batch,
@@ -170,9 +187,7 @@ async function main(): Promise<number> {
         K > 0 && o.cfg_scale !== 1 ? ", each a guided pair" : ""
       })`,
   );
-  const shape = { channels: cfg.in_channels, size: cfg.image_size };
-  const per = cfg.in_channels * cfg.image_size ** 2;
-  const zoom = cfg.image_size < 64 ? 2 : 1;
+  const shape = { channels, size }, per = channels * size * size, zoom = size < 64 ? 2 : 1;
   if (o.separate) {
     await Deno.mkdir(out, { recursive: true });
     for (let i = 0; i < labels.length; i++) {
@@ -184,6 +199,9 @@ async function main(): Promise<number> {
   } else {
     await writeFileAtomic(out, await imageGridPng(images, shape, rows, cols, zoom));
     console.log(`wrote ${out} (${rows}×${cols} grid${o.class_grid ? ", row r = class r" : ""})`);
+    if (o.class_grid && ck.classNames?.length === K) {
+      console.log(`rows: ${ck.classNames.map((n, i) => `${i} ${n}`).join(", ")}`);
+    }
   }
   return 0;
 }

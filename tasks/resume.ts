@@ -1,27 +1,42 @@
 /**
  * The checkpoint a `--resume` continues from: a file, a run directory, or "auto" (the newest under
  * --out). A directory or "auto" falls back past checkpoints that do not load, with a warning for
- * each; an explicit file that does not load is an error naming it.
+ * each (those of another kind of model, e.g. a VQ-VAE's for `train`, are passed over silently);
+ * an explicit file that does not load is an error naming it. The loader is the task's: a flow
+ * training checkpoint by default.
  */
 import { basename, dirname, join } from "node:path";
-import { decodeCheckpoint, type TrainingCheckpoint } from "../mod.ts";
+import { decodeCheckpoint, isVqvaeCheckpoint, type TrainingCheckpoint } from "../mod.ts";
 import { UsageError, warn } from "./cli.ts";
 import { reason } from "./files.ts";
 
-export interface ResumePoint {
+export interface ResumePoint<C = TrainingCheckpoint> {
   path: string;
-  ckpt: TrainingCheckpoint;
+  ckpt: C;
   /** The run directory the checkpoint belongs to (…/<run>/checkpoints/<file>), if any. */
   runDir?: string;
 }
 
-/** A training checkpoint (weights, EMA, Adam moments, trainer state), or an Error saying why not. */
-async function load(path: string): Promise<TrainingCheckpoint> {
-  let bytes;
+/** A checkpoint of another kind of model than the task trains: skipped silently in scans. */
+export class OtherKind extends Error {}
+
+/** Reads a checkpoint to resume from, or throws an Error saying why it cannot. */
+export type ResumeLoader<C> = (path: string) => Promise<C>;
+
+/** A file's bytes; the Error says why not, without Deno's path tail. */
+export async function readBytes(path: string): Promise<Uint8Array> {
   try {
-    bytes = await Deno.readFile(path);
+    return await Deno.readFile(path);
   } catch (e) {
     throw new Error(reason(e));
+  }
+}
+
+/** A training checkpoint (weights, EMA, Adam moments, trainer state), or an Error saying why not. */
+export async function loadTrainingCheckpoint(path: string): Promise<TrainingCheckpoint> {
+  const bytes = await readBytes(path);
+  if (isVqvaeCheckpoint(bytes)) {
+    throw new OtherKind("a VQ-VAE checkpoint: train a flow model on its latents with --vqvae");
   }
   const c = decodeCheckpoint(bytes);
   if (!c.state || !c.ema || !c.m || !c.v) {
@@ -52,29 +67,42 @@ async function checkpointsOf(
   return out.sort((a, b) => b.mtime - a.mtime || b.rank - a.rank);
 }
 
-function point(path: string, ckpt: TrainingCheckpoint): ResumePoint {
+function point<C>(path: string, ckpt: C): ResumePoint<C> {
   const dir = dirname(path);
   return { path, ckpt, runDir: basename(dir) === "checkpoints" ? dirname(dir) : undefined };
 }
 
 /** The first checkpoint of `list` that loads, warning about each one skipped. */
-async function firstGood(list: string[], what: string): Promise<ResumePoint> {
+async function firstGood<C>(
+  list: string[],
+  what: string,
+  loader: ResumeLoader<C>,
+): Promise<ResumePoint<C>> {
+  let others = 0;
   for (const path of list) {
     try {
-      return point(path, await load(path));
+      return point(path, await loader(path));
     } catch (e) {
-      warn(`--resume ${what}: skipping ${path}: ${(e as Error).message}`);
+      if (e instanceof OtherKind) others++;
+      else warn(`--resume ${what}: skipping ${path}: ${(e as Error).message}`);
     }
   }
+  const loading = list.length - others;
   throw new UsageError(
-    list.length
-      ? `--resume ${what}: none of its ${list.length} checkpoint(s) loads (see the warnings)`
+    loading
+      ? `--resume ${what}: none of its ${loading} checkpoint(s) loads (see the warnings)`
+      : others
+      ? `--resume ${what}: no checkpoint of this task's model there (${others} of another kind)`
       : `--resume ${what}: no checkpoints/*.safetensors there`,
   );
 }
 
-/** Resolve `--resume` (file, run directory or "auto" under `out`). */
-export async function findResume(resume: string, out: string): Promise<ResumePoint> {
+/** Resolve `--resume` (file, run directory or "auto" under `out`) with the task's loader. */
+export async function findResume<C = TrainingCheckpoint>(
+  resume: string,
+  out: string,
+  loader: ResumeLoader<C> = loadTrainingCheckpoint as unknown as ResumeLoader<C>,
+): Promise<ResumePoint<C>> {
   if (resume === "auto") {
     const all = [];
     try {
@@ -86,13 +114,15 @@ export async function findResume(resume: string, out: string): Promise<ResumePoi
     if (!all.length) {
       throw new UsageError(`--resume auto: no checkpoint under ${out}/*/checkpoints/`);
     }
-    return firstGood(all.map((c) => c.path), `auto (under ${out})`);
+    return firstGood(all.map((c) => c.path), `auto (under ${out})`, loader);
   }
   const st = await Deno.stat(resume).catch(() => undefined);
   if (!st) throw new UsageError(`--resume ${resume}: no such file or directory`);
-  if (st.isDirectory) return firstGood((await checkpointsOf(resume)).map((c) => c.path), resume);
+  if (st.isDirectory) {
+    return firstGood((await checkpointsOf(resume)).map((c) => c.path), resume, loader);
+  }
   try {
-    return point(resume, await load(resume));
+    return point(resume, await loader(resume));
   } catch (e) {
     throw new UsageError(`--resume ${resume}: ${(e as Error).message}`);
   }

@@ -14,7 +14,16 @@ export interface RunDir {
   release(): void;
 }
 
-const RUN_FILES = ["checkpoints", "samples", "metrics.jsonl", "config.json", "loss.png"];
+const RUN_FILES = [
+  "checkpoints",
+  "samples",
+  "metrics.jsonl",
+  "eval.jsonl",
+  "config.json",
+  "loss.png",
+  "latents.safetensors",
+  "vqvae.safetensors",
+];
 
 /** The PID in a lock file (the holder writes it just after locking: wait a moment for it). */
 async function holder(path: string): Promise<string> {

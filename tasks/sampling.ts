@@ -7,13 +7,17 @@
 import { join } from "node:path";
 import {
   decodeCheckpoint,
+  type DecodeOptions,
   defaultPrecision,
   type DiTConfig,
+  type Generated,
   generateImages,
   type GenerateOptions,
   type Gpu,
   isShippedName,
+  isVqvaeCheckpoint,
   type Kernels,
+  type LatentSpace,
   type Method,
   Model,
   type OptionTable,
@@ -21,6 +25,7 @@ import {
   precisionProblem,
   resolveWeights,
   type TrainingCheckpoint,
+  VqvaeLatentDecoder,
 } from "../mod.ts";
 import { type OptionValues, UsageError } from "./cli.ts";
 import { reason } from "./files.ts";
@@ -102,7 +107,8 @@ export function samplerSettings(
 /** Sampling from one set of weights on the GPU. */
 export interface Sampler {
   cfg: DiTConfig;
-  generate(opts: GenerateOptions): Promise<{ images: Float32Array; nfe: number }>;
+  /** Images (a latent model's decoded to pixels) with their shape [N, C, H, W]. */
+  generate(opts: GenerateOptions): Promise<Generated>;
   /** Free the uploaded weights (not those of a buffer passed in). */
   dispose(): void;
 }
@@ -112,20 +118,25 @@ export function samplerFor(model: Model): Sampler {
   return { cfg: model.cfg, generate: (o) => generateImages(model, o), dispose: () => {} };
 }
 
-/** A sampler over weights in memory: uploaded into a new model (f32, or f16 mixed precision). */
+/**
+ * A sampler over a checkpoint's weights: uploaded into a new model (f32, or f16 mixed precision
+ * for the DiT), with a latent model's decoder (`decode` says whether it snaps to the codebook).
+ */
 export function uploadWeights(
   k: Kernels,
-  cfg: DiTConfig,
-  weights: Float32Array,
-  kind: "raw" | "ema" = "raw",
-  precision: Precision = "f32",
+  ck: CheckpointWeights,
+  opts: { precision?: Precision; decode?: DecodeOptions } = {},
 ): Sampler {
-  const model = new Model(k, cfg, { weights, kind, precision });
+  const { cfg, weights, latent } = ck;
+  const kind = ck.kind === "EMA" ? "ema" : "raw";
+  const decoder = latent ? new VqvaeLatentDecoder(k, latent, opts.decode) : undefined;
+  const model = new Model(k, cfg, { weights, kind, precision: opts.precision ?? "f32", decoder });
   return {
     ...samplerFor(model),
     dispose: () => {
       model.params.buffer.destroy();
       model.params16?.buffer.destroy();
+      decoder?.dispose();
     },
   };
 }
@@ -138,6 +149,9 @@ export interface CheckpointWeights {
   kind: "EMA" | "raw";
   /** A training checkpoint's trainer state (step, options). */
   state?: TrainingCheckpoint["state"];
+  /** A latent model's space (its VQ-VAE and scale). */
+  latent?: LatentSpace;
+  classNames?: string[];
 }
 
 /**
@@ -192,6 +206,12 @@ export async function readCheckpoint(path: string, ema = true): Promise<Checkpoi
   } catch (e) {
     throw new Error(`cannot read ${path}: ${reason(e)}`);
   }
+  if (isVqvaeCheckpoint(bytes)) {
+    throw new Error(
+      `${path}: a VQ-VAE checkpoint (train-vqvae's), not a flow model: train one on its latents ` +
+        "with deno task train --vqvae",
+    );
+  }
   let c;
   try {
     c = decodeCheckpoint(bytes);
@@ -201,5 +221,12 @@ export async function readCheckpoint(path: string, ema = true): Promise<Checkpoi
   const useEma = ema && c.ema !== undefined;
   // A single set of weights may be EMA ones (an exported or saved EMA model).
   const kind = useEma || (c.ema === undefined && c.kind === "ema") ? "EMA" : "raw";
-  return { cfg: c.cfg, weights: useEma ? c.ema! : c.params, kind, state: c.state };
+  return {
+    cfg: c.cfg,
+    weights: useEma ? c.ema! : c.params,
+    kind,
+    state: c.state,
+    latent: c.latent,
+    classNames: c.classNames,
+  };
 }

@@ -11,11 +11,12 @@ import {
   lossCurvePng,
   type StepMetrics,
   type Trainer,
+  type TrainingCheckpoint,
   type TrainOptions,
 } from "../mod.ts";
 import { exitNow, writeFileAtomic } from "./files.ts";
 import { Progress } from "./progress.ts";
-import { linkLatest } from "./run_dir.ts";
+import { CheckpointWriter } from "./checkpoint_writer.ts";
 import { samplerFor } from "./sampling.ts";
 
 const EXIT_CODE: Record<string, number> = { SIGINT: 130, SIGTERM: 143 };
@@ -62,18 +63,23 @@ export interface LoopContext {
   /** The checkpoint this process resumed from. */
   resumedFrom?: string;
   signals: StopSignals;
+  /** Seconds of training before the loop finishes early, as at the last step (0: none). */
+  timeLimit?: number;
+  /** Stored in every checkpoint: a latent model's space, the class names. */
+  extra?: Pick<TrainingCheckpoint, "latent" | "classNames">;
 }
 
-const stepName = (s: number, ext: string) => `step_${String(s).padStart(6, "0")}.${ext}`;
+export const stepName = (s: number, ext: string): string =>
+  `step_${String(s).padStart(6, "0")}.${ext}`;
 
-function fmtTime(s: number): string {
+export function fmtTime(s: number): string {
   if (!Number.isFinite(s)) return "?";
   const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), sec = Math.floor(s % 60);
   return h > 0 ? `${h}h${String(m).padStart(2, "0")}m` : `${m}m${String(sec).padStart(2, "0")}s`;
 }
 
 /** metrics.jsonl rows up to `step` (a killed run may have logged past its checkpoint). */
-async function keepMetrics(path: string, step: number): Promise<[number, number][]> {
+export async function keepMetrics(path: string, step: number): Promise<[number, number][]> {
   const points: [number, number][] = [], kept: string[] = [];
   const text = await Deno.readTextFile(path).catch(() => "");
   for (const line of text.split("\n")) {
@@ -98,41 +104,31 @@ export async function trainLoop(ctx: LoopContext): Promise<number> {
   const metricsPath = join(runDir, "metrics.jsonl");
   const lossPoints = await keepMetrics(metricsPath, trainer.step);
   const progress = new Progress();
-  let lastGood = ctx.resumedFrom;
-  let linked = false;
 
+  const checkpoints = new CheckpointWriter(runDir, ctx.resumedFrom);
   const saveCheckpoint = async (name: string) => {
     const bufs = await trainer.buffers();
-    for (const [which, arr] of Object.entries(bufs)) {
-      if (!arr.every(Number.isFinite)) {
-        throw new Error(
-          `${which} has a non-finite value at step ${trainer.step}: not writing a checkpoint` +
-            (lastGood ? `; the last good one is ${lastGood}` : ""),
-        );
-      }
-    }
-    const path = join(runDir, "checkpoints", name);
     const state = { ...(await trainer.state()), options: { ...opts } };
-    await writeFileAtomic(path, encodeCheckpoint({ cfg, ...bufs, state }));
-    lastGood = path;
-    if (!linked) await linkLatest(runDir); // runs/latest: only runs with a checkpoint
-    linked = true;
-    return path;
+    return await checkpoints.write(
+      name,
+      trainer.step,
+      bufs,
+      () => encodeCheckpoint({ cfg, ...bufs, state, ...ctx.extra }),
+    );
   };
   const sampler = samplerFor(trainer.ema);
   const sampleGrid = async (name: string) => {
     const K = cfg.num_classes;
     const rows = K > 0 ? Math.min(K, 10) : 8, cols = 8;
     const labels = Array.from({ length: rows * cols }, (_, i) => K > 0 ? Math.floor(i / cols) : 0);
-    const { images } = await sampler.generate({
+    const { images, shape: [, channels, size] } = await sampler.generate({
       labels,
       steps: opts.num_sampling_steps,
       cfgScale: opts.cfg_scale,
       seed: opts.seed,
       batch: 80,
     });
-    const shape = { channels: cfg.in_channels, size: cfg.image_size };
-    const png = await imageGridPng(images, shape, rows, cols, cfg.image_size < 64 ? 2 : 1);
+    const png = await imageGridPng(images, { channels, size }, rows, cols, size < 64 ? 2 : 1);
     await writeFileAtomic(join(runDir, "samples", name), png);
   };
   const drawLoss = async () =>
@@ -147,12 +143,7 @@ export async function trainLoop(ctx: LoopContext): Promise<number> {
     const elapsed = (performance.now() - t0) / 1000;
     for (const r of rows) {
       if (!Number.isFinite(r.loss)) {
-        throw new Error(
-          `loss is ${r.loss} at step ${r.step}: stopping` +
-            (lastGood
-              ? `; the last good checkpoint is ${lastGood}`
-              : " (no checkpoint was written)"),
-        );
+        throw checkpoints.lossError(r.loss, r.step);
       }
       smooth = Number.isNaN(smooth) ? r.loss : 0.95 * smooth + 0.05 * r.loss;
       lossPoints.push([r.step, r.loss]);
@@ -192,7 +183,8 @@ export async function trainLoop(ctx: LoopContext): Promise<number> {
     }
   };
 
-  while (trainer.step < opts.train_steps && !signals.signal) {
+  const stopAt = ctx.timeLimit ? performance.now() + 1000 * ctx.timeLimit : Infinity;
+  while (trainer.step < opts.train_steps && !signals.signal && performance.now() < stopAt) {
     await trainer.trainStep();
     await report(trainer.takeMetrics());
     const s = trainer.step;
@@ -224,7 +216,8 @@ export async function trainLoop(ctx: LoopContext): Promise<number> {
     await sampleGrid(stepName(trainer.step, "png"));
   }
   await drawLoss();
-  console.log(`done: ${trainer.step} steps; final checkpoint ${final}`);
+  const early = trainer.step < opts.train_steps ? ` (--time-limit ${ctx.timeLimit} s)` : "";
+  console.log(`done: ${trainer.step} steps${early}; final checkpoint ${final}`);
   console.log(
     (opts.sample_every > 0 ? `samples: ${join(runDir, "samples")}/  ` : "") +
       `loss curve: ${join(runDir, "loss.png")}`,

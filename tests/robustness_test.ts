@@ -10,9 +10,13 @@ import { join } from "node:path";
 import {
   decodeCheckpoint,
   encodeCheckpoint,
+  encodeVqvaeCheckpoint,
   initParams,
+  initVqvaeParams,
+  initVqvaeState,
   paramLayout,
   resolveConfig,
+  resolveVqvaeConfig,
 } from "../mod.ts";
 import { openNewRun } from "../tasks/run_dir.ts";
 import {
@@ -27,6 +31,15 @@ import {
 } from "./task_run.ts";
 
 const CFG = resolveConfig({ preset: "tiny", image_size: 8, in_channels: 1, num_classes: 3 });
+const VQ = resolveVqvaeConfig({
+  image_size: 28,
+  in_channels: 1,
+  channels: 4,
+  groups: 2,
+  res_blocks: 1,
+  codebook_size: 16,
+  code_dim: 2,
+});
 
 interface Fixture {
   root: string;
@@ -36,6 +49,12 @@ interface Fixture {
   afile: string; // a regular file, to put paths under
   emptyRun: string;
   model28: string; // a 28×28 model, as the evaluation classifier takes
+  vqRun: string; // a run directory holding a finished 5-step VQ-VAE run
+  vqvae: string; // its final training checkpoint
+  vqFlipped: string; // it with one bit of tensor data flipped
+  vqTruncated: string;
+  vq32: string; // a VQ-VAE of 3×32² images
+  latentBad: string; // a latent flow checkpoint whose VQ-VAE does not make its input
 }
 
 let fixture: Promise<Fixture> | undefined;
@@ -74,7 +93,47 @@ function fixtures(): Promise<Fixture> {
     });
     const model28 = join(root, "model28.safetensors");
     await Deno.writeFile(model28, encodeCheckpoint({ cfg: cfg28, params: initParams(cfg28, 3) }));
-    return { root, model, finished, corrupt, afile, emptyRun, model28 };
+    const vqRun = join(root, "vq_run");
+    await Deno.mkdir(join(vqRun, "checkpoints"), { recursive: true });
+    const vqvae = join(vqRun, "checkpoints", "final.safetensors");
+    const vqParams = initVqvaeParams(VQ, 0);
+    const vqBytes = encodeVqvaeCheckpoint({
+      cfg: VQ,
+      params: vqParams,
+      state: initVqvaeState(VQ, 0),
+      m: new Float32Array(vqParams.length).fill(1e-3),
+      v: new Float32Array(vqParams.length).fill(1e-6),
+      train: { step: 5, options: { codebook_size: 16, train_steps: 5 } } as never,
+    });
+    await Deno.writeFile(vqvae, vqBytes);
+    const vqFlipped = join(root, "vq_flipped.safetensors");
+    const flipped = vqBytes.slice();
+    flipped[flipped.length - 100] ^= 0x40;
+    await Deno.writeFile(vqFlipped, flipped);
+    const vqTruncated = join(root, "vq_truncated.safetensors");
+    await Deno.writeFile(vqTruncated, vqBytes.subarray(0, 1000));
+    const VQ32 = resolveVqvaeConfig({ ...VQ, image_size: 32, in_channels: 3 });
+    const vq32 = join(root, "vq32.safetensors");
+    const p32 = initVqvaeParams(VQ32, 0), s32 = initVqvaeState(VQ32, 0);
+    await Deno.writeFile(vq32, encodeVqvaeCheckpoint({ cfg: VQ32, params: p32, state: s32 }));
+    const latentBad = join(root, "latent_bad.safetensors");
+    const latent = { vqvae: { cfg: VQ, params: vqParams, state: initVqvaeState(VQ, 0) }, scale: 1 };
+    await Deno.writeFile(latentBad, encodeCheckpoint({ cfg: CFG, params, latent }));
+    return {
+      vq32,
+      latentBad,
+      root,
+      model,
+      finished,
+      corrupt,
+      afile,
+      emptyRun,
+      model28,
+      vqRun,
+      vqvae,
+      vqFlipped,
+      vqTruncated,
+    };
   })();
   return fixture;
 }
@@ -127,6 +186,8 @@ Deno.test("bad input: one line, exit 2, nothing written, no GPU started", async 
     ["train", ["--steps"], /--steps needs a value/],
     ["train", ["stray"], /unexpected argument 'stray'/],
     ["train", ["--name", "../escape"], /--name must be a folder name/],
+    ["train", ["--time-limit", "-1"], /--time-limit must be ≥ 0, got -1$/],
+    ["train_vqvae", ["--time-limit", "x"], /--time-limit expects a number, got 'x'/],
     // train: places and files, named in the message
     ["train", ["--out", join(f.afile, "runs")], /--out .*afile\/runs: .*afile is a file/],
     ["train", ["--data", join(f.root, "nope")], /--data .*nope: no such folder/],
@@ -165,6 +226,61 @@ Deno.test("bad input: one line, exit 2, nothing written, no GPU started", async 
       ["--out", f.root, "--name", "finished"],
       /finished already holds a finished run; train it further with --resume .* --steps N/,
     ],
+    // train and train-vqvae: each other's checkpoints
+    ["train", ["--resume", f.vqvae], /final\.safetensors: a VQ-VAE checkpoint: .* --vqvae/],
+    ["train", ["--resume", f.vqRun], /no checkpoint of this task's model there \(1 of another/],
+    ["train_vqvae", ["--resume", f.model], /model\.safetensors: not a VQ-VAE checkpoint.*DiT/],
+    ["train_vqvae", ["--resume", f.finished], /no checkpoint of this task's model there/],
+    // train --vqvae: corrupt, mismatched or misplaced VQ-VAE checkpoints
+    [
+      "train",
+      ["--vqvae", join(f.root, "nope.safetensors")],
+      /--vqvae .*nope\.safetensors: no such/,
+    ],
+    ["train", ["--vqvae", f.corrupt], /--vqvae .*corrupt\.safetensors: .*not a safetensors file/],
+    ["train", ["--vqvae", f.vqFlipped], /--vqvae .*vq_flipped\.safetensors: .*checksum/i],
+    ["train", ["--vqvae", f.vqTruncated], /--vqvae .*vq_truncated\.safetensors: .*corrupt/],
+    [
+      "train",
+      ["--vqvae", f.model],
+      /--vqvae .*model\.safetensors: not a VQ-VAE checkpoint.*give a train-vqvae checkpoint/,
+    ],
+    ["train", ["--vqvae", f.emptyRun], /--vqvae .*empty_run: no checkpoints\/final\.safetensors/],
+    ["train", ["--vqvae", f.vqRun, "--hflip"], /--hflip flips images, not latents/],
+    [
+      "train",
+      ["--resume", f.finished, "--steps", "10", "--vqvae", f.vqvae],
+      /--vqvae .*: .*final\.safetensors is a pixel-space model/,
+    ],
+    // train-vqvae: options, files, resuming
+    ["train_vqvae", ["--bogus"], /unknown option '--bogus'/],
+    ["train_vqvae", ["--codebook-size", "x"], /--codebook-size expects a number, got 'x'/],
+    ["train_vqvae", ["--codebook-size", "1"], /--codebook-size must be ≥ 2, got 1/],
+    ["train_vqvae", ["--act", "gelu"], /--act must be one of silu, relu, got 'gelu'/],
+    ["train_vqvae", ["--channels", "5"], /--channels must be even, got 5/],
+    ["train_vqvae", ["--image-size", "30"], /--image-size must be a multiple of 4, got 30/],
+    ["train_vqvae", ["--ema-decay", "1"], /--ema-decay must be in \[0, 1\), got 1/],
+    ["train_vqvae", ["--dataset", "mnist"], /--dataset must be one of fashion-mnist, /],
+    ["train_vqvae", ["--data", join(f.root, "nope")], /--data .*nope: no such folder/],
+    ["train_vqvae", ["--out", join(f.afile, "runs")], /--out .*afile\/runs: .*afile is a file/],
+    [
+      "train_vqvae",
+      ["--config", await cfgFile("vq_bench.json", '{"bench": true}')],
+      /vq_bench\.json: unknown option "bench"/,
+    ],
+    ["train_vqvae", ["--resume", join(f.root, "nothing")], /--resume .*nothing: no such file/],
+    ["train_vqvae", ["--resume", f.corrupt], /corrupt\.safetensors: .*not a safetensors file/],
+    ["train_vqvae", ["--resume", f.vqFlipped], /vq_flipped\.safetensors: .*checksum/i],
+    ["train_vqvae", ["--resume", f.vqTruncated], /vq_truncated\.safetensors: .*corrupt/],
+    [
+      "train_vqvae",
+      ["--resume", f.vqvae, "--codebook-size", "32"],
+      /--codebook-size 32: the checkpoint's model has 16/,
+    ],
+    // data
+    ["data", [], /name a dataset: deno task data emoji/],
+    ["data", ["mnist"], /unknown dataset "mnist" \(known: emoji\)/],
+    ["data", ["emoji", "--image-size", "65"], /--image-size must be in \[1, 64\], got 65/],
     // generate
     ["generate", [], /--checkpoint is required/],
     ["generate", ["--checkpoint", join(f.root, "nope.safetensors")], /no such file/],
@@ -233,6 +349,17 @@ Deno.test("bad input: one line, exit 2, nothing written, no GPU started", async 
     ["export_weights", [...ck, "--out", "w.bin"], /--out w\.bin: .*ending in \.safetensors/],
     ["export_weights", [...ck, "--out", join(f.afile, "w.safetensors")], /afile is a file/],
     ["export_weights", [...ck, "--ema"], /unknown option '--ema'/],
+    ["generate", [...ck, "--no-quantize"], /--no-quantize: this checkpoint is a pixel-space model/],
+    [
+      "generate",
+      ["--checkpoint", f.vqRun],
+      /a VQ-VAE checkpoint \(train-vqvae's\), not a flow model/,
+    ],
+    [
+      "generate",
+      ["--checkpoint", f.latentBad],
+      /latent_bad\.safetensors: checkpoint: its VQ-VAE \(latent space\): it makes 2×7² latents, the model is 1×8²/,
+    ],
     // bench
     ["bench", ["--batch-size", "0"], /--batch-size must be ≥ 1/],
     ["bench", ["--skip", "step,foo"], /--skip has unknown part\(s\) foo/],
@@ -259,12 +386,25 @@ Deno.test("refused after the GPU start (model vs data), and a finished run: noth
   ]);
   expectOneLineError(r, "5 classes for 10", /the dataset has 10 classes, the model 5/, 2);
   assert(r.tree.length === 0 && !(await listTree(f.root)).includes("refused"), "wrote files");
+  // a VQ-VAE of other images than the dataset's
+  const v = await inFreshDir("train", ["--vqvae", f.vq32, "--dataset", "default", "--out", out]);
+  expectOneLineError(
+    v,
+    "VQ-VAE of 3×32² on 1×28²",
+    /the VQ-VAE of .*vq32\.safetensors encodes 3×32² images, --dataset default has 1×28²/,
+    2,
+  );
+  assert(v.tree.length === 0 && !(await listTree(f.root)).includes("refused"), "wrote files");
   // --resume of a finished run: a hint at --steps, exit 0, nothing touched, no GPU
   const done = await inFreshDir("train", ["--resume", f.finished]);
   expectOk(done, "--resume a finished run");
   assert(/at step 5, the run's total is 5: nothing to train/.test(done.stdout), done.stdout);
   assert(/--resume \S+final\.safetensors --steps 10/.test(done.stdout), done.stdout);
   assert(!done.stdout.includes("adapter:") && done.tree.length === 0, "started or wrote");
+  const vqDone = await inFreshDir("train_vqvae", ["--resume", f.vqRun]);
+  expectOk(vqDone, "--resume a finished VQ-VAE run");
+  assert(/train-vqvae --resume \S+final\.safetensors --steps 10/.test(vqDone.stdout), "hint");
+  assert(!vqDone.stdout.includes("adapter:") && vqDone.tree.length === 0, "started or wrote");
 });
 
 interface Row {

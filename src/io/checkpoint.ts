@@ -17,8 +17,11 @@ export type TensorSource =
   | Map<string, { shape: number[]; data: Float32Array }>
   | NamedTensor[];
 
-/** Names with these prefixes belong to other state (EMA weights, optimizer) and are skipped. */
-export const NON_MODEL_PREFIXES = ["ema.", "opt."];
+/**
+ * Names with these prefixes belong to other state (EMA weights, optimizer, a latent model's
+ * VQ-VAE) and are skipped.
+ */
+export const NON_MODEL_PREFIXES = ["ema.", "opt.", "vqvae."];
 
 /**
  * Write `bytes` to `path` atomically: a temporary file in the same directory, then rename, so a

@@ -1,16 +1,18 @@
 /**
  * Loading datasets from disk (Deno): Fashion-MNIST (a --data folder, the Debian package
  * dataset-fashion-mnist, or the embedded subset), CIFAR-10 binary batches, and image folders
- * (one subfolder per class, PNG/JPEG) decoded with imagescript.
+ * (one subfolder per class, PNG/JPEG) decoded with imagescript, and the emoji dataset
+ * (src/io/emoji.ts: its training split; fetched and cached on first use).
  */
 import { ArrayDataset, type Dataset } from "../data/dataset.ts";
 import { fashionMnistFromBytes, loadFashionMnistSubset } from "../data/fashion_mnist.ts";
 import { cifar10FromBytes } from "../data/cifar10.ts";
+import { loadEmoji } from "./emoji.ts";
 
-export type DatasetName = "fashion-mnist" | "cifar10" | "folder" | "default";
+export type DatasetName = "fashion-mnist" | "cifar10" | "folder" | "default" | "emoji";
 
 export interface LoadOptions {
-  /** Image folder: the side images are resized to (after a centre square crop); default 32. */
+  /** Image folder and emoji: the side images are resized to; default 32. */
   imageSize?: number;
   /** The DiT patch size: loading fails early if it does not divide the image size. */
   patchSize?: number;
@@ -73,9 +75,14 @@ export async function loadDataset(
     case "folder":
       if (!dir) throw new Error("folder dataset: give the image folder with --data DIR");
       return loadImageFolder(dir, opts);
+    case "emoji": {
+      // --data names the cache folder (default data/emoji/ of the checkout).
+      const r = await loadEmoji({ dir, imageSize: opts.imageSize, log: (l) => console.log(l) });
+      return checkPatch(r.train, opts.patchSize);
+    }
     default:
       throw new Error(
-        `unknown dataset "${name}" (use fashion-mnist, cifar10, folder or default)`,
+        `unknown dataset "${name}" (use fashion-mnist, cifar10, folder, emoji or default)`,
       );
   }
 }

@@ -1,7 +1,9 @@
 /**
  * Model and training checkpoints as safetensors files: the model under DiT's names (loads into
  * PyTorch DiT with strict=True), training checkpoints add `ema.*`, `opt.exp_avg.*`,
- * `opt.exp_avg_sq.*` and the trainer state (step, RNG and data order) in the metadata.
+ * `opt.exp_avg_sq.*` and the trainer state (step, RNG and data order) in the metadata. A latent
+ * model also holds its VQ-VAE (`vqvae.*`, the PyTorch VQ-VAE's names) and the latent scale, so
+ * that one file generates images; the class names, when known, are in the metadata.
  */
 import { decodeSafetensors, encodeSafetensors } from "./safetensors.ts";
 import {
@@ -22,10 +24,26 @@ import {
 } from "../model/model.ts";
 import type { Kernels } from "../gpu/kernels.ts";
 import type { TrainerState } from "../train/trainer.ts";
+import { VQVAE } from "../vqvae/model.ts";
+import {
+  decodeVqvaeCheckpoint,
+  isVqvaeCheckpoint,
+  VQVAE_CONFIG_KEY,
+  vqvaeConfigFromJson,
+  vqvaeFromStateDict,
+  vqvaeStateDict,
+} from "../vqvae/checkpoint.ts";
+import { type DecodeOptions, type LatentSpace, VqvaeLatentDecoder } from "../vqvae/latent.ts";
 
 export const TRAIN_STATE_KEY = "flowgpu.train";
 /** Metadata key saying what the model tensors are: "raw" or "ema" (absent: raw). */
 export const WEIGHTS_KEY = "flowgpu.weights";
+/** Metadata key of a latent model's space: {"scale": s, "vqvae_config": {...}}. */
+export const LATENT_KEY = "flowgpu.latent";
+/** Metadata key of the class names (JSON array, class i's name at i). */
+export const CLASSES_KEY = "flowgpu.classes";
+/** Prefix of a latent model's VQ-VAE tensors. */
+export const VQVAE_PREFIX = "vqvae.";
 
 /** Everything a training checkpoint holds. */
 export interface TrainingCheckpoint {
@@ -37,6 +55,10 @@ export interface TrainingCheckpoint {
   m?: Float32Array;
   v?: Float32Array;
   state?: TrainerState & { options?: Record<string, unknown> };
+  /** A latent model's space (its VQ-VAE and latent scale). */
+  latent?: LatentSpace;
+  /** Class names, class i's at i. */
+  classNames?: string[];
 }
 
 /** Encode a checkpoint (model weights always; EMA, Adam moments and trainer state if given). */
@@ -46,10 +68,18 @@ export function encodeCheckpoint(c: TrainingCheckpoint): Uint8Array {
     ...(c.ema ? modelStateFromFlat(c.cfg, c.ema, "ema.") : []),
     ...(c.m ? optState(c.cfg, c.m, "opt.exp_avg.") : []),
     ...(c.v ? optState(c.cfg, c.v, "opt.exp_avg_sq.") : []),
+    ...(c.latent ? vqvaeStateDict(c.latent.vqvae, VQVAE_PREFIX) : []),
   ];
   const meta: Record<string, string> = { ...configToMetadata(c.cfg) };
   if (c.state) meta[TRAIN_STATE_KEY] = JSON.stringify(c.state);
   if (c.kind === "ema") meta[WEIGHTS_KEY] = "ema";
+  if (c.latent) {
+    meta[LATENT_KEY] = JSON.stringify({
+      scale: c.latent.scale,
+      [VQVAE_CONFIG_KEY]: c.latent.vqvae.cfg,
+    });
+  }
+  if (c.classNames) meta[CLASSES_KEY] = JSON.stringify(c.classNames);
   return encodeSafetensors(tensors, meta);
 }
 
@@ -74,7 +104,53 @@ export function decodeCheckpoint(
       throw new Error(`checkpoint: metadata ${TRAIN_STATE_KEY} is not valid JSON`);
     }
   }
+  const latent = metadata?.[LATENT_KEY];
+  if (latent !== undefined) c.latent = decodeLatent(latent, tensors, cfg);
+  else if (has(VQVAE_PREFIX)) {
+    throw new Error(`checkpoint: ${VQVAE_PREFIX}* tensors but no ${LATENT_KEY} metadata`);
+  }
+  const names = metadata?.[CLASSES_KEY];
+  if (names !== undefined) c.classNames = decodeClassNames(names);
   return c;
+}
+
+/** A latent model's space from its metadata and `vqvae.*` tensors, checked. */
+function decodeLatent(
+  raw: string,
+  tensors: Map<string, { shape: number[]; data: Float32Array }>,
+  model: DiTConfig,
+): LatentSpace {
+  try {
+    const m = JSON.parse(raw);
+    const scale = m?.scale;
+    if (typeof scale !== "number" || !(scale > 0) || !Number.isFinite(scale)) {
+      throw new Error(`scale ${JSON.stringify(scale)} is not a positive number`);
+    }
+    const cfg = vqvaeConfigFromJson(JSON.stringify(m?.[VQVAE_CONFIG_KEY]));
+    const h = cfg.image_size / 4;
+    if (cfg.code_dim !== model.in_channels || h !== model.image_size) {
+      throw new Error(
+        `it makes ${cfg.code_dim}×${h}² latents, the model is ` +
+          `${model.in_channels}×${model.image_size}²`,
+      );
+    }
+    return { scale, vqvae: vqvaeFromStateDict(cfg, tensors, VQVAE_PREFIX) };
+  } catch (e) {
+    throw new Error(`checkpoint: its VQ-VAE (latent space): ${(e as Error).message}`);
+  }
+}
+
+function decodeClassNames(raw: string): string[] {
+  let names: unknown;
+  try {
+    names = JSON.parse(raw);
+  } catch {
+    throw new Error(`checkpoint: metadata ${CLASSES_KEY} is not valid JSON`);
+  }
+  if (!Array.isArray(names) || !names.every((n) => typeof n === "string")) {
+    throw new Error(`checkpoint: metadata ${CLASSES_KEY} is not a list of names`);
+  }
+  return names;
 }
 
 /** Adam moments of the trainable tensors (pos_embed has none), named prefix + DiT name. */
@@ -132,9 +208,14 @@ export interface LoadOptions {
   precision?: Precision;
   /** Kernels (pipeline cache) to share; default: the library's shared one. */
   kernels?: Kernels;
+  /** A latent model's decode path (snap to the codebook by default). */
+  decode?: DecodeOptions;
 }
 
-/** Load a model from a checkpoint (path, URL or bytes) for inference. */
+/**
+ * Load a model from a checkpoint (path, URL or bytes) for inference; a latent model comes with
+ * its decoder (`model.decoder`), so `generateImages` returns pixels.
+ */
 export async function loadModel(
   source: string | URL | Uint8Array,
   opts: LoadOptions = {},
@@ -146,7 +227,24 @@ export async function loadModel(
     weights: ema ? c.ema : c.params,
     kind: ema ? "ema" : c.kind ?? "raw",
     precision: opts.precision ?? defaultPrecision(k.gpu),
+    decoder: c.latent ? new VqvaeLatentDecoder(k, c.latent, opts.decode) : undefined,
   });
+}
+
+/**
+ * Load a VQ-VAE for encoding (`encode`: images → z_e) and decoding (`decode`: latents → images)
+ * from a train-vqvae checkpoint or a latent flow checkpoint (its VQ-VAE), as path, URL or bytes.
+ */
+export async function loadVqvae(
+  source: string | URL | Uint8Array,
+  opts: { kernels?: Kernels } = {},
+): Promise<VQVAE> {
+  const bytes = await readSource(source);
+  const w = isVqvaeCheckpoint(bytes)
+    ? decodeVqvaeCheckpoint(bytes)
+    : decodeCheckpoint(bytes).latent?.vqvae;
+  if (!w) throw new Error("checkpoint: neither a VQ-VAE checkpoint nor a latent flow model");
+  return new VQVAE(opts.kernels ?? await defaultKernels(), w.cfg, w.params, w.state);
 }
 
 /**
@@ -155,6 +253,7 @@ export async function loadModel(
  */
 export async function saveCheckpoint(model: Model, path: string): Promise<void> {
   const params = await model.readWeights();
-  const bytes = encodeCheckpoint({ cfg: model.cfg, params, kind: model.kind });
+  const latent = model.decoder instanceof VqvaeLatentDecoder ? model.decoder.space : undefined;
+  const bytes = encodeCheckpoint({ cfg: model.cfg, params, kind: model.kind, latent });
   await writeFileAtomic(path, bytes);
 }

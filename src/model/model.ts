@@ -43,8 +43,8 @@ export function precisionProblem(gpu: Gpu, precision: Precision): string | undef
 export type WeightKind = "raw" | "ema";
 
 /**
- * A decoder from the model's space to images (e.g. a VAE decoder for latent flow matching).
- * Pixel-space models have none; nothing calls it yet.
+ * A decoder from the model's space to images (e.g. a VAE decoder for latent flow matching):
+ * `generateImages` decodes a latent model's samples with it. Pixel-space models have none.
  */
 export interface LatentDecoder {
   /** Images in [-1, 1] from latents [N, C, H, W] (`shape`). */
@@ -223,12 +223,13 @@ export function defaultKernels(): Promise<Kernels> {
 /** A new model with DiT's initialisation (seeded). */
 export async function createModel(
   config: PartialConfig,
-  opts: { seed?: number; precision?: Precision; kernels?: Kernels } = {},
+  opts: { seed?: number; precision?: Precision; kernels?: Kernels; decoder?: LatentDecoder } = {},
 ): Promise<Model> {
   const cfg = resolveConfig(config);
   const k = opts.kernels ?? await defaultKernels();
   return new Model(k, cfg, {
     weights: initParams(cfg, opts.seed ?? 0),
     precision: opts.precision ?? defaultPrecision(k.gpu),
+    decoder: opts.decoder,
   });
 }

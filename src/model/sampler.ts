@@ -31,6 +31,15 @@ export interface GenerateOptions {
   batch?: number;
   /** Called after each batch with (images done, total). */
   onProgress?: (done: number, total: number) => void;
+  /** Decode a latent model's samples to pixels with `model.decoder` (default true). */
+  decode?: boolean;
+}
+
+/** Generated images [N, C, H, W] (`shape`) and the number of model evaluations. */
+export interface Generated {
+  images: Float32Array;
+  shape: number[];
+  nfe: number;
 }
 
 /** The starting noise of image `index` for `seed` (standard normals, C·H·W values). */
@@ -41,20 +50,24 @@ export function imageNoise(seed: number, index: number, size: number): Float32Ar
 
 /**
  * Generate images [N, C, H, W] (values near [-1, 1]) by integrating dx/dt = v(x, t, y) from
- * t=0 (noise) to t=1 (data) with `model`. Reuses the model's recorded inference graphs (in its
+ * t=0 (noise) to t=1 (data) with `model`; a latent model's samples are decoded to pixels by its
+ * `decoder` (unless `decode: false`). Reuses the model's recorded inference graphs (in its
  * precision); calls on one model run one after another.
  */
-export function generateImages(
-  model: Model,
-  opts: GenerateOptions,
-): Promise<{ images: Float32Array; nfe: number }> {
+export function generateImages(model: Model, opts: GenerateOptions): Promise<Generated> {
   const K = model.cfg.num_classes;
   for (const l of Array.from(opts.labels)) {
     if (K > 0 && !(Number.isInteger(l) && l >= 0 && l <= K)) {
       throw new Error(`class label ${l} out of range 0..${K - 1} (${K} = unconditional)`);
     }
   }
-  return model.exclusive(() => generateWith(model, opts));
+  return model.exclusive(async () => {
+    const { images, nfe } = await generateWith(model, opts);
+    const { in_channels: C, image_size: H } = model.cfg;
+    const shape = [opts.labels.length, C, H, H];
+    if (!model.decoder || opts.decode === false) return { images, shape, nfe };
+    return { ...await model.decoder.decode(images, shape), nfe };
+  });
 }
 
 async function generateWith(

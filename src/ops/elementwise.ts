@@ -1,4 +1,4 @@
-/** Pointwise activations (SiLU, GELU-tanh), forward and backward. */
+/** Pointwise activations (SiLU, GELU-tanh, ReLU), forward and backward. */
 import type { Dispatch, Kernels, Tensor } from "../gpu/kernels.ts";
 import { groupsFor, sameLength, shader } from "./common.ts";
 import source from "../../shaders/elementwise.wgsl" with { type: "text" };
@@ -29,4 +29,14 @@ export function geluForward(k: Kernels, x: Tensor, y: Tensor): Dispatch[] {
 /** dx = dy·GELU'(x). */
 export function geluBackward(k: Kernels, x: Tensor, dy: Tensor, dx: Tensor): Dispatch[] {
   return pointwise(k, "gelu_bwd", [x, dy, dx]);
+}
+
+/** y = max(x, 0). */
+export function reluForward(k: Kernels, x: Tensor, y: Tensor): Dispatch[] {
+  return pointwise(k, "relu_fwd", [x, y]);
+}
+
+/** dx = dy where x > 0, else 0 (PyTorch's convention at 0). */
+export function reluBackward(k: Kernels, x: Tensor, dy: Tensor, dx: Tensor): Dispatch[] {
+  return pointwise(k, "relu_bwd", [x, dy, dx]);
 }

@@ -149,6 +149,8 @@ export interface TrainOptions {
   seed: number;
   dataset: string;
   data?: string;
+  /** A train-vqvae checkpoint: train on its encoder's latents (latent flow matching). */
+  vqvae?: string;
   /** Flip training images horizontally at random (unset: the dataset's default, on for cifar10). */
   hflip?: boolean;
   log_every: number;
@@ -265,14 +267,21 @@ export const TRAIN_OPTIONS: {
     type: "string",
     help: "fashion-mnist: the --data folder, else Debian's dataset-fashion-mnist " +
       "(/usr/share/datasets/fashion-mnist) if installed, else the embedded subset; " +
-      "default: always the embedded subset; cifar10 and folder need --data",
-    choices: ["fashion-mnist", "default", "cifar10", "folder"],
+      "default: always the embedded subset; cifar10 and folder need --data; emoji: Noto " +
+      "emoji by category (fetched once into data/emoji/, or the --data cache folder)",
+    choices: ["fashion-mnist", "default", "cifar10", "folder", "emoji"],
     default: "fashion-mnist",
   },
   data: {
     type: "string",
     help: "dataset directory (fashion-mnist: the IDX .gz files; cifar10: the .bin batches; " +
       "folder: one subfolder of images per class)",
+  },
+  vqvae: {
+    type: "string",
+    help: "latent flow matching: a train-vqvae checkpoint or run directory; the dataset is " +
+      "encoded once (cached in the run directory) and the DiT trains on the scaled latents " +
+      "(patch size 1 unless given); the VQ-VAE goes into the flow checkpoints",
   },
   hflip: {
     type: "boolean",
@@ -349,8 +358,14 @@ export function validateTrainOptions(o: TrainOptions): TrainOptions {
   ) as unknown as TrainOptions;
 }
 
+/** The options a learning-rate schedule reads (also the VQ-VAE trainer's). */
+export type LrSchedule = Pick<
+  TrainOptions,
+  "lr" | "warmup" | "lr_schedule" | "min_lr" | "train_steps"
+>;
+
 /** Linear warmup, then constant or cosine decay to min_lr. */
-export function learningRate(o: TrainOptions, step: number): number {
+export function learningRate(o: LrSchedule, step: number): number {
   const warm = o.warmup > 0 ? Math.min(1, step / o.warmup) : 1;
   if (o.lr_schedule !== "cosine" || step <= o.warmup) return o.lr * warm;
   const span = Math.max(1, o.train_steps - o.warmup);

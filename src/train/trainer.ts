@@ -36,6 +36,7 @@ import {
 import { Batcher, type BatcherState, type Dataset } from "../data/dataset.ts";
 import { FlowPath, type PathState } from "../flow/path.ts";
 import { emaDecayAt, learningRate, type TrainOptions } from "./options.ts";
+import { MetricsRing } from "./metrics_ring.ts";
 
 /** The dynamic loss scaler's state (mixed precision). */
 export interface LossScaleState {
@@ -68,13 +69,6 @@ export interface StepMetrics {
   skipped?: boolean;
 }
 
-interface Pending {
-  from: number;
-  to: number;
-  data?: Float32Array;
-  promise: Promise<void>;
-}
-
 /** A drawn batch with the draw state before it (what a checkpoint taken now must hold). */
 interface Drawn {
   batcher: BatcherState;
@@ -84,9 +78,6 @@ interface Drawn {
   t: Float32Array;
   labels: Uint32Array;
 }
-
-/** Floats per step in the metrics ring: loss, skipped, grad norm, loss scale. */
-const RING = 4;
 
 /**
  * Steps submitted between two waits for the GPU. Deno's onSubmittedWorkDone (and mapAsync)
@@ -121,13 +112,8 @@ export class Trainer {
   private amp?: Tensor;
   private hyper: GPUBuffer;
   private dispatches: Dispatch[];
-  private ring: Tensor;
-  private ringSize: number;
-  private lrs = new Map<number, number>();
+  private metrics: MetricsRing<StepMetrics>;
   private sinceWait = 0;
-  private pending: Pending[] = [];
-  private requested = 0;
-  private ready: StepMetrics[] = [];
   private next?: Drawn;
   private host = { ms: 0, submitMs: 0, steps: 0 };
 
@@ -156,7 +142,7 @@ export class Trainer {
     this.grads = new FlatBuffer(k.device, layout, "grads");
     this.m = new FlatBuffer(k.device, layout, "adam.m");
     this.v = new FlatBuffer(k.device, layout, "adam.v");
-    this.ema = new Model(k, cfg, { kind: "ema", precision });
+    this.ema = new Model(k, cfg, { kind: "ema", precision, decoder: model.decoder });
     const enc = k.device.createCommandEncoder();
     enc.copyBufferToBuffer(model.params.buffer, 0, this.ema.params.buffer, 0, layout.total * 4);
     k.device.queue.submit([enc.finish()]);
@@ -179,8 +165,6 @@ export class Trainer {
     this.loss = k.tensor([1], "loss");
     this.gnorm = k.tensor([1], "grad_norm");
     this.hyper = adamwHyper(k);
-    this.ringSize = Math.max(1, opts.log_every);
-    this.ring = k.tensor([this.ringSize * RING], "metrics");
     const tv = (b: FlatBuffer) => trainableView(cfg, layout, b);
     const forward = [
       ...flowTargetForward(k, this.x1, this.x0, graph.t, graph.x, this.target),
@@ -229,6 +213,18 @@ export class Trainer {
         ),
       ];
     }
+    // Ring fields: loss, grad norm; mixed precision: loss, skipped, grad norm, loss scale.
+    const log = Math.max(1, opts.log_every);
+    this.metrics = this.amp
+      ? new MetricsRing(k, 4, log, (step, d, lr) => ({
+        step,
+        loss: d[0],
+        gradNorm: d[2],
+        lr,
+        lossScale: d[3],
+        skipped: d[1] !== 0,
+      }))
+      : new MetricsRing(k, 2, log, (step, d, lr) => ({ step, loss: d[0], gradNorm: d[1], lr }));
   }
 
   /** Number of recorded dispatches in one step. */
@@ -276,7 +272,6 @@ export class Trainer {
     const t0 = performance.now();
     const step = this.step + 1;
     const lr = learningRate(this.opts, step);
-    this.lrs.set(step, lr);
     const d = this.next ?? this.draw();
     this.next = undefined;
     this.k.write(this.x1, d.images);
@@ -295,13 +290,14 @@ export class Trainer {
     });
     const enc = this.k.device.createCommandEncoder();
     this.k.encode(enc, this.dispatches);
-    const slot = ((step - 1) % this.ringSize) * RING;
-    const ringAt = (i: number) => this.ring.offset + (slot + i) * 4;
-    const copy = (t: Tensor, from: number, at: number, n: number) =>
-      enc.copyBufferToBuffer(t.buffer, t.offset + from * 4, this.ring.buffer, ringAt(at), n * 4);
-    copy(this.loss, 0, 0, 1);
-    if (this.amp) copy(this.amp, AMP.lastSkipped, 1, 3); // skipped, unscaled norm, scale used
-    else copy(this.gnorm, 0, 2, 1);
+    if (this.amp) {
+      // skipped, unscaled norm, scale used
+      this.metrics.record(enc, step, lr, [this.loss, {
+        tensor: this.amp,
+        first: AMP.lastSkipped,
+        count: 3,
+      }]);
+    } else this.metrics.record(enc, step, lr, [this.loss, this.gnorm]);
     const cmd = enc.finish();
     const t1 = performance.now();
     this.k.device.queue.submit([cmd]);
@@ -316,52 +312,22 @@ export class Trainer {
       this.sinceWait = 0;
       await this.k.device.queue.onSubmittedWorkDone();
     }
-    if (step % this.ringSize === 0) this.requestMetrics();
+    if (step % this.metrics.size === 0) this.metrics.request(step);
   }
 
   /** Start reading back the metrics of the steps since the last request (not awaited). */
   requestMetrics(): void {
-    const from = this.requested + 1;
-    if (from > this.step) return;
-    const p: Pending = { from, to: this.step, promise: Promise.resolve() };
-    p.promise = this.k.read(this.ring).then((d) => {
-      p.data = d;
-    });
-    this.pending.push(p);
-    this.requested = this.step;
-  }
-
-  /** Move every arrived readback (in order) into `ready`. */
-  private collect(): void {
-    while (this.pending.length && this.pending[0].data) {
-      const p = this.pending.shift()!;
-      for (let s = p.from; s <= p.to; s++) {
-        const r = p.data!.subarray(((s - 1) % this.ringSize) * RING);
-        const lr = this.lrs.get(s) ?? NaN;
-        const row: StepMetrics = { step: s, loss: r[0], gradNorm: r[2], lr };
-        if (this.amp) {
-          row.lossScale = r[3];
-          row.skipped = r[1] !== 0;
-        }
-        this.ready.push(row);
-        this.lrs.delete(s);
-      }
-    }
+    this.metrics.request(this.step);
   }
 
   /** Metrics that have arrived since the last call (non-blocking). */
   takeMetrics(): StepMetrics[] {
-    this.collect();
-    const r = this.ready;
-    this.ready = [];
-    return r;
+    return this.metrics.take();
   }
 
   /** Wait for every submitted step and return all metrics not yet taken. */
-  async flushMetrics(): Promise<StepMetrics[]> {
-    this.requestMetrics();
-    await Promise.all(this.pending.map((p) => p.promise));
-    return this.takeMetrics();
+  flushMetrics(): Promise<StepMetrics[]> {
+    return this.metrics.flush(this.step);
   }
 
   /** The state a resume needs besides the flat buffers (waits for submitted steps in f16). */
@@ -398,7 +364,7 @@ export class Trainer {
     this.k.write(this.m.all(), bufs.m);
     this.k.write(this.v.all(), bufs.v);
     this.step = state.step;
-    this.requested = state.step;
+    this.metrics.restart(state.step);
     this.batcher.restore(state.batcher);
     this.path.restore(state.path);
     this.next = undefined;

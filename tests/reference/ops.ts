@@ -26,3 +26,10 @@ export function geluBackward(x: F64, dy: F64): F64 {
     return dy[i] * (0.5 * (1 + th) + 0.5 * v * dth);
   });
 }
+
+export function relu(x: F64): F64 {
+  return x.map((v) => Math.max(v, 0));
+}
+export function reluBackward(x: F64, dy: F64): F64 {
+  return x.map((v, i) => (v > 0 ? dy[i] : 0));
+}
