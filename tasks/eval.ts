@@ -255,10 +255,12 @@ async function main(): Promise<number> {
   });
   const clfWeights = await readClassifier(o.classifier);
   const { cfg } = ck, K = cfg.num_classes;
-  const D = cfg.in_channels * cfg.image_size ** 2, widths = clfWeights.info.widths;
+  // A latent model's images are its VQ-VAE's (decoded from the sampled latents).
+  const img = ck.latent?.vqvae.cfg ?? cfg;
+  const D = img.in_channels * img.image_size ** 2, widths = clfWeights.info.widths;
   if (D !== widths[0]) {
     throw new UsageError(
-      `the model makes ${cfg.in_channels}×${cfg.image_size}×${cfg.image_size} images; the ` +
+      `the model makes ${img.in_channels}×${img.image_size}×${img.image_size} images; the ` +
         `classifier takes ${widths[0]} values (1×28×28 Fashion-MNIST)`,
     );
   }
@@ -281,7 +283,8 @@ async function main(): Promise<number> {
   console.log(`adapter: ${describeGpu(gpu)}`);
   console.log(
     `checkpoint ${ckptPath} (${ck.kind} weights): ${K > 0 ? `${K} classes` : "unconditional"}, ` +
-      `D=${cfg.hidden_size} depth ${cfg.depth} patch ${cfg.patch_size}`,
+      `D=${cfg.hidden_size} depth ${cfg.depth} patch ${cfg.patch_size}` +
+      (ck.latent ? `, latent (${cfg.in_channels}×${cfg.image_size}², decoded by its VQ-VAE)` : ""),
   );
   const acc = clfWeights.info.test_accuracy;
   console.log(

@@ -10,6 +10,8 @@ import { join } from "node:path";
 import { resolveConfig } from "../src/model/config.ts";
 import { initParams, paramLayout } from "../src/model/params.ts";
 import { encodeCheckpoint } from "../src/io/model_io.ts";
+import { resolveVqvaeConfig } from "../src/vqvae/config.ts";
+import { initParams as initVqvaeParams, initState as initVqvaeState } from "../src/vqvae/params.ts";
 import { encodeIdx, gzip, loadFashionMnistSubset } from "../src/data/fashion_mnist.ts";
 import { balancedSubset } from "../src/eval/evaluate.ts";
 import { Rng, TEST_SEED } from "./reference/random.ts";
@@ -23,6 +25,7 @@ interface Fixture {
   data: string;
   cond: string;
   uncond: string;
+  latent: string; // a latent model: 2×7² latents, a VQ-VAE decoding them to 1×28²
 }
 
 let fixture: Promise<Fixture> | undefined;
@@ -51,11 +54,25 @@ function fixtures(): Promise<Fixture> {
       );
     }
     const rng = new Rng(TEST_SEED ^ 0xe7a1);
-    const write = async (name: string, K: number) => {
+    const vq = resolveVqvaeConfig({
+      image_size: 28,
+      in_channels: 1,
+      channels: 4,
+      groups: 2,
+      res_blocks: 1,
+      codebook_size: 16,
+      code_dim: 2,
+    });
+    const latent = {
+      vqvae: { cfg: vq, params: initVqvaeParams(vq, 2), state: initVqvaeState(vq, 2) },
+      scale: 1.5,
+    };
+    const write = async (name: string, K: number, lat?: typeof latent) => {
       const cfg = resolveConfig({
         preset: "tiny",
-        image_size: 28,
-        in_channels: 1,
+        image_size: lat ? 7 : 28,
+        in_channels: lat ? 2 : 1,
+        ...(lat ? { patch_size: 1 } : {}),
         num_classes: K,
       });
       const flat = initParams(cfg, 1);
@@ -66,7 +83,7 @@ function fixtures(): Promise<Fixture> {
         if (i < pos.offset || i >= pos.offset + pos.length) flat[i] += noise[i];
       }
       const path = join(dir, `${name}.safetensors`);
-      await Deno.writeFile(path, encodeCheckpoint({ cfg, params: flat, ema: flat }));
+      await Deno.writeFile(path, encodeCheckpoint({ cfg, params: flat, ema: flat, latent: lat }));
       return path;
     };
     return {
@@ -74,6 +91,7 @@ function fixtures(): Promise<Fixture> {
       data,
       cond: await write("cond", 10),
       uncond: await write("uncond", 0),
+      latent: await write("latent", 10, latent),
     };
   })();
   return fixture;
@@ -162,6 +180,20 @@ Deno.test("eval: unconditional checkpoint has FD and P/R, no accuracy", async ()
   saneScores(j.floor, "floor", false);
   const file = JSON.parse(await Deno.readTextFile(join(f.dir, "u.json")));
   assert(file.fd === j.fd, "--json file differs from the JSON line");
+});
+
+Deno.test("eval of a latent checkpoint scores its VQ-VAE's decoded images", async () => {
+  const f = await fixtures();
+  const r = await evalTask([
+    ...["--checkpoint", f.latent, "--data", f.data],
+    ...["--num-samples", "12", "--num-steps", "2", "--no-floor"],
+  ]);
+  expectOk(r, "eval latent");
+  assert(/latent \(2×7², decoded by its VQ-VAE\)/.test(r.stdout), r.stdout);
+  assert(/sampling \(euler 2 steps CFG 3\): 12\/12 images/.test(r.stdout), r.stdout);
+  const j = jsonLine(r.stdout);
+  assert(j.n === 12 && j.nfe === 2, JSON.stringify(j));
+  saneScores(j, "latent samples", true);
 });
 
 Deno.test("train-classifier on the fixture set: an epoch line each, a file eval scores with", async () => {
