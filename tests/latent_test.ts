@@ -8,7 +8,8 @@
 import * as ref from "./reference/vqvae.ts";
 import * as qref from "./reference/quantize.ts";
 import * as cref from "./reference/conv.ts";
-import { assertClose, kernels } from "./harness.ts";
+import { assertClose, kernels, testF16 } from "./harness.ts";
+import { randomWeights as randomDit } from "./random_weights.ts";
 import { Rng, TEST_SEED } from "./reference/random.ts";
 import {
   ArrayDataset,
@@ -273,3 +274,32 @@ Deno.test("loadModel of a latent checkpoint: generateImages decodes through Mode
     .catch((e) => err = e.message);
   assert(/neither a VQ-VAE checkpoint nor a latent flow model/.test(err), err);
 });
+
+await testF16(
+  "f16 latent model: the DiT in mixed precision, decoded by its f32 VQ-VAE",
+  async () => {
+    const k = await kernels();
+    const { weights } = randomVqvae(0x4db);
+    const latent: LatentSpace = { vqvae: weights, scale: 0.8 };
+    // Random DiT weights: DiT's zero init makes the velocity 0 in either precision.
+    const params = randomDit(DIT, new Rng(TEST_SEED ^ 0x4dc)).flat;
+    const bytes = encodeCheckpoint({ cfg: DIT, params, latent });
+    const m32 = await loadModel(bytes, { kernels: k, precision: "f32" });
+    const m16 = await loadModel(bytes, { kernels: k, precision: "f16" });
+    assert(m16.precision === "f16" && m16.decoder instanceof VqvaeLatentDecoder, "f16 model");
+    const opts = { labels: [1, 0, 3], steps: 3, cfgScale: 1.5, seed: 11, decode: false };
+    const z32 = await generateImages(m32, opts), z16 = await generateImages(m16, opts);
+    assert(z16.shape.join() === [3, D, h, h].join(), "f16 latents' shape");
+    // f16 weights and activations: close to the f32 sample, but not the f32 computation.
+    const err = assertClose("f16 latents vs f32", z16.images, z32.images, 2e-3);
+    console.log(`  f16 latents vs f32: worst error ${err.toExponential(2)}`);
+    assert(z16.images.some((v, i) => v !== z32.images[i]), "f16 latents are the f32 ones");
+    const px = await generateImages(m16, { ...opts, decode: true });
+    const want = await m16.decoder.decode(z16.images, z16.shape);
+    assert(px.shape.join() === [3, C, H, H].join(), "f16 pixels' shape");
+    assert(
+      px.images.every((v, i) => v === want.images[i]),
+      "f16 decode differs from the decoder's",
+    );
+  },
+);
