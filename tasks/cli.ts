@@ -149,14 +149,15 @@ export async function outputFile(
 }
 
 /**
- * A task's options: Deno.args parsed against `table`, over its defaults; undefined when --help
- * was asked for (the help is printed).
+ * A task's options: `args` (default Deno.args) parsed against `table`, over its defaults;
+ * undefined when --help was asked for (the help is printed).
  */
 export function taskOptions<T extends OptionTable>(
   usage: string,
   table: T,
+  args: string[] = Deno.args,
 ): OptionValues<T> | undefined {
-  const { values, help } = parseFlags(Deno.args, table);
+  const { values, help } = parseFlags(args, table);
   if (help) {
     console.log(helpText(usage, table));
     return undefined;

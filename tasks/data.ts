@@ -3,7 +3,7 @@
  * Prints what was kept. Run with --help for the flags.
  */
 import { loadEmoji, type OptionTable } from "../mod.ts";
-import { helpText, parseFlags, runMain, UsageError, withDefaults } from "./cli.ts";
+import { runMain, taskOptions, UsageError } from "./cli.ts";
 
 const OPTIONS = {
   image_size: {
@@ -25,14 +25,10 @@ async function main(): Promise<number> {
   const named = Deno.args.length > 0 && !Deno.args[0].startsWith("-");
   const name = named ? Deno.args[0] : undefined;
   const rest = named ? Deno.args.slice(1) : Deno.args;
-  const { values, help } = parseFlags(rest, OPTIONS);
-  if (help) {
-    console.log(helpText(USAGE, OPTIONS));
-    return 0;
-  }
+  const o = taskOptions(USAGE, OPTIONS, rest);
+  if (!o) return 0;
   if (name === undefined) throw new UsageError("name a dataset: deno task data emoji (see --help)");
   if (name !== "emoji") throw new UsageError(`unknown dataset "${name}" (known: emoji)`);
-  const o = withDefaults(OPTIONS, values);
   const t0 = performance.now();
   const r = await loadEmoji({ dir: o.data, imageSize: o.image_size, log: (l) => console.log(l) });
   const { cache } = r;
