@@ -4,7 +4,8 @@
  * cached in the run directory, config.json and checkpoints with the VQ-VAE, scale and class
  * names, sample grids decoded to pixels), a bit-identical resume that encodes the dataset again
  * from the checkpoint's own VQ-VAE, and `generate` on the flow checkpoint (snapped to the codebook
- * by default, `--no-quantize` as sampled). One-line errors for corrupt or mismatched VQ-VAE
+ * by default, `--no-quantize` as sampled); in f16 mixed precision, training (loss-scale metrics
+ * rows, decoded grid) and generate. One-line errors for corrupt or mismatched VQ-VAE
  * checkpoints are rows of robustness_test.ts.
  */
 import { join } from "node:path";
@@ -12,6 +13,7 @@ import { join } from "node:path";
 import { Image } from "npm:imagescript@1.3.1";
 import { decodeCheckpoint, encodePng } from "../mod.ts";
 import { assert, expectOk, runTask } from "./task_run.ts";
+import { testF16 } from "./harness.ts";
 
 const temps: string[] = [];
 globalThis.addEventListener("unload", () => {
@@ -152,3 +154,45 @@ Deno.test("generate on a latent checkpoint: decoded images, --no-quantize, named
   for (let i = 0; i < ia.bitmap.length; i++) diff += Math.abs(ia.bitmap[i] - ib.bitmap[i]);
   assert(diff > 0, "--no-quantize gave the snapped images");
 });
+
+await testF16(
+  "train --vqvae --precision f16: loss-scale rows, a decoded grid, f16 generate",
+  async () => {
+    const { out, data } = await latentRun();
+    const r = await runTask("train", [
+      ...["--dataset", "folder", "--data", data, "--vqvae", join(out, "vq"), "--preset", "tiny"],
+      ...["--precision", "f16", "--batch-size", "4", "--steps", "4", "--sample-every", "4"],
+      ...["--log-every", "2", "--num-sampling-steps", "2", "--out", out, "--name", "f16"],
+    ]);
+    expectOk(r, "train --vqvae --precision f16");
+    assert(/patch=1 on 2×4².*; f16 \(mixed, loss scale 65536\)/.test(r.stdout), r.stdout);
+    const m = await rows(join(out, "f16")) as (Row & { loss_scale: number; skipped: boolean })[];
+    assert(m.map((x) => x.step).join() === "1,2,3,4", `steps ${m.map((x) => x.step)}`);
+    for (const x of m) {
+      assert(Number.isFinite(x.loss) && x.loss > 0, `step ${x.step}: loss ${x.loss}`);
+      assert(
+        x.loss_scale > 0 && typeof x.skipped === "boolean",
+        `step ${x.step}: ${JSON.stringify(x)}`,
+      );
+    }
+    const g = await Image.decode(
+      await Deno.readFile(join(out, "f16", "samples", "step_000004.png")),
+    );
+    assert(
+      g.width === 8 * 32 + 9 * 2 && g.height === 2 * 32 + 3 * 2,
+      `grid ${g.width}×${g.height}`,
+    );
+    const png = join(out, "f16.png");
+    const gen = await runTask("generate", [
+      ...["--checkpoint", join(out, "f16"), "--precision", "f16", "--num-samples", "4"],
+      ...["--num-steps", "2", "--out", png],
+    ]);
+    expectOk(gen, "generate --precision f16 on a latent checkpoint");
+    assert(
+      /, f16\n/.test(gen.stdout) && /snapped to the 8-code codebook/.test(gen.stdout),
+      gen.stdout,
+    );
+    const img = await Image.decode(await Deno.readFile(png));
+    assert(img.width === 2 * 32 + 3 * 2 && img.height === img.width, `${img.width}×${img.height}`);
+  },
+);
