@@ -60,7 +60,7 @@ export {
   type TrainingCheckpoint,
 } from "./src/io/model_io.ts";
 export { writeFileAtomic } from "./src/io/checkpoint.ts";
-export { imageGridPng, lossCurvePng } from "./src/io/png.ts";
+export { type GridPixels, gridPixels, imageGridPng, lossCurvePng } from "./src/io/png.ts";
 export { crc32, encodePng } from "./src/io/png.ts";
 
 // Flow matching (network-agnostic)
