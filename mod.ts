@@ -46,7 +46,12 @@ export {
   type Precision,
   type WeightKind,
 } from "./src/model/model.ts";
-export { generateImages, type GenerateOptions, imageNoise } from "./src/model/sampler.ts";
+export {
+  generateImages,
+  type GenerateOptions,
+  imageNoise,
+  type StepInfo,
+} from "./src/model/sampler.ts";
 
 // Checkpoints and images
 export { decodeSafetensors, encodeSafetensors, SafetensorsError } from "./src/io/safetensors.ts";
@@ -72,6 +77,7 @@ export {
   solveAdaptive,
   solveFixed,
   type SolveStats,
+  type StepFn,
   timeGrid,
   type VelocityFn,
 } from "./src/flow/sample.ts";
