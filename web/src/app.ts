@@ -15,6 +15,7 @@ import {
   getGpu,
   type Gpu,
   gridPixels,
+  linearTicks,
   loadFashionMnistSubset,
   logTicks,
   type Method,
@@ -179,7 +180,10 @@ function drawLoss(canvas: HTMLCanvasElement, losses: number[]): void {
   ctx.lineWidth = 1;
   ctx.textAlign = "right";
   ctx.textBaseline = "middle";
-  for (const v of logTicks(lo, hi)) {
+  // Powers of ten and 1-2-5 steps on the log axis; a narrow range gets plain linear steps.
+  let ticks = logTicks(lo, hi);
+  if (ticks.length < 3) ticks = linearTicks(10 ** lo, 10 ** hi, 4).filter((v) => v > 0);
+  for (const v of ticks) {
     ctx.beginPath();
     ctx.moveTo(L, y(v));
     ctx.lineTo(W - R, y(v));
@@ -474,7 +478,7 @@ async function train(): Promise<void> {
     const rate = (t.step - s0) / Math.max(s, 1e-3);
     const last = state.losses.length ? state.losses[state.losses.length - 1] : NaN;
     el.trainStatus.textContent = `step ${t.step}/${total} · ${rate.toFixed(1)} steps/s · ` +
-      `${(rate * opts.batch_size).toFixed(0)} images/s · loss ${
+      `${(rate * opts.batch_size).toFixed(rate * opts.batch_size < 10 ? 1 : 0)} images/s · loss ${
         Number.isFinite(last) ? last.toFixed(4) : "…"
       }`;
     state.trainStep = t.step;

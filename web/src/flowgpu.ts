@@ -53,7 +53,7 @@ export {
   type TrainingCheckpoint,
 } from "../../src/io/model_io.ts";
 export { encodePng, type GridPixels, gridPixels, imageGridPng } from "../../src/io/png.ts";
-export { logTicks, tickLabel } from "../../src/io/loss_plot.ts";
+export { linearTicks, logTicks, tickLabel } from "../../src/io/loss_plot.ts";
 
 // Data and training
 export { ArrayDataset, Batcher, type Dataset } from "../../src/data/dataset.ts";
