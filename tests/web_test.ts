@@ -62,8 +62,9 @@ function randomFlat(cfg: DiTConfig, rng: Rng, scale: number): Float32Array {
 interface PageState {
   status: string;
   adapter?: { name: string; fallback: boolean; features: string[] };
-  model?: { source: string };
+  model?: { source: string; config: DiTConfig };
   generations: number;
+  previews: number;
   training: string;
   losses: number[];
   errors: string[];
@@ -168,8 +169,15 @@ async function checkGenerate(c: Ctx): Promise<void> {
   await page.fill("#gen-seed", String(seed));
   const t0 = performance.now();
   await page.click("#gen-go");
-  await waitState(page, "s.generations >= 1", "generating");
+  // While sampling: progress with images/s, and the grid redrawn from the state x_t.
+  await page.waitForFunction(
+    `/images\\/s/.test(document.getElementById("gen-status").textContent)`,
+    null,
+    { timeout: TIMEOUT },
+  );
+  const s = await waitState(page, "s.generations >= 1", "generating");
   const ms = performance.now() - t0;
+  assert(s.previews >= 2, `the grid was drawn ${s.previews} times while sampling ${steps} steps`);
   expectOk(await deno, "deno task generate");
   const want = await Image.decode(await Deno.readFile(png));
   const got = await canvasPixels(page, "gen-canvas");
@@ -299,7 +307,22 @@ Deno.test({
   async fn(t) {
     const dir = await Deno.makeTempDir({ prefix: "flowgpu_web_" });
     const dist = join(dir, "dist");
-    const built = await buildWeb(dist);
+    // Shipped weights: a tiny stand-in under the shipped name (the real ones are too big here).
+    const weights = join(dir, "weights");
+    await Deno.mkdir(weights);
+    const shipped = resolveConfig({
+      preset: "tiny",
+      image_size: 4,
+      in_channels: 1,
+      num_classes: 2,
+    });
+    const rng = new Rng(TEST_SEED ^ 0x5419);
+    await Deno.writeFile(
+      join(weights, "fashion-mnist-small.safetensors"),
+      encodeCheckpoint({ cfg: shipped, params: randomFlat(shipped, rng, 0.5), kind: "ema" }),
+    );
+    const built = await buildWeb(dist, { weights });
+    assert(built.weights.join() === "fashion-mnist-small", `shipped weights: ${built.weights}`);
     await t.step(
       "the build bundles the page with no Deno-only code",
       () => checkBundle(built.out, built.files),
@@ -325,6 +348,12 @@ Deno.test({
         await page.goto(url);
         const s = await waitState(page, "s.status !== 'starting'", "starting");
         assert(s.status === "ready", `page status ${s.status}`);
+        const m = await waitState(page, "s.model", "loading the shipped weights");
+        assert(
+          m.model!.source.startsWith("fashion-mnist-small") &&
+            m.model!.config.image_size === 4,
+          `the page loaded ${JSON.stringify(m.model)}, not the shipped weights`,
+        );
         console.log(
           `  adapter: ${s.adapter!.name.trim()} (fallback ${s.adapter!.fallback}, features ` +
             `${s.adapter!.features.join(", ") || "none"})`,

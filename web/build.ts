@@ -14,8 +14,8 @@ export const DEFAULT_OUT = join(WEB_DIR, "dist");
 export const JS_DIR = "assets/js";
 const ENTRIES = ["web/src/flowgpu.ts", "web/src/app.ts"];
 const STATIC = ["index.html", "style.css"];
-/** Folders of the repository the bundled code fetches through `import.meta.url`. */
-const ASSETS = ["data/fashion-mnist-subset", "weights"];
+/** Folders the bundled code fetches through `import.meta.url`: [in the build, in the repository]. */
+const ASSETS = [["data/fashion-mnist-subset", "data/fashion-mnist-subset"], ["weights", "weights"]];
 /** The file that marks a folder as this build's output (so a rebuild may empty it). */
 const MARKER = ".flowgpu-web";
 
@@ -53,8 +53,13 @@ async function listFiles(dir: string, out: string, files: string[] = []): Promis
   return files;
 }
 
+export interface BuildOptions {
+  /** The folder copied as the build's weights/ (default: the repository's weights/). */
+  weights?: string;
+}
+
 /** Bundle and copy the page into `out` (emptied first); throws with deno bundle's output. */
-export async function buildWeb(out = DEFAULT_OUT): Promise<BuildResult> {
+export async function buildWeb(out = DEFAULT_OUT, opts: BuildOptions = {}): Promise<BuildResult> {
   const t0 = performance.now();
   out = resolve(out);
   if (out === ROOT || out === WEB_DIR || !relative(out, ROOT).startsWith("..")) {
@@ -100,8 +105,9 @@ export async function buildWeb(out = DEFAULT_OUT): Promise<BuildResult> {
   }
   for (const f of STATIC) await Deno.copyFile(join(WEB_DIR, f), join(out, f));
   const files = await listFiles(out, out);
-  for (const a of ASSETS) {
-    if (await exists(join(ROOT, a))) await copyTree(join(ROOT, a), join(out, a), files, out);
+  for (const [to, from] of ASSETS) {
+    const src = to === "weights" && opts.weights ? resolve(opts.weights) : join(ROOT, from);
+    if (await exists(src)) await copyTree(src, join(out, to), files, out);
   }
   // The page learns which weights exist from this list (no failed request when there are none).
   const weights = files.filter((f) => /^weights\/[^/]+\.safetensors$/.test(f))
