@@ -15,9 +15,7 @@ import {
   getGpu,
   type Gpu,
   gridPixels,
-  linearTicks,
   loadFashionMnistSubset,
-  logTicks,
   type Method,
   Model,
   NFE_PER_STEP,
@@ -25,7 +23,6 @@ import {
   SeededRng,
   shippedWeights,
   shippedWeightsUrl,
-  tickLabel,
   Trainer,
   trainingCheckpointBytes,
   type TrainOptions,
@@ -161,6 +158,26 @@ function drawGrid(
   canvas.getContext("2d")!.putImageData(new ImageData(rgba, g.width, g.height), 0, 0);
 }
 
+/**
+ * Ticks of a log axis over [lo, hi] (log10 units): 1-2-5 steps of each decade where that gives
+ * at least three, else evenly spaced round values.
+ */
+function lossTicks(lo: number, hi: number): number[] {
+  const out: number[] = [];
+  for (let p = Math.floor(lo); p <= Math.ceil(hi); p++) {
+    for (const m of [1, 2, 5]) {
+      const v = Number((m * 10 ** p).toPrecision(6));
+      if (Math.log10(v) >= lo && Math.log10(v) <= hi) out.push(v);
+    }
+  }
+  if (out.length >= 3) return out;
+  const a = 10 ** lo, b = 10 ** hi, raw = (b - a) / 4, e = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 5, 10].map((m) => m * e).find((s) => s >= raw)!;
+  const lin: number[] = [];
+  for (let v = Math.ceil(a / step) * step; v <= b; v += step) lin.push(Number(v.toPrecision(6)));
+  return lin;
+}
+
 /** The loss curve: every step (light) and an exponential moving average (dark), log-scale y. */
 function drawLoss(canvas: HTMLCanvasElement, losses: number[]): void {
   const ctx = canvas.getContext("2d")!;
@@ -184,15 +201,12 @@ function drawLoss(canvas: HTMLCanvasElement, losses: number[]): void {
   ctx.lineWidth = 1;
   ctx.textAlign = "right";
   ctx.textBaseline = "middle";
-  // Powers of ten and 1-2-5 steps on the log axis; a narrow range gets plain linear steps.
-  let ticks = logTicks(lo, hi);
-  if (ticks.length < 3) ticks = linearTicks(10 ** lo, 10 ** hi, 4).filter((v) => v > 0);
-  for (const v of ticks) {
+  for (const v of lossTicks(lo, hi)) {
     ctx.beginPath();
     ctx.moveTo(L, y(v));
     ctx.lineTo(W - R, y(v));
     ctx.stroke();
-    ctx.fillText(tickLabel(v), L - 6, y(v));
+    ctx.fillText(String(Number(v.toPrecision(3))), L - 6, y(v));
   }
   ctx.textAlign = "center";
   ctx.textBaseline = "top";

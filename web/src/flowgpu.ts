@@ -53,7 +53,6 @@ export {
   type TrainingCheckpoint,
 } from "../../src/io/model_io.ts";
 export { encodePng, type GridPixels, gridPixels, imageGridPng } from "../../src/io/png.ts";
-export { linearTicks, logTicks, tickLabel } from "../../src/io/loss_plot.ts";
 
 // Data and training
 export { ArrayDataset, Batcher, type Dataset } from "../../src/data/dataset.ts";
@@ -115,5 +114,7 @@ export async function trainingCheckpointBytes(
       throw new Error(`${which} has a non-finite value at step ${trainer.step}: no checkpoint`);
     }
   }
-  return encodeCheckpoint({ cfg, ...bufs, state: { ...trainer.state(), options: { ...opts } } });
+  // (awaited: a trainer with a loss scale reads it from the GPU)
+  const state = { ...(await trainer.state()), options: { ...opts } };
+  return encodeCheckpoint({ cfg, ...bufs, state });
 }
