@@ -60,6 +60,7 @@ export {
   generateImages,
   type GenerateOptions,
   imageNoise,
+  type StepInfo,
 } from "./src/model/sampler.ts";
 
 // Checkpoints and images
@@ -77,7 +78,7 @@ export {
   type TrainingCheckpoint,
 } from "./src/io/model_io.ts";
 export { writeFileAtomic } from "./src/io/checkpoint.ts";
-export { imageGridPng, lossCurvePng } from "./src/io/png.ts";
+export { type GridPixels, gridPixels, imageGridPng, lossCurvePng } from "./src/io/png.ts";
 export { crc32, encodePng } from "./src/io/png.ts";
 
 // Flow matching (network-agnostic)
@@ -89,6 +90,7 @@ export {
   solveAdaptive,
   solveFixed,
   type SolveStats,
+  type StepFn,
   timeGrid,
   type VelocityFn,
 } from "./src/flow/sample.ts";

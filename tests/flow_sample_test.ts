@@ -197,6 +197,42 @@ Deno.test("dopri5 meets its tolerance on CpuVecOps", () => checkAdaptive(cpuBack
 Deno.test("dopri5 meets its tolerance on GpuVecOps", async () =>
   checkAdaptive(gpuBackend(await kernels())));
 
+Deno.test("onStep sees each step's state: fixed steps as on the truncated grid, dopri5 to t=1", async () => {
+  const { x0, mu } = problem(TEST_SEED ^ 0x57e9, 0.5);
+  const ops = new CpuVecOps();
+  const f = velocity(ops, mu, 0.5);
+  for (const method of ["euler", "heun", "rk4"] as const) {
+    const grid = timeGrid(5, 3);
+    const seen: { t: number; step: number; x: Float32Array }[] = [];
+    const x = x0.slice();
+    await solveFixed(ops, f, x, grid, method, (xs, t, step) => {
+      seen.push({ t, step, x: xs.slice() });
+    });
+    if (seen.length !== 5) throw new Error(`${method}: ${seen.length} calls for 5 steps`);
+    for (let i = 0; i < 5; i++) {
+      assertAlmostEquals(seen[i].t, grid[i + 1], 0, `${method} step ${i + 1} time`);
+      assertAlmostEquals(seen[i].step, i + 1, 0, `${method} step number`);
+      const want = x0.slice();
+      await solveFixed(ops, f, want, grid.slice(0, i + 2), method);
+      assertClose(`${method} state after step ${i + 1}`, seen[i].x, want, 0);
+    }
+    assertClose(`${method} last state`, seen[4].x, x, 0);
+  }
+  const x = x0.slice();
+  const ts: number[] = [];
+  const stats = await sample(ops, f, x, {
+    method: "dopri5",
+    atol: 1e-5,
+    rtol: 1e-5,
+    onStep: (_, t) => void ts.push(t),
+  });
+  if (ts.length !== stats.steps) {
+    throw new Error(`dopri5: ${ts.length} calls, ${stats.steps} steps`);
+  }
+  if (!ts.every((t, i) => t > (ts[i - 1] ?? 0))) throw new Error(`dopri5 times ${ts}`);
+  assertAlmostEquals(ts[ts.length - 1], 1, 0, "dopri5 last time");
+});
+
 Deno.test("GpuVecOps lincomb, axpy, copy and errorNorm match the CPU", async () => {
   const k = await kernels();
   const gpu = gpuBackend(k), cpu = cpuBackend();

@@ -262,6 +262,29 @@ Deno.test("generateImages: the same seed gives the same images at batch 1 and ba
   console.log(`  batch 1 vs 3: relative difference ${e.toExponential(2)}`);
 });
 
+Deno.test("generateImages: onStep reads each batch's state; the last is the image", async () => {
+  const f = await fixtures();
+  const opts = { labels: [2, 0, 1], steps: 3, cfgScale: 2.5, seed: 5, batch: 2 };
+  const seen: { first: number; count: number; step: number; t: number; x: Float32Array }[] = [];
+  const model = new Model(await kernels(), COND, { weights: f.cond.ema });
+  const { images } = await generateImages(model, {
+    ...opts,
+    onStep: async (s) => void seen.push({ ...s, x: await s.read() }),
+  });
+  model.params.buffer.destroy();
+  const calls = seen.map((s) => `${s.first}+${s.count}@${s.step}:${s.t.toFixed(3)}`).join(" ");
+  const want = "0+2@1:0.333 0+2@2:0.667 0+2@3:1.000 2+1@1:0.333 2+1@2:0.667 2+1@3:1.000";
+  assert(calls === want, `onStep calls: ${calls}, want ${want}`);
+  const per = 64;
+  assertClose("batch 1 at t=1", seen[2].x, images.subarray(0, 2 * per), 0);
+  assertClose("batch 2 at t=1", seen[5].x, images.subarray(2 * per), 0);
+  // One Euler step from the noise: x_{1/3} is not yet the image.
+  const x13 = seen[0].x.subarray(0, per);
+  assert(x13.some((v, i) => Math.abs(v - images[i]) > 0.05), "the state at t=1/3 is the image");
+  const again = await sampleHere(COND, f.cond.ema, opts);
+  assertClose("images with and without onStep", images, again, 0);
+});
+
 Deno.test("generateImages: repeated calls on one model reuse the graphs (no leak)", async () => {
   const f = await fixtures();
   const k = await kernels();

@@ -10,6 +10,9 @@ import type { VecOps } from "./vecops.ts";
 /** The velocity field: write v(x, t) into `out` (which never aliases x). */
 export type VelocityFn<V> = (x: V, t: number, out: V) => void | Promise<void>;
 
+/** Called after each accepted step with the state x at time t (steps counted from 1). */
+export type StepFn<V> = (x: V, t: number, step: number) => void | Promise<void>;
+
 export type FixedMethod = "euler" | "heun" | "midpoint" | "rk4";
 export type Method = FixedMethod | "dopri5";
 
@@ -49,6 +52,7 @@ export async function solveFixed<V>(
   x: V,
   grid: number[],
   method: FixedMethod,
+  onStep?: StepFn<V>,
 ): Promise<SolveStats> {
   if (grid.length < 2) throw new Error("time grid needs at least 2 points");
   if (!(method in NFE_PER_STEP)) throw new Error(`unknown method ${method}`);
@@ -90,6 +94,7 @@ export async function solveFixed<V>(
           ops.lincomb(x, [1, h / 6, h / 3, h / 3, h / 6], [x, k1, k2, k3, k4]);
           break;
       }
+      if (onStep) await onStep(x, grid[i + 1], i + 1);
     }
   } finally {
     for (const v of new Set([k1, k2, tmp, k3, k4])) ops.free(v);
@@ -97,7 +102,7 @@ export async function solveFixed<V>(
   return { nfe, steps: grid.length - 1, rejected: 0 };
 }
 
-export interface AdaptiveOptions {
+export interface AdaptiveOptions<V = unknown> {
   atol?: number;
   rtol?: number;
   t0?: number;
@@ -106,6 +111,7 @@ export interface AdaptiveOptions {
   h0?: number;
   /** Give up after this many steps (accepted + rejected); default 10000. */
   maxSteps?: number;
+  onStep?: StepFn<V>;
 }
 
 // Dormand–Prince 5(4) tableau (FSAL: the 7th stage is the next step's first).
@@ -139,7 +145,7 @@ export async function solveAdaptive<V>(
   ops: VecOps<V>,
   f: VelocityFn<V>,
   x: V,
-  opts: AdaptiveOptions = {},
+  opts: AdaptiveOptions<V> = {},
 ): Promise<SolveStats> {
   const atol = opts.atol ?? 1e-4, rtol = opts.rtol ?? 1e-4;
   const t0 = opts.t0 ?? 0, t1 = opts.t1 ?? 1, maxSteps = opts.maxSteps ?? 10000;
@@ -209,6 +215,7 @@ export async function solveAdaptive<V>(
         const fac = en === 0 ? 5 : Math.min(5, Math.max(0.2, 0.9 * Math.pow(en, -1 / 5)));
         h *= lastRejected ? Math.min(1, fac) : fac;
         lastRejected = false;
+        if (opts.onStep) await opts.onStep(x, t, steps);
       } else {
         rejected++;
         h *= Math.max(0.2, 0.9 * Math.pow(en, -1 / 5));
@@ -221,7 +228,7 @@ export async function solveAdaptive<V>(
   return { nfe, steps, rejected };
 }
 
-export interface SampleOptions {
+export interface SampleOptions<V = unknown> {
   method?: Method;
   /** Fixed-step methods: number of steps (default 50). */
   steps?: number;
@@ -232,6 +239,8 @@ export interface SampleOptions {
   /** dopri5 tolerances. */
   atol?: number;
   rtol?: number;
+  /** Called after each accepted step with the state (awaited: keep it cheap). */
+  onStep?: StepFn<V>;
 }
 
 /** Integrate noise x (in place) from t=0 to t=1 into a sample. */
@@ -239,10 +248,12 @@ export function sample<V>(
   ops: VecOps<V>,
   f: VelocityFn<V>,
   x: V,
-  opts: SampleOptions = {},
+  opts: SampleOptions<V> = {},
 ): Promise<SolveStats> {
   const method = opts.method ?? "euler";
-  if (method === "dopri5") return solveAdaptive(ops, f, x, { atol: opts.atol, rtol: opts.rtol });
+  if (method === "dopri5") {
+    return solveAdaptive(ops, f, x, { atol: opts.atol, rtol: opts.rtol, onStep: opts.onStep });
+  }
   const grid = opts.grid ?? timeGrid(opts.steps ?? 50, opts.shift ?? 1);
-  return solveFixed(ops, f, x, grid, method);
+  return solveFixed(ops, f, x, grid, method, opts.onStep);
 }

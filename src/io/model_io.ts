@@ -182,19 +182,30 @@ function loadOptState(
   return flat;
 }
 
-/** Read a checkpoint's bytes from a path, a URL (http(s)/file) or bytes. */
+async function fetchBytes(url: string): Promise<Uint8Array> {
+  const r = await fetch(url);
+  if (!r.ok) throw new Error(`cannot fetch ${url}: HTTP ${r.status}`);
+  return new Uint8Array(await r.arrayBuffer());
+}
+
+/**
+ * Read a checkpoint's bytes from a path, a URL (http(s)/file) or bytes. In a browser (no Deno) a
+ * path is a URL relative to the page.
+ */
 export async function readSource(source: string | URL | Uint8Array): Promise<Uint8Array> {
   if (source instanceof Uint8Array) return source;
   const s = String(source);
-  if (source instanceof URL || /^(https?|file):/.test(s)) {
-    const r = await fetch(s);
-    if (!r.ok) throw new Error(`cannot fetch ${s}: HTTP ${r.status}`);
-    return new Uint8Array(await r.arrayBuffer());
+  if (source instanceof URL || /^(https?|file):/.test(s)) return fetchBytes(s);
+  const deno = (globalThis as { Deno?: { readFile(p: string): Promise<Uint8Array> } }).Deno;
+  if (!deno) {
+    const page = (globalThis as { location?: { href: string } }).location?.href;
+    if (!page) throw new Error(`checkpoint ${s}: no file system here; give a URL or the bytes`);
+    return fetchBytes(new URL(s, page).href);
   }
   try {
-    return await Deno.readFile(s);
+    return await deno.readFile(s);
   } catch (e) {
-    if (e instanceof Deno.errors.NotFound) throw new Error(`checkpoint not found: ${s}`);
+    if ((e as Error).name === "NotFound") throw new Error(`checkpoint not found: ${s}`);
     throw new Error(`cannot read checkpoint ${s}: ${(e as Error).message}`);
   }
 }

@@ -91,18 +91,26 @@ export async function encodePng(
 
 const PAD = 2;
 
+/** The 8-bit pixels of an image grid: `width·height·channels` interleaved values. */
+export interface GridPixels {
+  pixels: Uint8Array;
+  width: number;
+  height: number;
+  channels: 1 | 3;
+}
+
 /**
- * A grid of `rows × cols` images of a [N, C, H, W] tensor in [-1, 1] (C = 1 grey, 3 RGB;
- * row-major: image r·cols + c), each scaled up by `zoom`, on white with 2-pixel padding; cells
- * past the last image stay white. Returns PNG bytes (grey or RGB).
+ * The pixels of a grid of `rows × cols` images of a [N, C, H, W] tensor in [-1, 1] (C = 1 grey,
+ * 3 RGB; row-major: image r·cols + c), each scaled up by `zoom`, on white with 2-pixel padding;
+ * cells past the last image stay white. What `imageGridPng` encodes and a page draws.
  */
-export function imageGridPng(
+export function gridPixels(
   images: Float32Array,
   shape: { channels: number; size: number },
   rows: number,
   cols: number,
   zoom = 1,
-): Promise<Uint8Array> {
+): GridPixels {
   const { channels: C, size: H } = shape;
   if (C !== 1 && C !== 3) throw new Error(`PNG grid: ${C} channels (need 1 or 3)`);
   const n = images.length / (C * H * H);
@@ -122,7 +130,19 @@ export function imageGridPng(
       }
     }
   }
-  return encodePng(px, W, Ht, C);
+  return { pixels: px, width: W, height: Ht, channels: C };
+}
+
+/** `gridPixels` as PNG bytes (grey or RGB). */
+export function imageGridPng(
+  images: Float32Array,
+  shape: { channels: number; size: number },
+  rows: number,
+  cols: number,
+  zoom = 1,
+): Promise<Uint8Array> {
+  const g = gridPixels(images, shape, rows, cols, zoom);
+  return encodePng(g.pixels, g.width, g.height, g.channels);
 }
 
 export { lossCurvePng } from "./loss_plot.ts";

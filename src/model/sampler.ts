@@ -33,6 +33,12 @@ export interface GenerateOptions {
   onProgress?: (done: number, total: number) => void;
   /** Decode a latent model's samples to pixels with `model.decoder` (default true). */
   decode?: boolean;
+  /**
+   * Called after each accepted solver step: images [first, first + count) of the batch are at
+   * time `t` (0 noise, 1 data); `read()` reads their state x_t back (a GPU round trip, so a page
+   * previews every few steps, not every step). Awaited before the next step.
+   */
+  onStep?: (s: StepInfo) => void | Promise<void>;
 }
 
 /** Generated images [N, C, H, W] (`shape`) and the number of model evaluations. */
@@ -40,6 +46,16 @@ export interface Generated {
   images: Float32Array;
   shape: number[];
   nfe: number;
+}
+
+/** What `GenerateOptions.onStep` is told after a solver step. */
+export interface StepInfo {
+  first: number;
+  count: number;
+  /** Accepted steps of this batch so far (from 1). */
+  step: number;
+  t: number;
+  read: () => Promise<Float32Array>;
 }
 
 /** The starting noise of image `index` for `seed` (standard normals, C·H·W values). */
@@ -146,6 +162,9 @@ async function generateWith(
         shift: opts.shift,
         atol: opts.atol,
         rtol: opts.rtol,
+        onStep: opts.onStep &&
+          ((xs: Tensor, t: number, step: number) =>
+            opts.onStep!({ first: s, count: n, step, t, read: () => k.read(xs) })),
       });
       nfe += stats.nfe;
       images.set(await k.read(x), s * per);
