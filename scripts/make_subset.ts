@@ -7,7 +7,8 @@
  *   deno run -A scripts/make_subset.ts [SOURCE_DIR] [OUT_DIR]
  */
 import { encodeIdx, fashionMnistFromBytes, gzip } from "../src/data/fashion_mnist.ts";
-import { SeededRng, shuffle } from "../src/data/dataset.ts";
+import { shuffle } from "../src/data/dataset.ts";
+import { SeededRng } from "../src/rng.ts";
 
 const PER_CLASS = 600;
 const SEED = 20170825; // Fashion-MNIST's release date

@@ -91,7 +91,8 @@ const OPTIONS = {
   },
   precision: {
     type: "string",
-    help: "f32, f16 (mixed precision; needs shader-f16), or both as f32,f16 (default: f32)",
+    help:
+      "f32, f16 (mixed precision; needs shader-f16), or both as f32,f16 (default: f16 on a GPU with shader-f16, else f32)",
     check: (s: string) => {
       const bad = s.split(",").filter((p) => p !== "f32" && p !== "f16");
       return bad.length || !s ? `must be f32, f16 or f32,f16, got '${s}'` : undefined;

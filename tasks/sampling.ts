@@ -72,7 +72,7 @@ export const SAMPLING_OPTIONS = {
   precision: {
     type: "string",
     help: "f32, or f16 (mixed precision: f16 weight copy and activations; needs shader-f16) " +
-      "(default: f32)",
+      "(default: f16 on a GPU with shader-f16, else f32)",
     choices: ["f32", "f16"],
   },
 } satisfies OptionTable;

@@ -202,6 +202,8 @@ export interface PlotOptions {
   logX?: boolean;
   /** Log-scale y axis (default: when the positive y values span more than 20×). */
   logY?: boolean;
+  /** Square markers at the points (default true; off for dense curves). */
+  markers?: boolean;
 }
 
 /** A range [lo, hi] with 5% margins in plotted units (log10 on a log axis), never empty. */
@@ -246,6 +248,7 @@ export function linePlotPng(series: Series[], opts: PlotOptions = {}): Promise<U
     for (let j = 1; j < p.length; j++) {
       cv.line(fr.X(p[j - 1][0]), fr.Y(p[j - 1][1]), fr.X(p[j][0]), fr.Y(p[j][1]), c, 2);
     }
+    if (opts.markers === false) return;
     for (const [x, y] of p) cv.rect(Math.round(fr.X(x)) - 3, Math.round(fr.Y(y)) - 3, 7, 7, c);
   });
   return cv.png();

@@ -37,7 +37,7 @@ export function views(buf: FlatBuffer, prefix: string, half?: FlatBuffer): Views
 }
 
 export interface GraphOptions {
-  /** "f16": the blocks' token activations in f16, GEMMs on the f16 weight copy (default f32). */
+  /** "f16": the blocks' token activations in f16, GEMMs on the f16 weight copy (default: defaultPrecision). */
   precision?: Precision;
   /** The f16 copy of `params` (required for f16). */
   params16?: FlatBuffer;

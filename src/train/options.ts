@@ -324,7 +324,7 @@ export const TRAIN_OPTIONS: {
   precision: {
     type: "string",
     help: "f32, or f16: mixed precision (f32 master weights, Adam and EMA; f16 GEMM operands " +
-      "and activations; dynamic loss scaling; needs shader-f16) (default: f32)",
+      "and activations; dynamic loss scaling; needs shader-f16) (default: f16 on a GPU with shader-f16, else f32)",
     choices: ["f32", "f16"],
   },
   loss_scale: {
