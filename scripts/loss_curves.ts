@@ -22,43 +22,59 @@ interface Row {
   loss_smooth: number;
 }
 
-const { values, positionals } = parseArgs({
-  args: Deno.args,
-  allowPositionals: true,
-  options: { out: { type: "string", default: "loss_curves.png" }, tail: { type: "string" } },
-});
-const tail = Number(values.tail ?? 300);
-if (!positionals.length || !Number.isInteger(tail) || tail < 1) {
-  console.error("usage: deno run -A scripts/loss_curves.ts RUN... [--out F.png] [--tail N ≥ 1]");
-  Deno.exit(2);
-}
-const runs = await Promise.all(positionals.map(async (arg) => {
-  const file = arg.endsWith(".jsonl") ? arg : `${arg}/metrics.jsonl`;
-  const rows: Row[] = (await Deno.readTextFile(file)).split("\n").filter((l) => l.trim())
-    .map((l) => JSON.parse(l));
-  const label = basename(arg.endsWith(".jsonl") ? dirname(arg) : arg);
-  return { label, rows };
-}));
-const mean = (v: number[]) => v.reduce((a, b) => a + b, 0) / v.length;
-const stats = runs.map(({ label, rows }) => ({
-  label,
-  final: rows[rows.length - 1].loss_smooth,
-  tail: mean(rows.slice(-tail).map((r) => r.loss)),
-}));
-const pct = (v: number, b: number) => `${v >= b ? "+" : ""}${(100 * (v - b) / b).toFixed(2)}%`;
-console.log(`run              final smoothed loss        mean of the last ${tail} steps`);
-for (const s of stats) {
-  console.log(
-    `${s.label.padEnd(16)} ${s.final.toFixed(5)} (${pct(s.final, stats[0].final)})` +
-      `        ${s.tail.toFixed(5)} (${pct(s.tail, stats[0].tail)})`,
+/** Runs' curves (label, (step, loss) points) on one log-loss plot: PNG bytes. */
+export function lossCurvesPng(runs: { label: string; points: [number, number][] }[]) {
+  return linePlotPng(
+    runs.map(({ label, points }) => ({ name: label, points })),
+    {
+      width: 900,
+      height: 480,
+      xLabel: "step",
+      yLabel: "smoothed loss",
+      logY: true,
+      markers: false,
+    },
   );
 }
-const png = await linePlotPng(
-  runs.map(({ label, rows }) => ({
-    name: label,
+
+async function main() {
+  const { values, positionals } = parseArgs({
+    args: Deno.args,
+    allowPositionals: true,
+    options: { out: { type: "string", default: "loss_curves.png" }, tail: { type: "string" } },
+  });
+  const tail = Number(values.tail ?? 300);
+  if (!positionals.length || !Number.isInteger(tail) || tail < 1) {
+    console.error("usage: deno run -A scripts/loss_curves.ts RUN... [--out F.png] [--tail N ≥ 1]");
+    Deno.exit(2);
+  }
+  const runs = await Promise.all(positionals.map(async (arg) => {
+    const file = arg.endsWith(".jsonl") ? arg : `${arg}/metrics.jsonl`;
+    const rows: Row[] = (await Deno.readTextFile(file)).split("\n").filter((l) => l.trim())
+      .map((l) => JSON.parse(l));
+    const label = basename(arg.endsWith(".jsonl") ? dirname(arg) : arg);
+    return { label, rows };
+  }));
+  const mean = (v: number[]) => v.reduce((a, b) => a + b, 0) / v.length;
+  const stats = runs.map(({ label, rows }) => ({
+    label,
+    final: rows[rows.length - 1].loss_smooth,
+    tail: mean(rows.slice(-tail).map((r) => r.loss)),
+  }));
+  const pct = (v: number, b: number) => `${v >= b ? "+" : ""}${(100 * (v - b) / b).toFixed(2)}%`;
+  console.log(`run              final smoothed loss        mean of the last ${tail} steps`);
+  for (const s of stats) {
+    console.log(
+      `${s.label.padEnd(16)} ${s.final.toFixed(5)} (${pct(s.final, stats[0].final)})` +
+        `        ${s.tail.toFixed(5)} (${pct(s.tail, stats[0].tail)})`,
+    );
+  }
+  const png = await lossCurvesPng(runs.map(({ label, rows }) => ({
+    label,
     points: rows.map((r) => [r.step, r.loss_smooth] as [number, number]),
-  })),
-  { width: 900, height: 480, xLabel: "step", yLabel: "smoothed loss", logY: true, markers: false },
-);
-await writeFileAtomic(values.out!, png);
-console.log(`wrote ${values.out}`);
+  })));
+  await writeFileAtomic(values.out!, png);
+  console.log(`wrote ${values.out}`);
+}
+
+if (import.meta.main) await main();
