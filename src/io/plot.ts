@@ -242,14 +242,20 @@ export function linePlotPng(series: Series[], opts: PlotOptions = {}): Promise<U
     { lo: y0, hi: y1, log: logY, label: `${opts.yLabel ?? "y"}${logY ? " (log)" : ""}` },
     legend,
   );
-  series.forEach((s, i) => {
-    const c = legend[i].color;
-    const p = s.points.filter((q) => ok(q, logY));
+  const kept = series.map((s) => s.points.filter((q) => ok(q, logY)));
+  kept.forEach((p, i) => {
     for (let j = 1; j < p.length; j++) {
+      const c = legend[i].color;
       cv.line(fr.X(p[j - 1][0]), fr.Y(p[j - 1][1]), fr.X(p[j][0]), fr.Y(p[j][1]), c, 2);
     }
-    if (opts.markers === false) return;
-    for (const [x, y] of p) cv.rect(Math.round(fr.X(x)) - 3, Math.round(fr.Y(y)) - 3, 7, 7, c);
   });
+  // Markers after every line, so no later series' line hides an earlier series' points.
+  if (opts.markers !== false) {
+    kept.forEach((p, i) => {
+      for (const [x, y] of p) {
+        cv.rect(Math.round(fr.X(x)) - 3, Math.round(fr.Y(y)) - 3, 7, 7, legend[i].color);
+      }
+    });
+  }
   return cv.png();
 }
