@@ -4,6 +4,7 @@
  * (one subfolder per class, PNG/JPEG) decoded with imagescript, and the emoji dataset
  * (src/io/emoji.ts: its training split; fetched and cached on first use).
  */
+import { decodeImage } from "./image_decode.ts";
 import { ArrayDataset, type Dataset } from "../data/dataset.ts";
 import { fashionMnistFromBytes, loadFashionMnistSubset } from "../data/fashion_mnist.ts";
 import { cifar10FromBytes } from "../data/cifar10.ts";
@@ -192,11 +193,6 @@ export async function loadImageFolder(dir: string, opts: LoadOptions = {}): Prom
   if (files.length === 0) {
     throw new Error(`image folder ${dir} is empty: it contains no PNG/JPEG images`);
   }
-  // Loaded here, only for image folders: imagescript's native loader keeps the rest of the library
-  // bundleable for a browser. The full specifier (not the import map's "imagescript") so this
-  // also works when the module is imported by URL from another project.
-  // deno-lint-ignore no-import-prefix
-  const { Image } = await import("npm:imagescript@1.3.1");
   const per = channels * size * size;
   const pixels = new Uint8Array(files.length * per);
   const labels = new Int32Array(files.length);
@@ -204,7 +200,7 @@ export async function loadImageFolder(dir: string, opts: LoadOptions = {}): Prom
     const { path, label } = files[i];
     let img;
     try {
-      img = await Image.decode(await Deno.readFile(path));
+      img = await decodeImage(await Deno.readFile(path));
     } catch (e) {
       throw new Error(`cannot read image ${path}: ${(e as Error)?.message ?? e}`);
     }

@@ -6,8 +6,7 @@
  */
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-// deno-lint-ignore no-import-prefix -- full specifier so the module works when imported by URL
-import { Image } from "npm:imagescript@1.3.1";
+import { type DecodedImage, decodeImage } from "./image_decode.ts";
 import {
   compositeOnWhite,
   decodeEmojiCache,
@@ -94,9 +93,9 @@ export async function convertEmojiPackage(pkgDir: string, size: number): Promise
   for (let i = 0; i < n; i++) {
     const e = sel.entries[i];
     const path = join(pkgDir, "img", "google", "64", e.image);
-    let img: Image;
+    let img: DecodedImage;
     try {
-      img = await Image.decode(await Deno.readFile(path));
+      img = await decodeImage(await Deno.readFile(path));
     } catch (err) {
       throw new Error(`emoji: cannot read ${path}: ${(err as Error).message}`);
     }
