@@ -113,7 +113,7 @@ for (const sk of shapes) {
   for (const [name, b] of Object.entries(bufs)) {
     let fwd: Dispatch[], bwd: Dispatch[];
     if (name === "old") {
-      ({ fwd, bwd } = oldAttention(k, b.qkv, b.out, b.aux, b.dout, b.dqkv, B, T, H, dh));
+      ({ fwd, bwd } = oldAttention(k, b, B, T, H, dh));
     } else {
       fwd = attentionForward(k, b.qkv, b.out, b.aux, H);
       bwd = attentionBackward(k, b.qkv, b.out, b.aux, b.dout, b.dqkv, H);

@@ -2,7 +2,8 @@
  * The previous attention kernels (commit 8d2f19a: one thread per query row, the backward in three
  * dispatches), kept only for tasks/attention_bench.ts to compare against and check with.
  */
-import { type Dispatch, f32, type Kernels, specialise, type Tensor } from "../src/gpu/kernels.ts";
+import { type Dispatch, f32, type Kernels, specialise } from "../src/gpu/kernels.ts";
+import type { Bufs } from "./attention_cases.ts";
 
 // The previous shaders/attention.wgsl (template body; `// unroll` lines and `sum$` as expanded
 // by unrollDh below).
@@ -228,11 +229,7 @@ function unrollDh(src: string, n: number): string {
 /** The previous forward and three-dispatch backward, with their defaults (64 rows, 8 KB tiles). */
 export function oldAttention(
   k: Kernels,
-  qkv: Tensor,
-  out: Tensor,
-  aux: Tensor,
-  dout: Tensor,
-  dqkv: Tensor,
+  { qkv, out, aux, dout, dqkv }: Bufs,
   B: number,
   T: number,
   H: number,
