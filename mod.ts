@@ -77,7 +77,7 @@ export {
   saveCheckpoint,
   type TrainingCheckpoint,
 } from "./src/io/model_io.ts";
-export { writeFileAtomic } from "./src/io/checkpoint.ts";
+export { writeFileAtomic } from "./src/io/atomic_write.ts";
 export { type GridPixels, gridPixels, imageGridPng, lossCurvePng } from "./src/io/png.ts";
 export { crc32, encodePng } from "./src/io/png.ts";
 

@@ -14,7 +14,7 @@
 import { basename, dirname } from "node:path";
 import { parseArgs } from "node:util";
 import { linePlotPng } from "../src/io/plot.ts";
-import { writeFileAtomic } from "../src/io/checkpoint.ts";
+import { writeFileAtomic } from "../src/io/atomic_write.ts";
 
 interface Row {
   step: number;

@@ -78,6 +78,16 @@ fn block(w: u32) -> Blk {
 
 // ---- pieces shared by the kernels (expanded where used) ---------------------------------------
 
+// Every kernel's start: its workgroup's block (grid slots past the last block return) and the
+// offsets of (b, h)'s Q (qb) and K (kb; V at kb + D4) in qkv.
+//#def BLOCK
+let w = wid.x + wid.y * nw.x;
+if (w >= u.total) { return; }
+let bk = block(w);
+let qb = bk.b * {T*RS}u + bk.h * {DH4}u;
+let kb = qb + {D4}u;
+//#enddef
+
 // Registers of the streamed tile: item t of this thread is row lj{t}, vec4 ld{t} (p0: K or Q,
 // p1: V or dO; dkv also pl, pd: logsumexp and D_i of row la{t}).
 //#def TILEREGS
@@ -299,11 +309,7 @@ var<workgroup> sx: array<array<vec4f, {N4P}>, {NB}>; // row sums of P over each 
 @compute @workgroup_size({NT})
 fn attn_fwd(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw: vec3u,
             @builtin(local_invocation_index) lid: u32) {
-  let w = wid.x + wid.y * nw.x;
-  if (w >= u.total) { return; }
-  let bk = block(w);
-  let qb = bk.b * {T*RS}u + bk.h * {DH4}u;
-  let kb = qb + {D4}u;
+  //#use BLOCK
   //#use OWNT
   //#use TILEREGS
   //#use PREFETCH0
@@ -410,11 +416,7 @@ fn lse4(base: u32, r: u32) -> vec4f {
 @compute @workgroup_size({NT})
 fn attn_bwd_dq(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw: vec3u,
                @builtin(local_invocation_index) lid: u32) {
-  let w = wid.x + wid.y * nw.x;
-  if (w >= u.total) { return; }
-  let bk = block(w);
-  let qb = bk.b * {T*RS}u + bk.h * {DH4}u;
-  let kb = qb + {D4}u;
+  //#use BLOCK
   let ob = bk.b * {T*D4}u + bk.h * {DH4}u;
   //#use OWNT
   //#for t in (OWN+NT-1)/NT
@@ -510,11 +512,7 @@ var<workgroup> sr: array<array<V4, {N4P}>, {TILE}>;  // dS, same layout
 @compute @workgroup_size({NT})
 fn attn_bwd_dkv(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw: vec3u,
                 @builtin(local_invocation_index) lid: u32) {
-  let w = wid.x + wid.y * nw.x;
-  if (w >= u.total) { return; }
-  let bk = block(w);
-  let qb = bk.b * {T*RS}u + bk.h * {DH4}u;
-  let kb = qb + {D4}u;
+  //#use BLOCK
   let ob = bk.b * {T*D4}u + bk.h * {DH4}u;
   let lb = bk.bh * {T}u;
   //#use OWNT
@@ -586,13 +584,9 @@ var<workgroup> tb: array<array<V4, {DH4}>, {TILE}>; // V tile by rows
 @compute @workgroup_size({NT})
 fn attn_fwd_row(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw: vec3u,
                 @builtin(local_invocation_index) lid: u32) {
-  let w = wid.x + wid.y * nw.x;
-  if (w >= u.total) { return; }
-  let bk = block(w);
+  //#use BLOCK
   let row = bk.r0 + lid;
   let act = row < {T}u; // whole warps past T skip the products
-  let qb = bk.b * {T*RS}u + bk.h * {DH4}u;
-  let kb = qb + {D4}u;
   let i = min(row, {T1}u);
   let q{d} = qkv[qb + i * {RS}u + {d}u] * QS; //#for d in DH4
   var a{d} = vec4f(0.0); //#for d in DH4
@@ -639,13 +633,9 @@ fn attn_fwd_row(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw: 
 @compute @workgroup_size({NT})
 fn attn_bwd_dq_row(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw: vec3u,
                    @builtin(local_invocation_index) lid: u32) {
-  let w = wid.x + wid.y * nw.x;
-  if (w >= u.total) { return; }
-  let bk = block(w);
+  //#use BLOCK
   let row = bk.r0 + lid;
   let act = row < {T}u;
-  let qb = bk.b * {T*RS}u + bk.h * {DH4}u;
-  let kb = qb + {D4}u;
   let ob = bk.b * {T*D4}u + bk.h * {DH4}u;
   let i = min(row, {T1}u);
   let q{d} = qkv[qb + i * {RS}u + {d}u] * QS; //#for d in DH4

@@ -2,7 +2,8 @@
 // x [B, S, C] (S = H·W), G groups of Cg = C/G consecutive channels; forward and backward.
 //
 //   gn_fwd         one workgroup per (b, g): mean, then the centred variance (two passes, for
-//                  precision), by fixed-order tree sums; writes y and stats [B·G, 2] = (mean, rstd).
+//                  precision), by the prelude's fixed-order tree sums; writes y and stats
+//                  [B·G, 2] = (mean, rstd).
 //   gn_bwd_dx      one workgroup per (b, g): dx = rstd·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)), ĝ = dy·γ.
 //   gn_bwd_param_part / _final   dγ[c] = Σ dy·x̂ and dβ[c] = Σ dy over the B·S rows: chunks of
 //                  rows summed in order into part [chunks, C, 2], then the chunks in order.
@@ -38,21 +39,6 @@ struct P {
 @group(0) @binding(5) var<storage, read_write> stats_w: array<f32>;
 @group(0) @binding(5) var<storage, read_write> dx: array<f32>;
 
-var<workgroup> red: array<vec2f, WG>;
-
-// Sum over the workgroup by a fixed tree; every invocation gets the result.
-fn wg_sum(v: vec2f, lid: u32) -> vec2f {
-  red[lid] = v;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    if (lid < s) { red[lid] += red[lid + s]; }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}
-
 // Offset of the j-th element of group g of sample b (j = s·Cg + channel within the group).
 fn at(b: u32, g: u32, j: u32) -> u32 {
   let s = j / u.Cg;
@@ -69,13 +55,13 @@ fn gn_fwd(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw: vec3u,
   let n = u.S * u.Cg;
   var s = 0.0;
   for (var j = lid; j < n; j += WG) { s += x[at(b, g, j)]; }
-  let mean = wg_sum(vec2f(s, 0.0), lid).x / f32(n);
+  let mean = tree_sum(s, lid) / f32(n);
   var v = 0.0;
   for (var j = lid; j < n; j += WG) {
     let d = x[at(b, g, j)] - mean;
     v += d * d;
   }
-  let rstd = inverseSqrt(wg_sum(vec2f(v, 0.0), lid).x / f32(n) + u.eps);
+  let rstd = inverseSqrt(tree_sum(v, lid) / f32(n) + u.eps);
   for (var j = lid; j < n; j += WG) {
     let i = at(b, g, j);
     let c = i % u.C;
@@ -103,7 +89,7 @@ fn gn_bwd_dx(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nw: vec
     let gh = dy[i] * gamma[i % u.C];
     s += vec2f(gh, gh * (x[i] - mean) * rstd);
   }
-  let m = wg_sum(s, lid) / f32(n);
+  let m = tree_sum2(s, lid) / f32(n);
   for (var j = lid; j < n; j += WG) {
     let i = at(b, g, j);
     let xh = (x[i] - mean) * rstd;

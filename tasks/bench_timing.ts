@@ -1,6 +1,8 @@
 /**
- * Timing for `deno task bench`: GPU time of passes by timestamp queries (wall clock where the
- * adapter has none), and the linear kernel's TFLOP/s at the model's shapes.
+ * Timing shared by the benchmarks (`deno task bench`, tasks/attention_bench.ts,
+ * tasks/matmul_bench.ts): GPU time of passes by timestamp queries (wall clock where the adapter
+ * has none), the median of batches of back-to-back repeats, the linear kernel's TFLOP/s at the
+ * model's shapes, and the benchmarks' fast pseudo-random inputs.
  */
 import type { Dispatch, Kernels, Tensor } from "../mod.ts";
 // The kernels themselves: what only a benchmark needs, not part of the library's API.
@@ -63,6 +65,34 @@ export class Timer {
     }
     return out;
   }
+}
+
+/**
+ * Milliseconds per run of `ds` (compiled and warm): one estimate, then the median of 3 batches of
+ * back-to-back repeats in one pass, each lasting >= `batchMs` (at most `maxReps` repeats).
+ */
+export async function medianBatchMs(
+  timer: Timer,
+  ds: Dispatch[],
+  batchMs: number,
+  maxReps: number,
+): Promise<number> {
+  const est = (await timer.passes([ds], 1))[0];
+  const reps = Math.max(2, Math.min(maxReps, Math.ceil(batchMs / Math.max(est, 1e-4))));
+  const t: number[] = [];
+  for (let i = 0; i < 3; i++) t.push((await timer.passes([ds], reps))[0] / reps);
+  return t.sort((a, b) => a - b)[1];
+}
+
+/** n values uniform in [-scale/2, scale/2) from a 32-bit LCG (fast, for benchmark inputs). */
+export function lcgValues(n: number, seed: number, scale: number): Float32Array {
+  const a = new Float32Array(n);
+  let s = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    a[i] = (s / 4294967296 - 0.5) * scale;
+  }
+  return a;
 }
 
 export interface LinearShape {

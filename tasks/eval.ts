@@ -13,9 +13,7 @@ import {
   getGpu,
   isShippedName,
   Kernels,
-  linePlotPng,
   type Method,
-  type OptionTable,
   readSource,
   reference,
   resolveWeights,
@@ -24,168 +22,27 @@ import {
 } from "../mod.ts";
 import { balancedSubset, gather } from "../src/eval/evaluate.ts";
 import { loadFashionMnistTest, loadFashionMnistTrain, toFloat } from "../src/io/eval_data.ts";
-import {
-  type OptionValues,
-  outputFile,
-  readJsonObject,
-  runMain,
-  taskOptions,
-  UsageError,
-} from "./cli.ts";
-import { checkWritableFile, exitOnSignals, reason, writeFileAtomic } from "./files.ts";
+import { runMain, taskOptions, UsageError } from "./cli.ts";
+import { exitOnSignals, reason, writeFileAtomic } from "./files.ts";
 import { Progress } from "./progress.ts";
 import {
   readCheckpoint,
   resolveCheckpoint,
   samplerSettings,
-  SAMPLING_OPTIONS,
   samplingPrecision,
   uploadWeights,
 } from "./sampling.ts";
-
-const SOLVERS: readonly string[] = SAMPLING_OPTIONS.solver.choices;
-const DEFAULT_PLOT = "eval_sweep.png";
-
-/** Why a sweep list item is wrong, or undefined: solvers, step counts, CFG scales. */
-const ITEM = {
-  solver: (s: string) => SOLVERS.includes(s) ? undefined : `unknown solver '${s}'`,
-  steps: (s: string) =>
-    /^\d+$/.test(s) && Number(s) >= 1 ? undefined : `step count '${s}' is not an integer ≥ 1`,
-  cfg: (s: string) =>
-    s !== "" && Number(s) >= 0 ? undefined : `CFG scale '${s}' is not a number ≥ 0`,
-};
-
-/** A comma-list option's check: every item passes `item`. */
-function listOf(item: (s: string) => string | undefined, what: string) {
-  return (v: string) => {
-    for (const p of v.split(",")) {
-      const why = item(p.trim());
-      if (why) return `expects a comma list of ${what}: ${why}`;
-    }
-    return undefined;
-  };
-}
-
-const OPTIONS = {
-  checkpoint: {
-    type: "string",
-    help: "checkpoint .safetensors (path or URL), a run directory, or a shipped name " +
-      "(fashion-mnist-small)",
-  },
-  num_samples: {
-    type: "int",
-    help: "images to generate (class-balanced), and real images for the floor",
-    default: 10000,
-    min: 4, // k-NN radii need 3 other points
-    max: 100_000,
-  },
-  ...SAMPLING_OPTIONS,
-  batch: { type: "int", help: "images per batched forward while sampling", default: 250, min: 1 },
-  data: {
-    type: "string",
-    help: "folder with t10k-images/labels-idx*-ubyte(.gz) (and train-* for the floor); " +
-      "default: Debian's dataset-fashion-mnist",
-  },
-  classifier: {
-    type: "string",
-    help: "feature classifier: a shipped name or a .safetensors path",
-    default: "fashion-mnist-classifier",
-  },
-  no_ema: { type: "boolean", help: "use the raw weights instead of the EMA weights" },
-  no_floor: { type: "boolean", help: "skip the floor (real training images)" },
-  sweep: { type: "boolean", help: "score every --sweep-solvers × --sweep-steps × --sweep-cfg" },
-  sweep_solvers: {
-    type: "string",
-    help: "comma list of solvers for --sweep",
-    default: "euler,heun",
-    check: listOf(ITEM.solver, "solvers"),
-  },
-  sweep_steps: {
-    type: "string",
-    help: "comma list of step counts for --sweep (dopri5 picks its own)",
-    default: "10,25,50",
-    check: listOf(ITEM.steps, "step counts"),
-  },
-  sweep_cfg: {
-    type: "string",
-    help: "comma list of CFG scales for --sweep (default: --cfg-scale)",
-    check: listOf(ITEM.cfg, "CFG scales"),
-  },
-  sweep_file: {
-    type: "string",
-    help: 'JSON grid {"solvers": [...], "steps": [...], "cfg": [...]} (implies --sweep)',
-  },
-  plot: {
-    type: "string",
-    help: `PNG of FD against NFE per solver, with --sweep (default: the first free name of ` +
-      `${DEFAULT_PLOT}, eval_sweep-2.png, …)`,
-  },
-  json: { type: "string", help: "also write the JSON result to this file" },
-} satisfies OptionTable;
-
-type Values = OptionValues<typeof OPTIONS>;
-
-const USAGE = "Usage: deno task eval --checkpoint PATH|NAME [options]\n\n" +
-  "Scores generated images against the Fashion-MNIST test set with the feature classifier\n" +
-  "(weights/fashion-mnist-classifier.safetensors): FD, class accuracy, precision, recall (k = 3),\n" +
-  "and the same for real training images (the floor). Prints a table and a JSON line.\n\n" +
-  "Examples:\n" +
-  "  deno task eval --checkpoint runs/latest\n" +
-  "  deno task eval --checkpoint runs/latest --num-samples 2000 --solver heun --num-steps 25\n" +
-  "  deno task eval --checkpoint runs/latest --sweep --sweep-solvers euler,heun " +
-  "--sweep-steps 10,25,50 --sweep-cfg 1,3";
-
-/** One sampling configuration. */
-interface Setting {
-  solver: string;
-  steps: number;
-  cfg: number;
-}
-
-const split = (s: string) => s.split(",").map((p) => p.trim());
-
-/** A --sweep-file's grid, each list checked like the flags'. */
-async function sweepFile(path: string): Promise<Partial<Record<keyof typeof ITEM, string[]>>> {
-  const g = await readJsonObject("--sweep-file", path, '"solvers", "steps" and "cfg" lists');
-  const out: Partial<Record<keyof typeof ITEM, string[]>> = {};
-  for (const [key, v] of Object.entries(g)) {
-    const name = ({ solvers: "solver", steps: "steps", cfg: "cfg", cfg_scales: "cfg" } as const)[
-      key as "solvers"
-    ];
-    if (!name) {
-      throw new UsageError(`--sweep-file ${path}: unknown key "${key}" (solvers, steps, cfg)`);
-    }
-    if (!Array.isArray(v) || v.length === 0) {
-      throw new UsageError(`--sweep-file ${path}: "${key}" must be a non-empty array`);
-    }
-    const items = v.map(String);
-    for (const s of items) {
-      const why = ITEM[name](s);
-      if (why) throw new UsageError(`--sweep-file ${path}: "${key}" has ${why}`);
-    }
-    out[name] = items;
-  }
-  return out;
-}
-
-/** The settings to score: one, or the sweep grid (from flags or a JSON file). */
-async function settings(o: Values): Promise<Setting[]> {
-  if (!o.sweep && !o.sweep_file) {
-    return [{ solver: o.solver, steps: o.num_steps, cfg: o.cfg_scale }];
-  }
-  const file = o.sweep_file ? await sweepFile(o.sweep_file) : {};
-  const solvers = file.solver ?? split(o.sweep_solvers);
-  const steps = (file.steps ?? split(o.sweep_steps)).map(Number);
-  const cfgs = (file.cfg ?? (o.sweep_cfg ? split(o.sweep_cfg) : [String(o.cfg_scale)])).map(Number);
-  const out: Setting[] = [];
-  for (const solver of solvers) {
-    // An adaptive solver picks its own steps: one run per CFG scale.
-    for (const st of solver === "dopri5" ? [0] : steps) {
-      for (const cfg of cfgs) out.push({ solver, steps: st, cfg });
-    }
-  }
-  return out;
-}
+import { OPTIONS, outputs, settings, USAGE } from "./eval_options.ts";
+import {
+  fmtTime,
+  num,
+  pct,
+  type Result,
+  resultJson,
+  scoresTable,
+  sweepPlot,
+  sweepTable,
+} from "./eval_report.ts";
 
 /** The classifier of `--classifier` (a path, URL or shipped name), read and checked. */
 async function readClassifier(arg: string) {
@@ -204,44 +61,6 @@ async function readClassifier(arg: string) {
     const msg = (e as Error).message;
     throw new UsageError(msg.startsWith(what) ? msg : `${what}: ${msg}`);
   }
-}
-
-/** The output paths, checked writable before any work; the default plot never overwrites. */
-async function outputs(o: Values, sweep: boolean): Promise<{ plot?: string; json?: string }> {
-  if (o.plot !== undefined && !sweep) throw new UsageError("--plot: the plot is of a --sweep");
-  const json = o.json;
-  if (json !== undefined) {
-    await checkWritableFile(json, `--json ${json}`).catch((e) => {
-      throw new UsageError(e.message);
-    });
-  }
-  return { plot: sweep ? await outputFile("--plot", o.plot, DEFAULT_PLOT) : undefined, json };
-}
-
-function fmtTime(s: number): string {
-  const m = Math.floor(s / 60), sec = Math.round(s % 60);
-  return m > 0 ? `${m}m${String(sec).padStart(2, "0")}s` : `${s.toFixed(1)}s`;
-}
-
-const pct = (v: number | undefined) => v === undefined ? "-" : `${(100 * v).toFixed(2)}%`;
-const num = (v: number, d = 3) => v.toFixed(d);
-
-/** Rows of cells → aligned text (first column left, others right). */
-function table(rows: string[][]): string {
-  const w = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
-  return rows.map((r) => r.map((s, c) => c === 0 ? s.padEnd(w[c]) : s.padStart(w[c])).join("  "))
-    .join("\n");
-}
-
-function rounded(s: Scores) {
-  const r = (v: number) => Number(v.toPrecision(6));
-  return {
-    n: s.n,
-    fd: r(s.fd),
-    ...(s.accuracy !== undefined ? { accuracy: r(s.accuracy) } : {}),
-    precision: r(s.precision),
-    recall: r(s.recall),
-  };
 }
 
 async function main(): Promise<number> {
@@ -319,7 +138,7 @@ async function main(): Promise<number> {
   const sampler = uploadWeights(k, ck, { precision: samplingPrecision(gpu, o) });
   const labels = balancedLabels(N, K);
   const batches = Math.ceil(N / Math.min(o.batch, N));
-  const results: (Setting & { nfe: number; seconds: number; scores: Scores })[] = [];
+  const results: Result[] = [];
   const progress = new Progress();
   for (const [i, s] of grid.entries()) {
     const name = `${s.solver}${s.solver === "dopri5" ? "" : ` ${s.steps} steps`}` +
@@ -361,91 +180,28 @@ async function main(): Promise<number> {
   console.log();
   if (!sweep) {
     const r = results[0];
-    const head = ["", `samples (${N})`, ...(floor ? [`floor (${floor.n} real)`] : [])];
-    const row = (name: string, f: (s: Scores) => string) => [
-      name,
-      f(r.scores),
-      ...(floor ? [f(floor)] : []),
-    ];
-    const rows = [head, row("FD", (s) => num(s.fd))];
-    if (K > 0) rows.push(row("class accuracy", (s) => pct(s.accuracy)));
-    rows.push(row("precision (k=3)", (s) => num(s.precision)));
-    rows.push(row("recall (k=3)", (s) => num(s.recall)));
-    console.log(table(rows));
+    console.log(scoresTable(r, N, floor, K));
     console.log(
       `${r.solver}${r.solver === "dopri5" ? "" : ` ${r.steps} steps`}, NFE ${num(r.nfe, 1)}` +
         (K > 0 ? `, CFG ${r.cfg}` : "") + `, shift ${o.shift}, seed ${o.seed}; sampling ` +
         `${fmtTime(r.seconds)} (${(N / r.seconds).toFixed(1)} img/s), total ${fmtTime(total)}`,
     );
   } else {
-    const rows = [[
-      "solver",
-      "steps",
-      "CFG",
-      "NFE",
-      "FD",
-      "accuracy",
-      "precision",
-      "recall",
-      "time",
-    ]];
-    const cells = (s: Scores) => [
-      num(s.fd),
-      pct(s.accuracy),
-      num(s.precision),
-      num(s.recall),
-    ];
-    for (const r of results) {
-      rows.push([
-        r.solver,
-        r.solver === "dopri5" ? "-" : String(r.steps),
-        K > 0 ? String(r.cfg) : "-",
-        num(r.nfe, 1),
-        ...cells(r.scores),
-        fmtTime(r.seconds),
-      ]);
-    }
-    if (floor) rows.push(["floor (real)", "-", "-", "-", ...cells(floor), "-"]);
-    console.log(table(rows));
-    const series = new Map<string, [number, number][]>();
-    const manyCfg = K > 0 && new Set(results.map((x) => x.cfg)).size > 1;
-    for (const r of results) {
-      const key = r.solver + (manyCfg ? ` CFG ${r.cfg}` : "");
-      if (!series.has(key)) series.set(key, []);
-      series.get(key)!.push([r.nfe, r.scores.fd]);
-    }
-    for (const pts of series.values()) pts.sort((a, b) => a[0] - b[0]);
-    const png = await linePlotPng(
-      [...series.entries()].map(([name, points]) => ({ name, points })),
-      {
-        xLabel: "NFE",
-        yLabel: `FD, ${N} samples${K > 0 ? "" : ", unconditional"}`,
-        logX: true,
-      },
-    );
-    await writeFileAtomic(out.plot!, png);
+    console.log(sweepTable(results, floor, K));
+    await writeFileAtomic(out.plot!, await sweepPlot(results, N, K));
     console.log(`plot: ${out.plot}   total ${fmtTime(total)}`);
   }
-  const setting = (r: typeof results[number]) => ({
-    solver: r.solver,
-    ...(r.solver === "dopri5" ? {} : { steps: r.steps }),
-    ...(K > 0 ? { cfg_scale: r.cfg } : {}),
-    nfe: r.nfe,
-    sampling_s: Number(r.seconds.toFixed(2)),
-    ...rounded(r.scores),
-  });
-  const json = {
-    checkpoint: o.checkpoint,
+  const json = resultJson({
+    o,
     weights: ck.kind.toLowerCase(),
-    num_samples: N,
-    shift: o.shift,
-    seed: o.seed,
-    reference: { n: ref.n, set: "fashion-mnist test" },
-    classifier: { name: o.classifier, test_accuracy: acc },
-    ...(sweep ? { sweep: results.map(setting) } : setting(results[0])),
-    ...(floor ? { floor: rounded(floor) } : {}),
-    total_s: Number(total.toFixed(2)),
-  };
+    N,
+    K,
+    refN: ref.n,
+    accuracy: acc,
+    sweep,
+    floor,
+    total,
+  }, results);
   const line = JSON.stringify(json);
   console.log(`JSON: ${line}`);
   if (out.json) await writeFileAtomic(out.json, new TextEncoder().encode(line + "\n"));

@@ -3,7 +3,8 @@
  * cleanup of those a hard kill left, checks that an output can be written before any work, and
  * output names that never overwrite.
  */
-import { basename, dirname, extname, join } from "node:path";
+import { dirname, extname, join } from "node:path";
+import { tempName, writeViaTemp } from "../src/io/atomic_write.ts";
 
 const exitHooks = new Set<() => void>();
 const temps = new Set<string>();
@@ -58,31 +59,16 @@ export function reason(e: unknown): string {
   return msg.replace(/\s*\(os error \d+\).*$/, "").replace(/:\s*\w+ '.*'$/, "");
 }
 
-/** Hidden temporary name next to `path`: `.<name>.<random>.tmp`. */
-function tempName(path: string): string {
-  const r = crypto.getRandomValues(new Uint32Array(2));
-  return join(dirname(path), `.${basename(path)}.${r[0].toString(36)}${r[1].toString(36)}.tmp`);
-}
-
 /**
- * Write `bytes` to `path` atomically (a temporary file in the same folder, synced, then renamed).
- * Errors name `path`, never the temporary file.
+ * Write `bytes` to `path` atomically (src/io/atomic_write.ts: a temporary file in the same
+ * folder, synced, then renamed). Errors name `path`, never the temporary file.
  */
 export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<void> {
   const tmp = tempName(path);
-  temps.add(tmp);
+  temps.add(tmp); // removed by the exit hooks should the process stop mid-write
   try {
-    const f = await Deno.open(tmp, { write: true, createNew: true, mode: 0o644 });
-    try {
-      let off = 0;
-      while (off < bytes.length) off += await f.write(bytes.subarray(off));
-      await f.sync();
-    } finally {
-      f.close();
-    }
-    await Deno.rename(tmp, path);
+    await writeViaTemp(tmp, path, bytes);
   } catch (e) {
-    await Deno.remove(tmp).catch(() => {});
     throw new Error(`cannot write ${path}: ${reason(e)}`);
   } finally {
     temps.delete(tmp);

@@ -4,14 +4,7 @@
  */
 import { join } from "node:path";
 import { describeGpu, getGpu, imageGridPng, Kernels, type OptionTable, SeededRng } from "../mod.ts";
-import {
-  helpText,
-  type OptionValues,
-  parseFlags,
-  runMain,
-  UsageError,
-  withDefaults,
-} from "./cli.ts";
+import { type OptionValues, runMain, taskOptions, UsageError } from "./cli.ts";
 import {
   checkWritableDir,
   checkWritableFile,
@@ -21,6 +14,8 @@ import {
 } from "./files.ts";
 import { Progress } from "./progress.ts";
 import {
+  CHECKPOINT_OPTION,
+  NO_EMA_OPTION,
   readCheckpoint,
   resolveCheckpoint,
   samplerSettings,
@@ -32,11 +27,7 @@ import {
 const DEFAULT_OUT = "samples.png", DEFAULT_DIR = "samples";
 
 const OPTIONS = {
-  checkpoint: {
-    type: "string",
-    help: "checkpoint .safetensors (path or URL), a run directory (its final checkpoint), " +
-      "or a shipped name (fashion-mnist-small)",
-  },
+  checkpoint: CHECKPOINT_OPTION,
   num_samples: {
     type: "int",
     help: "number of images (ignored with --class-grid)",
@@ -61,7 +52,7 @@ const OPTIONS = {
       `${DEFAULT_OUT}, samples-2.png, … / ${DEFAULT_DIR}/, ${DEFAULT_DIR}-2/, …)`,
   },
   separate: { type: "boolean", help: "write one PNG per image into the --out folder" },
-  no_ema: { type: "boolean", help: "use the raw weights instead of the EMA weights" },
+  no_ema: NO_EMA_OPTION,
   no_quantize: {
     type: "boolean",
     help: "latent models: decode the sampled latents as they are (default: snapped to the " +
@@ -123,12 +114,8 @@ async function outputPath(o: Values): Promise<string> {
 }
 
 async function main(): Promise<number> {
-  const { values, help } = parseFlags(Deno.args, OPTIONS);
-  if (help) {
-    console.log(helpText(USAGE, OPTIONS));
-    return 0;
-  }
-  const o = withDefaults(OPTIONS, values);
+  const o = taskOptions(USAGE, OPTIONS);
+  if (!o) return 0;
   if (!o.checkpoint) {
     throw new UsageError("--checkpoint is required (a .safetensors file or a run directory)");
   }

@@ -1,8 +1,8 @@
 /**
  * The one place the tasks turn weights into something `generateImages` samples from: the
  * `--checkpoint` argument resolved (shipped names, run directories), the checkpoint read and
- * checked without a GPU (so a bad file costs no adapter start-up), then uploaded; and the solver
- * options generate and eval share.
+ * checked without a GPU (so a bad file costs no adapter start-up), then uploaded; and the option
+ * rows generate and eval share.
  */
 import { join } from "node:path";
 import {
@@ -20,6 +20,7 @@ import {
   type LatentSpace,
   type Method,
   Model,
+  type OptionSpec,
   type OptionTable,
   type Precision,
   precisionProblem,
@@ -29,6 +30,17 @@ import {
 } from "../mod.ts";
 import { type OptionValues, UsageError } from "./cli.ts";
 import { reason } from "./files.ts";
+
+/** The weights options of every sampling task (generate, eval): which checkpoint, which weights. */
+export const CHECKPOINT_OPTION = {
+  type: "string",
+  help: "checkpoint .safetensors (path or URL), a run directory (its final checkpoint), " +
+    "or a shipped name (fashion-mnist-small)",
+} satisfies OptionSpec;
+export const NO_EMA_OPTION = {
+  type: "boolean",
+  help: "use the raw weights instead of the EMA weights",
+} satisfies OptionSpec;
 
 /** The solver options every sampling task takes (generate, eval), in one table. */
 export const SAMPLING_OPTIONS = {

@@ -4,7 +4,7 @@
  */
 import type { OptionTable } from "../mod.ts";
 import { buildWeb, DEFAULT_OUT, serveDir } from "../web/build.ts";
-import { helpText, parseFlags, runMain, UsageError, withDefaults } from "./cli.ts";
+import { runMain, taskOptions, UsageError } from "./cli.ts";
 
 const OPTIONS = {
   port: {
@@ -28,12 +28,8 @@ const USAGE = "Usage: deno task web [--port 8000] [--out DIR] [--build-only]\n\n
   "web server can host, then serves it here. Open the URL it prints in a browser with WebGPU.";
 
 async function main(): Promise<number> {
-  const { values, help } = parseFlags(Deno.args, OPTIONS);
-  if (help) {
-    console.log(helpText(USAGE, OPTIONS));
-    return 0;
-  }
-  const o = withDefaults(OPTIONS, values);
+  const o = taskOptions(USAGE, OPTIONS);
+  if (!o) return 0;
   const b = await buildWeb(o.out ?? DEFAULT_OUT).catch((e) => {
     throw new UsageError((e as Error).message);
   });

@@ -15,8 +15,8 @@ import {
   configToMetadata,
   loadModelState,
   modelStateFromFlat,
-  writeFileAtomic,
 } from "../src/io/checkpoint.ts";
+import { writeFileAtomic } from "../src/io/atomic_write.ts";
 import { resolveConfig } from "../src/model/config.ts";
 import { initParams, paramLayout, paramSpecs } from "../src/model/params.ts";
 import { Rng, TEST_SEED } from "./reference/random.ts";

@@ -1,6 +1,6 @@
 /**
  * Model checkpoints: DiT state dicts (DiT names and shapes) to and from the flat parameter
- * buffer, config metadata, and atomic file writes. Deno file I/O lives here.
+ * buffer, and config metadata.
  */
 import { CONFIG_KEYS, type DiTConfig, type PartialConfig, resolveConfig } from "../model/config.ts";
 import { paramLayout, paramSpecs, posEmbed } from "../model/params.ts";
@@ -22,32 +22,6 @@ export type TensorSource =
  * VQ-VAE) and are skipped.
  */
 export const NON_MODEL_PREFIXES = ["ema.", "opt.", "vqvae."];
-
-/**
- * Write `bytes` to `path` atomically: a temporary file in the same directory, then rename, so a
- * crash never leaves a partial file under `path`.
- */
-export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<void> {
-  const slash = Math.max(path.lastIndexOf("/"), path.lastIndexOf("\\"));
-  const dir = slash >= 0 ? path.slice(0, slash + 1) : "";
-  const base = slash >= 0 ? path.slice(slash + 1) : path;
-  const rand = crypto.getRandomValues(new Uint32Array(2));
-  const tmp = `${dir}.${base}.${rand[0].toString(36)}${rand[1].toString(36)}.tmp`;
-  try {
-    const f = await Deno.open(tmp, { write: true, createNew: true, mode: 0o644 });
-    try {
-      let off = 0;
-      while (off < bytes.length) off += await f.write(bytes.subarray(off));
-      await f.sync();
-    } finally {
-      f.close();
-    }
-    await Deno.rename(tmp, path);
-  } catch (e) {
-    await Deno.remove(tmp).catch(() => {});
-    throw e;
-  }
-}
 
 /**
  * The model's tensors (every paramSpecs entry, pos_embed included, in layout order) copied out of

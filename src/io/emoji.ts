@@ -19,7 +19,7 @@ import {
 } from "../data/emoji.ts";
 import type { ArrayDataset } from "../data/dataset.ts";
 import { resampleInto } from "./datasets.ts";
-import { writeFileAtomic } from "./checkpoint.ts";
+import { writeFileAtomic } from "./atomic_write.ts";
 
 /** The cache folder: data/emoji/ of this checkout (or of the working directory). */
 export function defaultEmojiDir(): string {

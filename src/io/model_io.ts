@@ -11,8 +11,8 @@ import {
   configToMetadata,
   loadModelState,
   modelStateFromFlat,
-  writeFileAtomic,
 } from "./checkpoint.ts";
+import { writeFileAtomic } from "./atomic_write.ts";
 import type { DiTConfig } from "../model/config.ts";
 import { paramLayout, paramSpecs } from "../model/params.ts";
 import {

@@ -1,6 +1,6 @@
 /**
  * What every op wrapper shares: the workgroup size, the WGSL prelude (shaders/common.wgsl: `WG`,
- * `index()`, `tree_sum()`), workgroup counts and argument checks.
+ * `index()`, `tree_sum()`, `tree_sum2()`), workgroup counts and argument checks.
  */
 import { specialise, type Tensor } from "../gpu/kernels.ts";
 import prelude from "../../shaders/common.wgsl" with { type: "text" };
