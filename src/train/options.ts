@@ -131,7 +131,15 @@ export interface TrainOptions {
   num_classes?: number;
   t_scale: number;
   batch_size: number;
+  /** Images per forward/backward pass (gradient accumulation; unset: the whole batch). */
+  micro_batch_size?: number;
+  /** Recompute each block's activations in the backward (activation checkpointing). */
+  grad_checkpointing?: boolean;
+  optimizer: "adamw" | "muon";
   lr: number;
+  /** Muon's peak learning rate (its matrices; the schedule scales it as it scales lr). */
+  muon_lr: number;
+  muon_momentum: number;
   train_steps: number;
   warmup: number;
   lr_schedule: "constant" | "cosine";
@@ -201,7 +209,39 @@ export const TRAIN_OPTIONS: {
     above: 0,
   },
   batch_size: { type: "int", help: "images per step", default: 128, cpu: 16, min: 1 },
+  micro_batch_size: {
+    type: "int",
+    help: "images per forward/backward pass: the step accumulates the gradients of " +
+      "batch-size/this passes, then clips and updates once (the same draws as the whole " +
+      "batch); --batch-size must be a multiple (default: the batch size)",
+    min: 1,
+  },
+  grad_checkpointing: {
+    type: "boolean",
+    help: "activation checkpointing: keep only each block's input and recompute the block in " +
+      "the backward (less memory, more time; the same gradients bit for bit)",
+  },
+  optimizer: {
+    type: "string",
+    help: "adamw, or muon: Muon (Nesterov momentum, Newton–Schulz orthogonalised updates) on " +
+      "the blocks' attention qkv/proj and MLP fc1/fc2 weights, AdamW on everything else",
+    choices: ["adamw", "muon"],
+    default: "adamw",
+  },
   lr: { type: "number", help: "peak learning rate (AdamW)", default: 1e-4, cpu: 3e-3, above: 0 },
+  muon_lr: {
+    type: "number",
+    help: "Muon's peak learning rate (warmup and schedule scale it as they scale --lr)",
+    default: 0.02,
+    above: 0,
+  },
+  muon_momentum: {
+    type: "number",
+    help: "Muon's momentum (Nesterov)",
+    default: 0.95,
+    min: 0,
+    below: 1,
+  },
   train_steps: {
     type: "int",
     help: "number of training steps (with --resume: the total to reach)",
@@ -223,7 +263,12 @@ export const TRAIN_OPTIONS: {
     default: 0,
     min: 0,
   },
-  weight_decay: { type: "number", help: "AdamW decoupled weight decay", default: 0, min: 0 },
+  weight_decay: {
+    type: "number",
+    help: "decoupled weight decay (AdamW's, and Muon's with its learning rate)",
+    default: 0,
+    min: 0,
+  },
   beta1: { type: "number", help: "AdamW beta1", default: 0.9, min: 0, below: 1 },
   beta2: { type: "number", help: "AdamW beta2", default: 0.999, min: 0, below: 1 },
   eps: { type: "number", help: "AdamW epsilon", default: 1e-8, above: 0 },
@@ -356,6 +401,28 @@ export function validateTrainOptions(o: TrainOptions): TrainOptions {
     TRAIN_OPTIONS,
     o as unknown as Record<string, unknown>,
   ) as unknown as TrainOptions;
+}
+
+/**
+ * What is wrong with a combination of options (one line naming the fix), or undefined: the
+ * checks across fields that the table's per-option ranges cannot make.
+ */
+export function trainOptionsProblem(o: TrainOptions): string | undefined {
+  const m = o.micro_batch_size;
+  if (m !== undefined && (m > o.batch_size || o.batch_size % m !== 0)) {
+    return `--micro-batch-size ${m} must divide --batch-size ${o.batch_size} ` +
+      `(e.g. ${
+        microBatchSizes(o.batch_size).filter((d) => d < o.batch_size).slice(0, 3).join(", ")
+      })`;
+  }
+  return undefined;
+}
+
+/** The micro-batch sizes a batch of B splits into, largest first. */
+export function microBatchSizes(B: number): number[] {
+  const out: number[] = [];
+  for (let d = B; d >= 1; d--) if (B % d === 0) out.push(d);
+  return out;
 }
 
 /** The options a learning-rate schedule reads (also the VQ-VAE trainer's). */
