@@ -128,8 +128,25 @@ export {
   emaDecayAt,
   GPU_DEFAULTS,
   learningRate,
+  microBatchSizes,
   type TrainOptions,
+  trainOptionsProblem,
 } from "./src/train/options.ts";
+export { muonParamNames, Optimizer } from "./src/train/optimizer.ts";
+export {
+  allocationFailure,
+  describeRun,
+  type Fit,
+  fitsText,
+  fittingFlags,
+  formatBytes,
+  limitExceeded,
+  memoryLimitProblem,
+  type RunShape,
+  type TrainingMemory,
+  trainingMemory,
+} from "./src/train/memory.ts";
+export { type MemoryLimits, type SizingGpu, sizingGpu } from "./src/gpu/sizing.ts";
 export {
   checkOption,
   defaultsOf,
