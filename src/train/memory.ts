@@ -8,7 +8,7 @@
  * that would fit (computed by more dry runs: the largest micro-batch, activation checkpointing,
  * a smaller preset). Web-standard.
  */
-import { type Gpu } from "../gpu/device.ts";
+import type { Gpu } from "../gpu/device.ts";
 import { Kernels } from "../gpu/kernels.ts";
 import {
   largestBuffer,
