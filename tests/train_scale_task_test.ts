@@ -127,3 +127,21 @@ Deno.test("train task: --image-size trains Fashion-MNIST at 16×16; a bad micro-
   expectOneLineError(bad, "micro 4 of 6", /--micro-batch-size 4 must divide --batch-size 6/, 2);
   await Deno.remove(out, { recursive: true });
 });
+
+Deno.test("bench --memory: the memory of a configuration far past this device, without training", async () => {
+  const r = await runTask("bench", [
+    ...["--memory", "--preset", "B", "--image-size", "64", "--batch-size", "256"],
+    ...["--precision", "f32"],
+  ]);
+  expectOk(r, "bench --memory");
+  const json = JSON.parse(r.stdout.split("\n").find((l) => l.startsWith("JSON: "))!.slice(6));
+  const [run] = json.runs;
+  assert(
+    run.memory.total_bytes > 150 * 2 ** 30,
+    `B/2 at 64², batch 256: ${run.memory.total_bytes}`,
+  );
+  const cut = run.memory.activation_bytes / run.with_checkpointing.activation_bytes;
+  assert(cut > 3, `checkpointing cuts activations ${cut}×`);
+  assert(/^out of memory: DiT-B\/2 on 1×64², batch 256, f32/.test(run.refused), run.refused);
+  assert(/checkpointing cuts activations [\d.]+×/.test(r.stdout), r.stdout);
+});
