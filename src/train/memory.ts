@@ -104,6 +104,9 @@ export function limitExceeded(m: TrainingMemory, limits: MemoryLimits): string |
   return undefined;
 }
 
+/** The most micro-batches a step the advice considers. */
+export const MAX_PASSES = 16;
+
 /** A change of flags and the memory the run would then need. */
 export interface Fit {
   flags: string;
@@ -111,9 +114,9 @@ export interface Fit {
 }
 
 /**
- * Flags that make `run` acceptable to `fits`: the largest micro-batch that fits, activation
- * checkpointing (alone, or with the largest micro-batch that then fits), and the largest smaller
- * preset (with the run's other flags). Each is a dry run.
+ * Flags that make `run` acceptable to `fits`: the largest micro-batch that fits (up to
+ * MAX_PASSES passes a step), activation checkpointing (alone, or with the largest micro-batch that
+ * then fits), and the largest smaller preset (with the run's other flags). Each is a dry run.
  */
 export function fittingFlags(
   gpu: Gpu,
@@ -129,8 +132,10 @@ export function fittingFlags(
       return undefined; // e.g. a grid past the dispatch limits: not an alternative
     }
   };
+  // The largest micro-batch that fits, of at most MAX_PASSES passes a step (each pass records
+  // the whole graph's dispatches once more).
   const micro = (extra: Partial<TrainOptions>, flag: string): Fit | undefined => {
-    for (const m of microBatchSizes(B).filter((m) => m < M)) {
+    for (const m of microBatchSizes(B).filter((m) => m < M && B / m <= MAX_PASSES)) {
       const memory = size({ ...extra, micro_batch_size: m });
       if (memory && fits(memory)) return { flags: `${flag}--micro-batch-size ${m}`, memory };
     }
