@@ -125,13 +125,14 @@ export {
 } from "./src/train/trainer.ts";
 export {
   CPU_DEFAULTS,
-  emaDecayAt,
   GPU_DEFAULTS,
-  learningRate,
   microBatchSizes,
+  TRAIN_OPTIONS,
   type TrainOptions,
   trainOptionsProblem,
+  validateTrainOptions,
 } from "./src/train/options.ts";
+export { emaDecayAt, learningRate } from "./src/train/schedule.ts";
 export { muonParamNames, Optimizer } from "./src/train/optimizer.ts";
 export {
   allocationFailure,
@@ -154,10 +155,8 @@ export {
   type OptionSpec,
   type OptionTable,
   rangeText,
-  TRAIN_OPTIONS,
   validateOptions,
-  validateTrainOptions,
-} from "./src/train/options.ts";
+} from "./src/train/option_table.ts";
 
 // Evaluation: the feature classifier, FD, precision/recall, shipped weights
 export {

@@ -5,7 +5,8 @@
  * in f32 and in f16 mixed precision; and the accumulated gradient against the same trainer's
  * undivided step directly (relative difference ≤ 1e-5).
  */
-import { type DiTConfig, resolveConfig } from "../src/model/config.ts";
+import type { DiTConfig } from "../src/model/config.ts";
+import { ODD, TINY_8 } from "./configs.ts";
 import { Model, type Precision } from "../src/model/model.ts";
 import { paramSpecs } from "../src/model/params.ts";
 import { Trainer } from "../src/train/trainer.ts";
@@ -16,16 +17,7 @@ import { assertClose, kernels, testF16, U16 } from "./harness.ts";
 import { Rng, TEST_SEED } from "./reference/random.ts";
 import { checkSteps } from "./train_replay.ts";
 
-const tiny = resolveConfig({ preset: "tiny", image_size: 8, in_channels: 1, num_classes: 3 });
-const odd = resolveConfig({
-  image_size: 12,
-  in_channels: 3,
-  patch_size: 2,
-  hidden_size: 48,
-  num_heads: 3,
-  depth: 3,
-  num_classes: 5,
-});
+const tiny = TINY_8, odd = ODD;
 const f16Tol = { metrics: 16 * U16, state: 16 * U16, update: 16 * U16 };
 
 Deno.test("three steps match float64: micro-batches of 2 over a batch of 6 (3 passes)", () =>

@@ -2,14 +2,14 @@
  * Three whole training steps of `Trainer` against their float64 replay (tests/train_replay.ts):
  * AdamW, f32 and f16 mixed precision.
  */
-import { resolveConfig } from "../src/model/config.ts";
+import { ODD, TINY_8 } from "./configs.ts";
 import { testF16, U16 } from "./harness.ts";
 import { checkSteps } from "./train_replay.ts";
 
 Deno.test("three training steps match float64: tiny preset (8×8, C=1, K=3, batch 3)", () =>
   checkSteps({
     name: "tiny",
-    cfg: resolveConfig({ preset: "tiny", image_size: 8, in_channels: 1, num_classes: 3 }),
+    cfg: TINY_8,
     opts: { batch_size: 3, grad_clip: 0.05, label_dropout: 0.3, warmup: 2 },
     examples: 7,
     startStep: 0,
@@ -19,15 +19,7 @@ Deno.test("three training steps match float64: tiny preset (8×8, C=1, K=3, batc
 Deno.test("three training steps match float64: odd config, resumed mid-run (flip, logit-normal)", () =>
   checkSteps({
     name: "odd",
-    cfg: resolveConfig({
-      image_size: 12,
-      in_channels: 3,
-      patch_size: 2,
-      hidden_size: 48,
-      num_heads: 3,
-      depth: 3,
-      num_classes: 5,
-    }),
+    cfg: ODD,
     opts: {
       batch_size: 2,
       grad_clip: 100,
@@ -48,7 +40,7 @@ await testF16(
   () =>
     checkSteps({
       name: "tiny",
-      cfg: resolveConfig({ preset: "tiny", image_size: 8, in_channels: 1, num_classes: 3 }),
+      cfg: TINY_8,
       opts: {
         batch_size: 3,
         grad_clip: 0.05,

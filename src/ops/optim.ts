@@ -72,6 +72,26 @@ export interface AdamwHyper {
   emaDecay?: number;
 }
 
+/** The settings training options name (the seed's field names), at `step` with rate `lr`. */
+export function adamwSettings(
+  o: { beta1: number; beta2: number; eps: number; weight_decay: number; grad_clip: number },
+  lr: number,
+  step: number,
+  emaDecay?: number,
+): AdamwHyper {
+  const { beta1, beta2, eps } = o;
+  return {
+    lr,
+    beta1,
+    beta2,
+    eps,
+    weightDecay: o.weight_decay,
+    step,
+    maxNorm: o.grad_clip,
+    emaDecay,
+  };
+}
+
 /** Number of f32 fields of the hyper-parameter uniform (WGSL struct `Hyper`). */
 const HYPER_FIELDS = 16;
 

@@ -17,6 +17,7 @@ import { type Model, trainableView } from "../model/model.ts";
 import {
   adamwAmpStep,
   adamwHyper,
+  adamwSettings,
   adamwStep,
   AMP,
   AMP_FIELDS,
@@ -27,7 +28,8 @@ import {
   writeAdamwHyper,
 } from "../ops/optim.ts";
 import { muonHyper, type MuonMatrix, muonStep, writeMuonHyper } from "../ops/muon.ts";
-import { emaDecayAt, learningRate, type TrainOptions } from "./options.ts";
+import type { TrainOptions } from "./options.ts";
+import { emaDecayAt, learningRate } from "./schedule.ts";
 
 /** The dynamic loss scaler's state (mixed precision). */
 export interface LossScaleState {
@@ -135,16 +137,7 @@ export class Optimizer {
   writeHyper(step: number): void {
     const o = this.opts, { lr, muonLr } = this.learningRates(step);
     const emaDecay = emaDecayAt(o, step);
-    writeAdamwHyper(this.k, this.hyper, {
-      lr,
-      beta1: o.beta1,
-      beta2: o.beta2,
-      eps: o.eps,
-      weightDecay: o.weight_decay,
-      step,
-      maxNorm: o.grad_clip,
-      emaDecay,
-    });
+    writeAdamwHyper(this.k, this.hyper, adamwSettings(o, lr, step, emaDecay));
     if (this.muonHyper) {
       writeMuonHyper(this.k, this.muonHyper, {
         lr: muonLr,

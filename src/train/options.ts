@@ -8,17 +8,6 @@
 
 import { defaultsOf, type OptionSpec, validateOptions } from "./option_table.ts";
 
-export {
-  checkOption,
-  defaultsOf,
-  OptionError,
-  type OptionSpec,
-  type OptionTable,
-  rangeText,
-  validateOptions,
-} from "./option_table.ts";
-export { emaDecayAt, learningRate, type LrSchedule } from "./schedule.ts";
-
 /** Everything the trainer reads (model-size fields unset: the preset's / the dataset's). */
 export interface TrainOptions {
   preset: string;
