@@ -32,9 +32,10 @@ ckpt-b)
   deno task bench --preset B --image-size 32 --channels 3 --batch-size 128 $STEP --grad-checkpointing
   ;;
 # B/2 at 64×64 (1,024 tokens), batch 256, f32: ~174 GiB of buffers (a dry run's figure), past the
-# H200's ~139 GiB: expected to stop within a minute with the one-line out-of-memory error.
+# H200's ~139 GiB: expected to stop within a minute with the one-line out-of-memory error
+# (should the device take it after all, --time-limit ends the run after 2 minutes of steps).
 refused)
-  deno task train $B64 --steps 200 --name b64-plain || echo "exit code $?"
+  deno task train $B64 --steps 200 --time-limit 120 --name b64-plain || echo "exit code $?"
   ;;
 # The same run with the flags that fit: 4 micro-batches of 64 (~45 GiB), or checkpointing (~33
 # GiB). ~5-7 s a step: 200 steps take 2-3 calls; repeat the same command (it resumes the run).
