@@ -125,11 +125,29 @@ export {
 } from "./src/train/trainer.ts";
 export {
   CPU_DEFAULTS,
-  emaDecayAt,
   GPU_DEFAULTS,
-  learningRate,
+  microBatchSizes,
+  TRAIN_OPTIONS,
   type TrainOptions,
+  trainOptionsProblem,
+  validateTrainOptions,
 } from "./src/train/options.ts";
+export { emaDecayAt, learningRate } from "./src/train/schedule.ts";
+export { muonParamNames, Optimizer } from "./src/train/optimizer.ts";
+export {
+  allocationFailure,
+  describeRun,
+  type Fit,
+  fitsText,
+  fittingFlags,
+  formatBytes,
+  limitExceeded,
+  memoryLimitProblem,
+  type RunShape,
+  type TrainingMemory,
+  trainingMemory,
+} from "./src/train/memory.ts";
+export { type MemoryLimits, type SizingGpu, sizingGpu } from "./src/gpu/sizing.ts";
 export {
   checkOption,
   defaultsOf,
@@ -137,10 +155,8 @@ export {
   type OptionSpec,
   type OptionTable,
   rangeText,
-  TRAIN_OPTIONS,
   validateOptions,
-  validateTrainOptions,
-} from "./src/train/options.ts";
+} from "./src/train/option_table.ts";
 
 // Evaluation: the feature classifier, FD, precision/recall, shipped weights
 export {

@@ -2,6 +2,8 @@
 // AdamW step with PyTorch clip_grad_norm_ scaling, optionally fused with the EMA update. The
 // global gradient norm is reduce.wgsl's sum of squares (square root).
 // The per-step scalars come from the uniform `h`, rewritten by the trainer before each step.
+// `skip` is a bit per element (bit i%32 of word i/32): set bits are left alone (every buffer),
+// for elements another optimizer updates (Muon's matrices, src/ops/muon.ts).
 //
 // Mixed precision (adamw_amp, amp_update): the gradients were computed from a loss scaled by S
 // (dynamic loss scaling). adamw_amp unscales them (1/S) before clipping and Adam, skips the step
@@ -39,17 +41,21 @@ struct Hyper {
   ln_beta2: f32,
 }
 
-// Bindings (uniforms, reads, writes): adamw (u, h, grads, gnorm, params, m, v); adamw_ema adds
-// ema after them; adamw_amp (u, h, grads, gnorm, amp_r, params, m, v, ema, params16);
-// amp_update (u, gnorm, amp).
+// Bindings (uniforms, reads, writes): adamw (u, h, grads, gnorm, skip, params, m, v); adamw_ema
+// adds ema after them; adamw_amp (u, h, grads, gnorm, amp_r, skip_a, params, m, v, ema,
+// params16); amp_update (u, gnorm, amp).
 @group(0) @binding(0) var<uniform> u: Shape;
 @group(0) @binding(1) var<uniform> h: Hyper;
 @group(0) @binding(2) var<storage, read> grads: array<f32>;
 @group(0) @binding(3) var<storage, read> gnorm: array<f32>;
-@group(0) @binding(4) var<storage, read_write> params: array<f32>;
-@group(0) @binding(5) var<storage, read_write> m: array<f32>;
-@group(0) @binding(6) var<storage, read_write> v: array<f32>;
-@group(0) @binding(7) var<storage, read_write> ema: array<f32>;
+@group(0) @binding(4) var<storage, read> skip: array<u32>;
+@group(0) @binding(5) var<storage, read_write> params: array<f32>;
+@group(0) @binding(6) var<storage, read_write> m: array<f32>;
+@group(0) @binding(7) var<storage, read_write> v: array<f32>;
+@group(0) @binding(8) var<storage, read_write> ema: array<f32>;
+
+// True when element i belongs to another optimizer.
+fn skipped(mask: u32, i: u32) -> bool { return ((mask >> (i & 31u)) & 1u) != 0u; }
 
 // One AdamW step of element i (PyTorch semantics); returns the new parameter.
 fn adamw_at(i: u32) -> f32 {
@@ -69,14 +75,14 @@ fn adamw_at(i: u32) -> f32 {
 @compute @workgroup_size(WG)
 fn adamw(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nw: vec3u) {
   let i = index(g, nw);
-  if (i >= u.n) { return; }
+  if (i >= u.n || skipped(skip[i / 32u], i)) { return; }
   _ = adamw_at(i);
 }
 
 @compute @workgroup_size(WG)
 fn adamw_ema(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nw: vec3u) {
   let i = index(g, nw);
-  if (i >= u.n) { return; }
+  if (i >= u.n || skipped(skip[i / 32u], i)) { return; }
   let p = adamw_at(i);
   ema[i] = h.ema_decay * ema[i] + h.one_minus_ema * p;
 }
@@ -84,11 +90,12 @@ fn adamw_ema(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) n
 // @section amp (src/ops/optim.ts appends it, with `enable f16;`, only for mixed precision)
 
 @group(0) @binding(4) var<storage, read> amp_r: array<f32>;
-@group(0) @binding(5) var<storage, read_write> params_a: array<f32>;
-@group(0) @binding(6) var<storage, read_write> m_a: array<f32>;
-@group(0) @binding(7) var<storage, read_write> v_a: array<f32>;
-@group(0) @binding(8) var<storage, read_write> ema_a: array<f32>;
-@group(0) @binding(9) var<storage, read_write> params16: array<f16>;
+@group(0) @binding(5) var<storage, read> skip_a: array<u32>;
+@group(0) @binding(6) var<storage, read_write> params_a: array<f32>;
+@group(0) @binding(7) var<storage, read_write> m_a: array<f32>;
+@group(0) @binding(8) var<storage, read_write> v_a: array<f32>;
+@group(0) @binding(9) var<storage, read_write> ema_a: array<f32>;
+@group(0) @binding(10) var<storage, read_write> params16: array<f16>;
 @group(0) @binding(1) var<storage, read> gnorm_u: array<f32>;
 @group(0) @binding(2) var<storage, read_write> amp: array<f32>;
 
@@ -105,7 +112,7 @@ fn expm1(x: f32) -> f32 {
 @compute @workgroup_size(WG)
 fn adamw_amp(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nw: vec3u) {
   let i = index(g, nw);
-  if (i >= u.n) { return; }
+  if (i >= u.n || skipped(skip_a[i / 32u], i)) { return; }
   let scaled = gnorm[0];
   if (!finite(scaled)) { return; } // overflow in the scaled backward: skip the step
   let inv = 1.0 / amp_r[0];

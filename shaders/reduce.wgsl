@@ -12,6 +12,7 @@ struct Params {
   parts: u32, // number of partial sums
   root: u32, // final_sum: 1 = the square root of the sum, 0 = scale · sum
   scale: f32,
+  add: u32, // final_sum: 1 = add the result into y[0] (micro-batches' losses), 0 = write it
 }
 
 @group(0) @binding(0) var<uniform> u: Params;
@@ -38,11 +39,14 @@ fn partial_sum(
   if (l == 0u && w < u.parts) { {{OUT}}[w] = s; }
 }
 
-// y[0] = scale·Σ a[0..parts), or its square root (a norm), by one workgroup.
+// y[0] = scale·Σ a[0..parts), or its square root (a norm), by one workgroup (add: y[0] +=).
 @compute @workgroup_size(WG)
 fn final_sum(@builtin(local_invocation_index) l: u32) {
   var acc = 0.0;
   for (var i = l; i < u.parts; i += WG) { acc = acc + a[i]; }
   let s = tree_sum(acc, l);
-  if (l == 0u) { y[0] = select(u.scale * s, sqrt(s), u.root != 0u); }
+  if (l == 0u) {
+    let r = select(u.scale * s, sqrt(s), u.root != 0u);
+    y[0] = select(r, y[0] + r, u.add != 0u);
+  }
 }

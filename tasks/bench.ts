@@ -1,19 +1,18 @@
 /**
- * `deno task bench`: speed of the training step (the trainer's own step function), of sampling
- * (Euler + CFG), of the linear kernel (n³ and the model's shapes), a per-kernel breakdown of one
- * step from timestamp queries, and the GPU memory of the step and of sampling, per precision
- * (`--precision f32`, `f16`, or `f32,f16`). Prints a table and one JSON line.
+ * `deno task bench`: speed of the training step (the trainer's own step function, with the run's
+ * --micro-batch-size, --grad-checkpointing and --optimizer), of sampling (Euler + CFG), of the
+ * linear kernel (n³ and the model's shapes), a per-kernel breakdown of one step from timestamp
+ * queries, and the GPU memory of the step and of sampling, per precision (`--precision f32`,
+ * `f16`, or `f32,f16`); `--memory`: only what the training run would allocate (a dry run).
+ * Prints a table and one JSON line.
  */
 import {
-  ArrayDataset,
-  CPU_DEFAULTS,
-  createModel,
   defaultPrecision,
   describeGpu,
   type DiTConfig,
+  formatBytes,
   generateImages,
   getGpu,
-  GPU_DEFAULTS,
   initParams,
   Kernels,
   Model,
@@ -23,7 +22,7 @@ import {
   precisionProblem,
   type PresetName,
   resolveConfig,
-  Trainer,
+  trainOptionsProblem,
 } from "../mod.ts";
 import {
   helpText,
@@ -35,6 +34,8 @@ import {
 } from "./cli.ts";
 import { type LinearShape, median, modelShapes, timeLinear, Timer } from "./bench_timing.ts";
 import { exitOnSignals } from "./files.ts";
+import { benchOptions, benchStep } from "./bench_step.ts";
+import { benchMemory } from "./bench_memory.ts";
 
 const PARTS = ["step", "sample", "linear", "breakdown"];
 
@@ -47,6 +48,26 @@ const OPTIONS = {
     cpu: "tiny",
   },
   batch_size: { type: "int", help: "images per training step", default: 128, cpu: 4, min: 1 },
+  micro_batch_size: {
+    type: "int",
+    help: "images per forward/backward pass of the step (gradient accumulation; default: all)",
+    min: 1,
+  },
+  grad_checkpointing: {
+    type: "boolean",
+    help: "the step recomputes each block's activations in its backward",
+  },
+  optimizer: {
+    type: "string",
+    help: "the step's optimizer: adamw, or muon (Muon on the blocks' matrices)",
+    choices: ["adamw", "muon"],
+    default: "adamw",
+  },
+  memory: {
+    type: "boolean",
+    help: "only print what the training run would allocate (a dry run: nothing allocated or " +
+      "trained), with and without checkpointing, against the device's limits",
+  },
   image_size: { type: "int", help: "image size", default: 28, cpu: 16, min: 1 },
   in_channels: {
     type: "int",
@@ -102,114 +123,6 @@ const OPTIONS = {
 
 type Opts = OptionValues<typeof OPTIONS>;
 
-/** Bytes in MiB, or GiB from 1 GiB. */
-function bytes(n: number): string {
-  return n >= 2 ** 30 ? `${(n / 2 ** 30).toFixed(2)} GiB` : `${(n / 2 ** 20).toFixed(1)} MiB`;
-}
-
-/** (a) the training step, (d) its per-kernel breakdown, (e) its memory. */
-async function benchStep(
-  k: Kernels,
-  timer: Timer,
-  cfg: DiTConfig,
-  o: Opts,
-  skip: Set<string>,
-  precision: Precision,
-) {
-  const n = Math.max(64, o.batch_size);
-  const pixels = new Uint8Array(n * cfg.in_channels * cfg.image_size ** 2)
-    .map((_, i) => (i * 2654435761) >>> 24);
-  const labels = Int32Array.from({ length: n }, (_, i) => i % Math.max(1, cfg.num_classes));
-  const data = new ArrayDataset(pixels, labels, cfg.in_channels, cfg.image_size, cfg.num_classes);
-  const opts = {
-    ...(k.gpu.isFallback ? CPU_DEFAULTS : GPU_DEFAULTS),
-    batch_size: o.batch_size,
-    log_every: 1000,
-    train_steps: 1e9,
-  };
-  const before = k.allocatedBytes;
-  const model = await createModel(cfg, { seed: opts.seed, kernels: k, precision });
-  const trainer = new Trainer(model, opts, data);
-  // Every buffer the step owns: the flat buffers (weights and their f16 copy, gradients, Adam m
-  // and v, EMA) and the activations and scratch tensors it allocated (all live at the peak).
-  const flats = [model.params, model.params16, trainer.grads, trainer.m, trainer.v];
-  const memory = flats.reduce((a, b) => a + (b?.buffer.size ?? 0), 0) +
-    trainer.ema.params.buffer.size + k.allocatedBytes - before;
-  for (let i = 0; i < 3; i++) await trainer.trainStep();
-  await k.device.queue.onSubmittedWorkDone();
-  const ms: number[] = [];
-  for (let r = 0; r < o.repeats; r++) {
-    const t0 = performance.now();
-    for (let i = 0; i < o.iters; i++) await trainer.trainStep();
-    await k.device.queue.onSubmittedWorkDone();
-    ms.push((performance.now() - t0) / o.iters);
-  }
-  const stepMs = median(ms);
-  // GPU time needs timestamp queries (a wall-clock "GPU time" would include the submit-and-wait
-  // round trip); it is shown only if it fits in the wall time of its own submission and of a
-  // pipelined step, which some drivers' timestamps (e.g. software adapters') do not.
-  let gpuMs: number | null = null, why = "no timestamp queries";
-  if (timer.timestamps) {
-    const t0 = performance.now();
-    const per = await timer.passes(Array.from({ length: 3 }, () => trainer.stepDispatches));
-    const wall = performance.now() - t0;
-    const fits = per.reduce((a, b) => a + b, 0) <= wall && median(per) <= stepMs;
-    if (fits) gpuMs = median(per);
-    else why = "the adapter's timestamps exceed the wall time";
-  }
-  const ips = o.batch_size / (stepMs / 1e3);
-  const hostMs = trainer.hostMsPerStep;
-  console.log(
-    `training step (${precision}): ${stepMs.toFixed(2)} ms wall` +
-      (gpuMs !== null
-        ? ` (GPU ${gpuMs.toFixed(2)} ms; wall/GPU ${(stepMs / gpuMs).toFixed(3)})`
-        : ` (no GPU time: ${why})`) +
-      `, ${ips.toFixed(1)} images/s, host ${hostMs.work.toFixed(2)} ms a step (draw, upload, ` +
-      `encode) + ${hostMs.submit.toFixed(2)} ms in submit, ${trainer.dispatchCount} dispatches, ` +
-      `${bytes(memory)} of buffers ` +
-      `(weights${precision === "f16" ? " f32 + f16" : ""}, gradients, Adam, EMA, activations)`,
-  );
-  const result: Record<string, unknown> = {
-    precision,
-    step: {
-      ms: stepMs,
-      gpu_ms: gpuMs,
-      host_ms: hostMs.work,
-      submit_ms: hostMs.submit,
-      images_per_s: ips,
-      dispatches: trainer.dispatchCount,
-      memory_bytes: memory,
-    },
-  };
-  if (skip.has("breakdown")) return result;
-  if (gpuMs === null) {
-    console.log(`per-kernel breakdown: skipped (${why})`);
-    return result;
-  }
-  const per = await timer.passes(trainer.stepDispatches.map((d) => [d]));
-  const byLabel = new Map<string, { ms: number; n: number }>();
-  trainer.stepDispatches.forEach((d, i) => {
-    const e = byLabel.get(d.label) ?? { ms: 0, n: 0 };
-    e.ms += per[i];
-    e.n++;
-    byLabel.set(d.label, e);
-  });
-  const total = per.reduce((a, b) => a + b, 0);
-  const rows = [...byLabel.entries()].sort((a, b) => b[1].ms - a[1].ms);
-  console.log(
-    `\nper-kernel breakdown (each dispatch in its own pass; sum ${total.toFixed(2)} ms):`,
-  );
-  console.log(`  ${"kernel".padEnd(44)} ${"calls".padStart(5)} ${"ms".padStart(9)} share`);
-  for (const [label, e] of rows.slice(0, 48)) {
-    console.log(
-      `  ${label.padEnd(44)} ${String(e.n).padStart(5)} ${e.ms.toFixed(3).padStart(9)} ` +
-        `${(100 * e.ms / total).toFixed(1).padStart(5)}%`,
-    );
-  }
-  result.breakdown = rows.map(([label, e]) => ({ kernel: label, calls: e.n, ms: e.ms }));
-  return result;
-}
-
 /** (b) sampling: Euler with CFG 3 over a batch of images (inference-only graph). */
 async function benchSample(k: Kernels, cfg: DiTConfig, o: Opts, precision: Precision) {
   const model = new Model(k, cfg, { weights: initParams(cfg, 0), precision });
@@ -233,6 +146,7 @@ async function benchSample(k: Kernels, cfg: DiTConfig, o: Opts, precision: Preci
   const trainingGraph = k.allocatedBytes - beforeTrain;
   const ips = o.batch_size / (median(ms) / 1e3);
   const weights = paramLayout(cfg).total * (precision === "f16" ? 6 : 4);
+  const bytes = formatBytes;
   console.log(
     `\nsampling (${precision}): ${o.sampling_steps} Euler steps, CFG 3, ${o.batch_size} images: ` +
       `${median(ms).toFixed(1)} ms wall, ${ips.toFixed(1)} images/s; memory ` +
@@ -323,10 +237,21 @@ async function main(): Promise<number> {
     const why = precisionProblem(gpu, p);
     if (why) throw new UsageError(`--${why}`);
   }
+  const step = { ...o, optimizer: o.optimizer as "adamw" | "muon" };
+  const trainOpts = { ...benchOptions(k, step), preset: o.preset };
+  const problem = trainOptionsProblem(trainOpts);
+  if (problem) throw new UsageError(problem);
   const runs: Record<string, unknown>[] = [];
+  if (o.memory) {
+    for (const p of precisions) runs.push(benchMemory(gpu, cfg, trainOpts, p));
+    console.log(`\nJSON: ${JSON.stringify({ ...result, runs })}`);
+    return 0;
+  }
   for (const p of precisions) {
     const r: Record<string, unknown> = { precision: p };
-    if (!skip.has("step")) Object.assign(r, await benchStep(k, timer, cfg, o, skip, p));
+    if (!skip.has("step")) {
+      Object.assign(r, await benchStep(k, timer, cfg, step, !skip.has("breakdown"), p));
+    }
     if (!skip.has("sample")) Object.assign(r, await benchSample(k, cfg, o, p));
     runs.push(r);
     if (precisions.length > 1) console.log("");

@@ -9,6 +9,8 @@ import { removeTempFiles } from "./files.ts";
 
 export interface RunDir {
   dir: string;
+  /** Made for this run (not an existing run continued). */
+  created: boolean;
   /** Temporary files of an interrupted write that were removed when the run was opened. */
   cleaned: number;
   release(): void;
@@ -83,14 +85,14 @@ async function describeRun(dir: string): Promise<string | undefined> {
   return undefined;
 }
 
-async function opened(dir: string, release: () => void): Promise<RunDir> {
+async function opened(dir: string, release: () => void, created: boolean): Promise<RunDir> {
   const cleaned = await removeTempFiles([dir, join(dir, "checkpoints"), join(dir, "samples")]);
-  return { dir, cleaned, release };
+  return { dir, created, cleaned, release };
 }
 
 /** Lock an existing run to continue it (--resume). */
 export async function openExistingRun(dir: string): Promise<RunDir> {
-  return opened(dir, await lock(dir));
+  return opened(dir, await lock(dir), false);
 }
 
 /**
@@ -140,7 +142,7 @@ export async function openNewRun(out: string, name?: string, overwrite = false):
         if (e instanceof Deno.errors.AlreadyExists) continue;
         throw e;
       }
-      return opened(dir, await lock(dir));
+      return opened(dir, await lock(dir), true);
     }
   }
   const dir = join(out, name);
@@ -156,7 +158,7 @@ export async function openNewRun(out: string, name?: string, overwrite = false):
   if (held) {
     for (const f of RUN_FILES) await Deno.remove(join(dir, f), { recursive: true }).catch(() => {});
   }
-  return opened(dir, release);
+  return opened(dir, release, true);
 }
 
 /** Point `<out>/latest` at the run directory (so `--checkpoint runs/latest` names the newest run). */

@@ -16,6 +16,7 @@ import {
   GPU_DEFAULTS,
   Kernels,
   loadDataset,
+  memoryLimitProblem,
   precisionProblem,
   type PresetName,
   PRESETS,
@@ -25,6 +26,7 @@ import {
   type TrainerState,
   type TrainingCheckpoint,
   type TrainOptions,
+  trainOptionsProblem,
   VqvaeLatentDecoder,
 } from "../mod.ts";
 import { runMain, UsageError } from "./cli.ts";
@@ -32,6 +34,7 @@ import { loadTrainingCheckpoint, type ResumePoint } from "./resume.ts";
 import { alreadyDone, openRun, resolvePlan, savedOptions, type TaskSpec } from "./run_plan.ts";
 import { StopSignals, trainLoop } from "./train_loop.ts";
 import { latentDataset, latentShape, latentSource } from "./latent_data.ts";
+import { allocateTrainer } from "./train_memory.ts";
 
 /** Options fixed by a checkpoint's model: a resumed run cannot change them. */
 const MODEL_KEYS = [
@@ -134,9 +137,25 @@ function describeModel(t: Trainer, opts: TrainOptions, images: number): string {
   return `model: DiT ${opts.preset} D=${cfg.hidden_size} depth=${cfg.depth} ` +
     `heads=${cfg.num_heads} patch=${cfg.patch_size} on ${cfg.in_channels}×${cfg.image_size}², ` +
     `${cfg.num_classes} classes, ${(n / 1e6).toFixed(2)}M parameters; data: ${images} images; ` +
-    `batch ${opts.batch_size}; ${t.precision}` +
+    `batch ${opts.batch_size}` + (t.M < t.B ? ` in ${t.B / t.M} micro-batches of ${t.M}` : "") +
+    (opts.grad_checkpointing ? ", activation checkpointing" : "") +
+    (opts.optimizer === "muon"
+      ? `; Muon (lr ${opts.muon_lr}, momentum ${opts.muon_momentum}) + AdamW (lr ${opts.lr})`
+      : `; AdamW (lr ${opts.lr})`) +
+    `; ${t.precision}` +
     (t.precision === "f16" ? ` (mixed, loss scale ${opts.loss_scale})` : "") +
     `; ${t.dispatchCount} dispatches a step`;
+}
+
+/** Options a resumed run cannot change: its optimizer (the checkpoint holds that one's state). */
+function checkResumable(r: ResumePoint, given: Partial<TrainOptions>): void {
+  const saved = savedTrainOptions(r).optimizer ?? "adamw";
+  if (given.optimizer !== undefined && given.optimizer !== saved) {
+    throw new UsageError(
+      `--optimizer ${given.optimizer}: ${r.path} holds ${saved}'s state (a resumed run keeps ` +
+        "its optimizer; start a new run to change it)",
+    );
+  }
 }
 
 async function main(): Promise<number> {
@@ -149,7 +168,10 @@ async function main(): Promise<number> {
   const gpu = await getGpu();
   const k = new Kernels(gpu);
   const defaults = gpu.isFallback ? CPU_DEFAULTS : GPU_DEFAULTS;
+  if (r) checkResumable(r, plan.given);
   const opts: TrainOptions = { ...defaults, ...(r ? savedTrainOptions(r) : {}), ...plan.given };
+  const problem = trainOptionsProblem(opts);
+  if (problem) throw new UsageError(problem);
   opts.hflip ??= latent ? false : datasetTrainDefaults(opts.dataset).hflip;
   if (latent && !r) opts.patch_size ??= 1; // 7×7 and 8×8 latent grids
   opts.precision ??= defaultPrecision(gpu);
@@ -171,45 +193,50 @@ async function main(): Promise<number> {
   });
   const shape = latent ? latentShape(latent, data, `--dataset ${opts.dataset}`) : data;
   const cfg = modelConfig(opts, shape, r);
+  // What the run allocates, by a dry run: past the device's limits it stops here, one line.
+  const run = { cfg, opts, precision: opts.precision };
+  const tooBig = memoryLimitProblem(gpu, run);
+  if (tooBig) throw new UsageError(tooBig);
   if (signals.signal) return signals.exitCode; // stopped before anything was written
 
   // 2. The run directory, locked for this run.
-  const run = await openRun(plan);
+  const runDir = await openRun(plan);
   try {
-    if (run.cleaned) {
-      console.log(`removed ${run.cleaned} temporary file(s) of an interrupted write`);
+    if (runDir.cleaned) {
+      console.log(`removed ${runDir.cleaned} temporary file(s) of an interrupted write`);
     }
     // A latent run trains on the dataset encoded by its VQ-VAE, whose decoder draws the grids.
-    const lat = latent && await latentDataset(k, latent, data, run.dir, opts.dataset);
+    const lat = latent && await latentDataset(k, latent, data, runDir.dir, opts.dataset);
     const extra = { latent: lat?.space, classNames: data.classNames };
-    await writeRunConfig(run.dir, cfg, opts, r?.path, {
+    const decoder = lat ? new VqvaeLatentDecoder(k, lat.space) : undefined;
+    const trainer = await allocateTrainer(gpu, run, runDir, async () =>
+      new Trainer(
+        await createModel(cfg, {
+          seed: opts.seed,
+          kernels: k,
+          precision: opts.precision,
+          decoder,
+        }),
+        opts,
+        lat?.data ?? data,
+      ));
+    await writeRunConfig(runDir.dir, cfg, opts, r?.path, {
       class_names: data.classNames,
       latent: lat && { scale: lat.space.scale, vqvae: lat.space.vqvae.cfg, from: latent.from },
     });
-    const decoder = lat ? new VqvaeLatentDecoder(k, lat.space) : undefined;
-    const trainer = new Trainer(
-      await createModel(cfg, {
-        seed: opts.seed,
-        kernels: k,
-        precision: opts.precision,
-        decoder,
-      }),
-      opts,
-      lat?.data ?? data,
-    );
     if (r) {
       const c = r.ckpt;
       trainer.restore({ params: c.params, ema: c.ema!, m: c.m!, v: c.v! }, c.state as TrainerState);
       console.log(`resumed from ${r.path} at step ${trainer.step}`);
     }
     console.log(describeModel(trainer, opts, data.length));
-    console.log(`run directory: ${run.dir}`);
+    console.log(`run directory: ${runDir.dir}`);
     // 3. The loop.
     return await trainLoop({
       trainer,
       cfg,
       opts,
-      runDir: run.dir,
+      runDir: runDir.dir,
       resumedFrom: r?.path,
       signals,
       extra,
@@ -217,7 +244,7 @@ async function main(): Promise<number> {
     });
   } finally {
     signals.dispose();
-    run.release();
+    runDir.release();
   }
 }
 

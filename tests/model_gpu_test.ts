@@ -3,6 +3,7 @@
  * non-zero random weights everywhere (DiT's zero init would hide bugs).
  */
 import { resolveConfig } from "../src/model/config.ts";
+import { ODD } from "./configs.ts";
 import type { DiTConfig } from "../src/model/config.ts";
 import { paramSpecs } from "../src/model/params.ts";
 import { randomWeights } from "./random_weights.ts";
@@ -70,15 +71,7 @@ Deno.test("GPU DiT matches the float64 reference: tiny preset", () =>
 
 Deno.test("GPU DiT matches the float64 reference: odd config (H=12, p=2, C=3, D=48, heads=3, L=3)", () =>
   checkModel(
-    resolveConfig({
-      image_size: 12,
-      in_channels: 3,
-      patch_size: 2,
-      hidden_size: 48,
-      num_heads: 3,
-      depth: 3,
-      num_classes: 5,
-    }),
+    ODD,
     2,
   ));
 
@@ -105,15 +98,7 @@ await testF16("f16 GPU DiT matches the float64 reference: tiny preset", () =>
 
 await testF16("f16 GPU DiT matches the float64 reference: odd config", () =>
   checkModel(
-    resolveConfig({
-      image_size: 12,
-      in_channels: 3,
-      patch_size: 2,
-      hidden_size: 48,
-      num_heads: 3,
-      depth: 3,
-      num_classes: 5,
-    }),
+    ODD,
     2,
     "f16",
     F16_MODEL_TOL,
@@ -125,15 +110,7 @@ await testF16("f16 GPU DiT matches the float64 reference: odd config", () =>
  */
 async function inferenceMatchesTraining(precision: Precision) {
   const k = await kernels();
-  const cfg = resolveConfig({
-    image_size: 12,
-    in_channels: 3,
-    patch_size: 2,
-    hidden_size: 48,
-    num_heads: 3,
-    depth: 3,
-    num_classes: 5,
-  });
+  const cfg = ODD;
   const rng = new Rng(TEST_SEED ^ 0x1f3);
   const B = 3;
   const model = new Model(k, cfg, { weights: randomWeights(cfg, rng).flat, precision });

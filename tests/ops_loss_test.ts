@@ -33,6 +33,30 @@ Deno.test("mse backward with a constant upstream scale", () =>
     gpuBackward: (k, t) => mseBackward(k, t.pred, t.target, t.dpred, 3),
   }));
 
+// Micro-batches: each adds its share scale·mean into the loss; two halves make the batch's mean.
+Deno.test("mse accumulated over two micro-batches equals the batch's mean", () =>
+  checkOp({
+    name: "mse over two halves",
+    inputs: { pred: [2, 3, 301], target: [2, 3, 301] },
+    outputs: { loss: [1] },
+    ref: ({ pred, target }) => ({ loss: ref.mse(pred, target) }),
+    gpu: (k, t) => {
+      const half = (x: typeof t.pred, i: number) => {
+        const h = k.tensor([3, 301], `half ${i}`);
+        const enc = k.device.createCommandEncoder();
+        enc.copyBufferToBuffer(x.buffer, i * 3 * 301 * 4, h.buffer, 0, 3 * 301 * 4);
+        k.device.queue.submit([enc.finish()]);
+        return h;
+      };
+      return [0, 1].flatMap((i) =>
+        mseForward(k, half(t.pred, i), half(t.target, i), t.loss, {
+          scale: 0.5,
+          accumulate: i > 0,
+        })
+      );
+    },
+  }));
+
 Deno.test("reduction plan", () => {
   const ok = (n: number, chunk: number, parts: number) => {
     const p = reductionPlan(n);

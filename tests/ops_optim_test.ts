@@ -11,6 +11,8 @@ import {
   ampState,
   gradNormForward,
   lossScaleUpdate,
+  skipMask,
+  skipMaskTensor,
   writeAdamwHyper,
 } from "../src/ops/optim.ts";
 
@@ -46,13 +48,16 @@ const diff = (a: ArrayLike<number>, b: ArrayLike<number>) =>
 
 // maxNorm relative to the gradient norm (~sqrt(288) ≈ 17): 1 clips every step; 1e4 does not
 // (the coefficient is computed but is 1); 0 disables clipping.
+// `skip`: a slot another optimizer owns (the mask leaves its params, moments and EMA alone).
 const cases = [
   { name: "clipping active, fused EMA", maxNorm: 1, fused: true },
   { name: "clipping inactive, no EMA", maxNorm: 1e4, fused: false },
   { name: "clipping disabled, fused EMA", maxNorm: 0, fused: true },
+  { name: "clipping active, fused EMA, slot w1 masked", maxNorm: 1, fused: true, skip: "w1" },
+  { name: "no EMA, slot w2 masked", maxNorm: 1e4, fused: false, skip: "w2" },
 ];
 
-for (const { name, maxNorm, fused } of cases) {
+for (const { name, maxNorm, fused, skip } of cases) {
   Deno.test(`adamw 3 steps: ${name}`, async () => {
     const k = await kernels();
     const rng = new Rng(TEST_SEED ^ (maxNorm * 7 + (fused ? 1 : 0)));
@@ -68,9 +73,27 @@ for (const { name, maxNorm, fused } of cases) {
     const G = new FlatBuffer(k.device, l, "grads");
     const norm = k.tensor([1], "norm");
     const hyper = adamwHyper(k);
+    const masked = skip ? l.get(skip) : undefined;
+    const mask = skipMaskTensor(
+      k,
+      l.total,
+      masked ? [[masked.offset, masked.offset + masked.length]] : [],
+    );
     const step = [
       ...gradNormForward(k, G.all(), norm),
-      ...adamwStep(k, P.all(), G.all(), M.all(), V.all(), norm, hyper, fused ? E.all() : undefined),
+      ...adamwStep(
+        k,
+        P.all(),
+        G.all(),
+        M.all(),
+        V.all(),
+        norm,
+        hyper,
+        fused ? E.all() : undefined,
+        {
+          skip: mask,
+        },
+      ),
     ];
     const base = { lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.1 };
     const errs: string[] = [];
@@ -80,8 +103,15 @@ for (const { name, maxNorm, fused } of cases) {
       const h = { ...base, step: s, maxNorm, emaDecay: 0.9 };
       writeAdamwHyper(k, hyper, h);
       const p0 = Float64Array.from(st.p), e0 = Float64Array.from(st.ema);
+      const kept = { p: p0, m: Float64Array.from(st.m), v: Float64Array.from(st.v), ema: e0 };
       ref.adamwStep(st, grads, h);
       if (!fused) st.ema = Float64Array.from(e0); // adamw without ema leaves it alone
+      if (masked) { // the masked slot keeps its values (its gradient still counts in the norm)
+        const r = [masked.offset, masked.offset + masked.length] as const;
+        for (const key of ["p", "m", "v", "ema"] as const) {
+          st[key].set(kept[key].subarray(...r), r[0]);
+        }
+      }
       await k.run(step);
       const gn = await k.read(norm);
       assertClose(`${name} step ${s} grad norm`, gn, [ref.gradNorm(grads)]);
@@ -110,6 +140,14 @@ for (const { name, maxNorm, fused } of cases) {
     console.log(`  ${name}:\n    ${errs.join("\n    ")}`);
   });
 }
+
+Deno.test("skip mask bits", () => {
+  const w = skipMask(70, [[1, 3], [31, 33], [64, 70]]);
+  const want = [0b110 | (1 << 31), 0b1, 0b111111];
+  if (w.length !== 3 || want.some((x, i) => w[i] !== x >>> 0)) {
+    throw new Error(`mask ${[...w].map((x) => x.toString(2))}`);
+  }
+});
 
 Deno.test("gradNorm: many partial sums, deterministic", async () => {
   const k = await kernels();

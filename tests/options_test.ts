@@ -3,7 +3,8 @@
  * flag and --config parsing, --help).
  */
 import assert from "node:assert/strict";
-import { emaDecayAt, GPU_DEFAULTS, learningRate, type TrainOptions } from "../src/train/options.ts";
+import { GPU_DEFAULTS, type TrainOptions } from "../src/train/options.ts";
+import { emaDecayAt, learningRate } from "../src/train/schedule.ts";
 import {
   checkOption,
   CPU_DEFAULTS,

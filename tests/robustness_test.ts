@@ -386,12 +386,12 @@ Deno.test("refused after the GPU start (model vs data), and a finished run: noth
   ]);
   expectOneLineError(r, "5 classes for 10", /the dataset has 10 classes, the model 5/, 2);
   assert(r.tree.length === 0 && !(await listTree(f.root)).includes("refused"), "wrote files");
-  // a VQ-VAE of other images than the dataset's
+  // a VQ-VAE of other images than the dataset's (resized to its 32², but grey)
   const v = await inFreshDir("train", ["--vqvae", f.vq32, "--dataset", "default", "--out", out]);
   expectOneLineError(
     v,
     "VQ-VAE of 3×32² on 1×28²",
-    /the VQ-VAE of .*vq32\.safetensors encodes 3×32² images, --dataset default has 1×28²/,
+    /the VQ-VAE of .*vq32\.safetensors encodes 3×32² images, --dataset default has 1×32²/,
     2,
   );
   assert(v.tree.length === 0 && !(await listTree(f.root)).includes("refused"), "wrote files");

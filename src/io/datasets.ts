@@ -9,11 +9,16 @@ import { ArrayDataset, type Dataset } from "../data/dataset.ts";
 import { fashionMnistFromBytes, loadFashionMnistSubset } from "../data/fashion_mnist.ts";
 import { cifar10FromBytes } from "../data/cifar10.ts";
 import { loadEmoji } from "./emoji.ts";
+import { areaWeights, resizeDataset } from "../data/resize.ts";
 
 export type DatasetName = "fashion-mnist" | "cifar10" | "folder" | "default" | "emoji";
 
 export interface LoadOptions {
-  /** Image folder and emoji: the side images are resized to; default 32. */
+  /**
+   * The side images are resized to (src/data/resize.ts: area when shrinking, bilinear when
+   * enlarging); default: the dataset's own (Fashion-MNIST 28, CIFAR-10 32), 32 for image folders
+   * and emoji (which are resampled from their files).
+   */
   imageSize?: number;
   /** The DiT patch size: loading fails early if it does not divide the image size. */
   patchSize?: number;
@@ -65,14 +70,16 @@ export async function loadDataset(
   dir?: string,
   opts: LoadOptions = {},
 ): Promise<Dataset> {
+  const sized = (ds: ArrayDataset) =>
+    checkPatch(opts.imageSize ? resizeDataset(ds, opts.imageSize) : ds, opts.patchSize);
   switch (name) {
     case "default":
-      return checkPatch(await loadFashionMnistSubset(), opts.patchSize);
+      return sized(await loadFashionMnistSubset());
     case "fashion-mnist":
-      return checkPatch(await loadFashionMnist(dir), opts.patchSize);
+      return sized(await loadFashionMnist(dir));
     case "cifar10":
       if (!dir) throw new Error("cifar10: give the folder of data_batch_1..5.bin with --data DIR");
-      return checkPatch(await loadCifar10(dir), opts.patchSize);
+      return sized(await loadCifar10(dir));
     case "folder":
       if (!dir) throw new Error("folder dataset: give the image folder with --data DIR");
       return loadImageFolder(dir, opts);
@@ -208,26 +215,6 @@ export async function loadImageFolder(dir: string, opts: LoadOptions = {}): Prom
     labels[i] = label;
   }
   return new ArrayDataset(pixels, labels, channels, size, classNames?.length ?? 0, classNames);
-}
-
-/** Per output pixel, the source pixels it covers and their area weights (one axis). */
-function areaWeights(srcStart: number, srcLen: number, out: number) {
-  const idx: number[][] = [], w: number[][] = [];
-  const scale = srcLen / out;
-  for (let o = 0; o < out; o++) {
-    const a = o * scale, b = (o + 1) * scale;
-    const is: number[] = [], ws: number[] = [];
-    for (let s = Math.floor(a); s < Math.ceil(b); s++) {
-      const wt = Math.min(b, s + 1) - Math.max(a, s);
-      if (wt > 0) {
-        is.push(srcStart + s);
-        ws.push(wt / scale);
-      }
-    }
-    idx.push(is);
-    w.push(ws);
-  }
-  return { idx, w };
 }
 
 /**

@@ -1,7 +1,9 @@
 /**
  * Model and training checkpoints as safetensors files: the model under DiT's names (loads into
  * PyTorch DiT with strict=True), training checkpoints add `ema.*`, `opt.exp_avg.*`,
- * `opt.exp_avg_sq.*` and the trainer state (step, RNG and data order) in the metadata. A latent
+ * `opt.exp_avg_sq.*` (AdamW's moments; with the Muon optimizer, its matrices have
+ * `opt.momentum_buffer.*` instead) and the trainer state (step, RNG and data order, options) in
+ * the metadata. A latent
  * model also holds its VQ-VAE (`vqvae.*`, the PyTorch VQ-VAE's names) and the latent scale, so
  * that one file generates images; the class names, when known, are in the metadata.
  */
@@ -24,6 +26,7 @@ import {
 } from "../model/model.ts";
 import type { Kernels } from "../gpu/kernels.ts";
 import type { TrainerState } from "../train/trainer.ts";
+import { muonParamNames } from "../train/optimizer.ts";
 import { VQVAE } from "../vqvae/model.ts";
 import {
   decodeVqvaeCheckpoint,
@@ -52,7 +55,9 @@ export interface TrainingCheckpoint {
   /** What `params` are (an EMA model saved for inference holds EMA weights); default raw. */
   kind?: WeightKind;
   ema?: Float32Array;
+  /** AdamW's first moments; Muon's momentum buffers at its matrices (options.optimizer "muon"). */
   m?: Float32Array;
+  /** AdamW's second moments (zero at Muon's matrices). */
   v?: Float32Array;
   state?: TrainerState & { options?: Record<string, unknown> };
   /** A latent model's space (its VQ-VAE and latent scale). */
@@ -63,11 +68,12 @@ export interface TrainingCheckpoint {
 
 /** Encode a checkpoint (model weights always; EMA, Adam moments and trainer state if given). */
 export function encodeCheckpoint(c: TrainingCheckpoint): Uint8Array {
+  const muon = new Set(c.state?.options?.optimizer === "muon" ? muonParamNames(c.cfg) : []);
   const tensors = [
     ...modelStateFromFlat(c.cfg, c.params),
     ...(c.ema ? modelStateFromFlat(c.cfg, c.ema, "ema.") : []),
-    ...(c.m ? optState(c.cfg, c.m, "opt.exp_avg.") : []),
-    ...(c.v ? optState(c.cfg, c.v, "opt.exp_avg_sq.") : []),
+    ...(c.m ? optState(c.cfg, c.m, "opt.exp_avg.", muon, "opt.momentum_buffer.") : []),
+    ...(c.v ? optState(c.cfg, c.v, "opt.exp_avg_sq.", muon) : []),
     ...(c.latent ? vqvaeStateDict(c.latent.vqvae, VQVAE_PREFIX) : []),
   ];
   const meta: Record<string, string> = { ...configToMetadata(c.cfg) };
@@ -153,13 +159,30 @@ function decodeClassNames(raw: string): string[] {
   return names;
 }
 
-/** Adam moments of the trainable tensors (pos_embed has none), named prefix + DiT name. */
-function optState(cfg: DiTConfig, flat: Float32Array, prefix: string) {
-  const frozen = new Set(paramSpecs(cfg).filter((s) => !s.trainable).map((s) => prefix + s.name));
-  return modelStateFromFlat(cfg, flat, prefix).filter((t) => !frozen.has(t.name));
+/**
+ * Optimizer state of the trainable tensors (pos_embed has none), named prefix + DiT name; the
+ * tensors in `muon` are named `muonPrefix` + name (Muon's momentum), or left out without one.
+ */
+function optState(
+  cfg: DiTConfig,
+  flat: Float32Array,
+  prefix: string,
+  muon: Set<string>,
+  muonPrefix?: string,
+) {
+  const frozen = new Set(paramSpecs(cfg).filter((s) => !s.trainable).map((s) => s.name));
+  return modelStateFromFlat(cfg, flat).flatMap((t) => {
+    if (frozen.has(t.name)) return [];
+    if (!muon.has(t.name)) return [{ ...t, name: prefix + t.name }];
+    return muonPrefix ? [{ ...t, name: muonPrefix + t.name }] : [];
+  });
 }
 
-/** The flat Adam-moment buffer from `prefix`-named tensors (zeros for frozen slots). */
+/**
+ * The flat optimizer-state buffer from `prefix`-named tensors (zeros for frozen slots); a tensor
+ * without one takes its `opt.momentum_buffer.` one (Muon's) for the first moments, zeros for the
+ * second.
+ */
 function loadOptState(
   cfg: DiTConfig,
   tensors: Map<string, { shape: number[]; data: Float32Array }>,
@@ -169,8 +192,11 @@ function loadOptState(
   const flat = new Float32Array(layout.total);
   for (const spec of paramSpecs(cfg)) {
     if (!spec.trainable) continue;
-    const t = tensors.get(prefix + spec.name);
+    const momentum = tensors.get("opt.momentum_buffer." + spec.name);
+    const t = tensors.get(prefix + spec.name) ??
+      (momentum && prefix === "opt.exp_avg." ? momentum : undefined);
     const slot = layout.get(spec.name);
+    if (!t && momentum) continue; // Muon's matrix: no second moment
     if (!t) throw new Error(`checkpoint: missing ${prefix}${spec.name}`);
     if (t.data.length !== slot.length || t.shape.join() !== spec.shape.join()) {
       throw new Error(

@@ -20,11 +20,20 @@
  *
  * Inference-only graphs (ctx.inference): the blocks share one set of activations, and the branch
  * GEMMs add gate·y into the residual stream in place (`accumulate`), so out = h1 = x.
+ * Recomputing graphs (ctx.recompute, activation checkpointing): the blocks share one set of
+ * activations but each keeps its own output; the graph records a block's forward again before
+ * its backward.
  */
 import type { Dispatch, Tensor } from "../gpu/kernels.ts";
-import type { FlatBuffer } from "../gpu/arena.ts";
 import { mlpHidden } from "./config.ts";
-import { type GraphContext, linear, linearBackward, type Views, views } from "./component.ts";
+import {
+  type Grads,
+  gradViews,
+  type GraphContext,
+  linear,
+  linearBackward,
+  type Views,
+} from "./component.ts";
 import { layerNormModulateBackward, layerNormModulateForward } from "../ops/norm.ts";
 import { gateResidualBackward } from "../ops/residual.ts";
 import { attentionAuxShape, attentionBackward, attentionForward } from "../ops/attention.ts";
@@ -60,7 +69,7 @@ export class DiTBlock {
   readonly gelu: Tensor;
   /** fc2's output before the gate (training). */
   readonly fc2?: Tensor;
-  /** The block's output (the stream itself in an inference graph). */
+  /** The block's output (the stream itself in an inference graph; its own tensor in training). */
   readonly out: Tensor;
   private p: Views;
 
@@ -93,7 +102,8 @@ export class DiTBlock {
       this.h1 = a([BT, D], "h1", f32);
       this.fc1 = a([BT, M], "mlp.fc1");
       this.fc2 = a([BT, D], "mlp.fc2");
-      this.out = a([BT, D], "out", f32);
+      // the next block's input: kept when the rest is recomputed
+      this.out = ctx.tensor([BT, D], `blocks.${index}.out`);
     }
     this.p = ctx.views(`blocks.${index}.`);
   }
@@ -141,12 +151,12 @@ export class DiTBlock {
   /**
    * The backward, given the forward's input x and sc: `dres` [B·T, D] (f32) holds d(out) on
    * entry and d(x) on exit (the residual stream's gradient, updated in place); d(sc) is added
-   * into `dsc`; parameter gradients (f32) are written into `grads`.
+   * into `dsc`; parameter gradients (f32) are written (or added) into `grads`.
    */
-  backward(grads: FlatBuffer, x: Tensor, sc: Tensor, dres: Tensor, dsc: Tensor): Dispatch[] {
+  backward(grads: Grads, x: Tensor, sc: Tensor, dres: Tensor, dsc: Tensor): Dispatch[] {
     const { ctx, p } = this, { k, B, T, cfg } = ctx, tok = (t: Tensor) => ctx.tokens(t);
     if (!this.proj || !this.fc1 || !this.fc2) throw new Error("DiTBlock: no backward in inference");
-    const g = views(grads, `blocks.${this.index}.`);
+    const g = gradViews(grads, `blocks.${this.index}.`);
     const BT = B * T, D = cfg.hidden_size, M = mlpHidden(cfg), h = ctx.act;
     // Scratch shared by every block (they run one after another); f16 in mixed precision.
     const dmod = ctx.scratch("d.blocks.adaLN_modulation", [B, ADALN_CHUNKS * D]);

@@ -36,6 +36,23 @@ export function views(buf: FlatBuffer, prefix: string, half?: FlatBuffer): Views
   return v;
 }
 
+/**
+ * Where a backward puts the parameter gradients: a flat buffer of paramLayout(cfg), written, or
+ * added into with `accumulate` (gradient accumulation over micro-batches).
+ */
+export interface Grads {
+  buffer: FlatBuffer;
+  accumulate: boolean;
+}
+
+/** Gradient views under a DiT prefix; `accumulate` says whether writers add into them. */
+export type GradViews = Views & { accumulate: boolean };
+
+/** The gradient views of `grads` under a DiT prefix. */
+export function gradViews(grads: Grads, prefix: string): GradViews {
+  return Object.assign(views(grads.buffer, prefix), { accumulate: grads.accumulate });
+}
+
 export interface GraphOptions {
   /** "f16": the blocks' token activations in f16, GEMMs on the f16 weight copy (default: defaultPrecision). */
   precision?: Precision;
@@ -46,6 +63,12 @@ export interface GraphOptions {
    * activations and update one residual stream in place (memory ≈ one block's).
    */
   inference?: boolean;
+  /**
+   * Training with activation checkpointing: the blocks share one set of activations and keep
+   * only their outputs (each the next block's input); the backward recomputes a block's forward
+   * before its backward, with the same kernels (the same gradients, bit for bit).
+   */
+  recompute?: boolean;
 }
 
 /** One batch size's recording context. */
@@ -54,6 +77,7 @@ export class GraphContext {
   readonly T: number;
   readonly precision: Precision;
   readonly inference: boolean;
+  readonly recompute: boolean;
   readonly params16?: FlatBuffer;
   private pool = new Map<string, Tensor>();
   private shared = new Map<string, Tensor>();
@@ -70,6 +94,10 @@ export class GraphContext {
     this.T = T;
     this.precision = opts.precision ?? "f32";
     this.inference = opts.inference ?? false;
+    this.recompute = opts.recompute ?? false;
+    if (this.inference && this.recompute) {
+      throw new Error("graph: an inference-only graph has no backward to recompute for");
+    }
     if (this.precision === "f16" && !opts.params16) {
       throw new Error("graph: f16 precision needs the f16 weight copy (params16)");
     }
@@ -93,10 +121,10 @@ export class GraphContext {
 
   /**
    * An activation of a repeated component (a block): its own tensor when training (`label`), one
-   * tensor shared by every block asking for `role` in an inference-only graph.
+   * tensor shared by every block asking for `role` in an inference-only or recomputing graph.
    */
   activation(role: string, shape: number[], label: string, dtype?: DType): Tensor {
-    if (!this.inference) return this.tensor(shape, label, dtype);
+    if (!this.inference && !this.recompute) return this.tensor(shape, label, dtype);
     const key = `${role}:${dtype ?? "f32"}`;
     let t = this.shared.get(key);
     if (!t) {
@@ -164,14 +192,14 @@ export function linear(
 }
 
 /**
- * Backward of `linear`: writes dW and db into the gradient views `g` (f32), and dx when given
- * (added into it with `accumulateDx`; `geluGrad: h` multiplies it by gelu'(h), the backward of a
- * gelu epilogue on the layer below).
+ * Backward of `linear`: writes (or, with `g.accumulate`, adds) dW and db into the gradient views
+ * `g` (f32), and dx when given (added into it with `accumulateDx`; `geluGrad: h` multiplies it by
+ * gelu'(h), the backward of a gelu epilogue on the layer below).
  */
 export function linearBackward(
   ctx: GraphContext,
   p: Views,
-  g: Views,
+  g: GradViews,
   name: string,
   x: Tensor,
   dy: Tensor,
@@ -179,7 +207,9 @@ export function linearBackward(
   accumulateDx = false,
   dxOpts: LinearOptions = {},
 ): Dispatch[] {
-  const ds = linearBackwardWeight(ctx.k, dy, x, g(`${name}.weight`), g(`${name}.bias`));
+  const ds = linearBackwardWeight(ctx.k, dy, x, g(`${name}.weight`), g(`${name}.bias`), {
+    accumulate: g.accumulate,
+  });
   if (!dx) return named(name, ds);
   const opts = accumulateDx ? { ...dxOpts, accumulate: true } : dxOpts;
   const w = weightFor(p, `${name}.weight`, dy);

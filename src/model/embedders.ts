@@ -5,9 +5,10 @@
  * happens in the data, src/flow/path.ts).
  */
 import type { Dispatch, Tensor } from "../gpu/kernels.ts";
-import type { FlatBuffer } from "../gpu/arena.ts";
 import { patchDim } from "./config.ts";
 import {
+  type Grads,
+  gradViews,
   type GraphContext,
   linear,
   linearBackward,
@@ -59,11 +60,13 @@ export class PatchEmbed {
   }
 
   /** Parameter gradients from dOut [B·T, D] (no input gradient: x is data). */
-  backward(grads: FlatBuffer, dOut: Tensor): Dispatch[] {
-    const g = views(grads, "x_embedder.proj.");
+  backward(grads: Grads, dOut: Tensor): Dispatch[] {
+    const g = gradViews(grads, "x_embedder.proj.");
     return named(
       "x_embedder.proj",
-      linearBackwardWeight(this.ctx.k, dOut, this.cols, this.weight(g), g("bias")),
+      linearBackwardWeight(this.ctx.k, dOut, this.cols, this.weight(g), g("bias"), {
+        accumulate: g.accumulate,
+      }),
     );
   }
 }
@@ -96,9 +99,9 @@ export class TimestepEmbedder {
   }
 
   /** Parameter gradients from dOut [B, D] (no input gradient: t is data). */
-  backward(grads: FlatBuffer, dOut: Tensor): Dispatch[] {
+  backward(grads: Grads, dOut: Tensor): Dispatch[] {
     const { k, B, cfg } = this.ctx, D = cfg.hidden_size;
-    const g = views(grads, "t_embedder.");
+    const g = gradViews(grads, "t_embedder.");
     const dh2 = this.ctx.scratch("d.t_embedder.mlp.1", [B, D]);
     const dh1 = this.ctx.scratch("d.t_embedder.mlp.0", [B, D]);
     return [
@@ -123,8 +126,9 @@ export class LabelEmbedder {
     return labelEmbedForward(this.ctx.k, this.table, y, this.out);
   }
 
-  /** The table's gradient from dOut [B, D] (rows no label picked get 0). */
-  backward(grads: FlatBuffer, y: Tensor, dOut: Tensor): Dispatch[] {
-    return labelEmbedBackward(this.ctx.k, y, dOut, grads.view("y_embedder.embedding_table.weight"));
+  /** The table's gradient from dOut [B, D] (rows no label picked get 0, or keep theirs). */
+  backward(grads: Grads, y: Tensor, dOut: Tensor): Dispatch[] {
+    const table = grads.buffer.view("y_embedder.embedding_table.weight");
+    return labelEmbedBackward(this.ctx.k, y, dOut, table, { accumulate: grads.accumulate });
   }
 }

@@ -3,9 +3,16 @@
  * shift, scale)); then DiT.unpatchify to the velocity [B, C, H, W] (learn_sigma=False).
  */
 import type { Dispatch, Tensor } from "../gpu/kernels.ts";
-import type { FlatBuffer } from "../gpu/arena.ts";
 import { patchDim } from "./config.ts";
-import { type GraphContext, linear, linearBackward, type Views, views } from "./component.ts";
+import {
+  type Grads,
+  gradViews,
+  type GraphContext,
+  linear,
+  linearBackward,
+  type Views,
+  views,
+} from "./component.ts";
 import { layerNormModulateBackward, layerNormModulateForward } from "../ops/norm.ts";
 import { unpatchifyBackward, unpatchifyForward } from "../ops/patch.ts";
 
@@ -43,10 +50,11 @@ export class FinalLayer {
 
   /**
    * From dOut [B, C, H, W]: writes d(x) into `dres` (it starts the residual stream's gradient),
-   * d(sc) into `dsc` (written: the blocks add theirs after), and the parameter gradients.
+   * d(sc) into `dsc` (written: the blocks add theirs after), and the parameter gradients
+   * (written, or added with `grads.accumulate`).
    */
   backward(
-    grads: FlatBuffer,
+    grads: Grads,
     x: Tensor,
     sc: Tensor,
     dOut: Tensor,
@@ -54,7 +62,7 @@ export class FinalLayer {
     dsc: Tensor,
   ): Dispatch[] {
     const { ctx, p } = this, { k, B, T, cfg } = ctx, tok = (t: Tensor) => ctx.tokens(t);
-    const g = views(grads, "final_layer.");
+    const g = gradViews(grads, "final_layer.");
     const { shift, scale } = FINAL_ADALN;
     const D = cfg.hidden_size;
     const dlin = ctx.scratch("d.final_layer.linear", [B * T, patchDim(cfg)]);

@@ -74,7 +74,7 @@ export class Model {
   /** f16: the f16 copy of `params` the GEMMs read. */
   readonly params16?: FlatBuffer;
   readonly decoder?: LatentDecoder;
-  private graphs = new Map<number, DiTGraph>();
+  private graphs = new Map<string, DiTGraph>();
   private inferenceGraphs = new Map<number, DiTGraph>();
   private queue: Promise<unknown> = Promise.resolve();
   /** The f16 copy lags `params` (see `weightsChanged`). */
@@ -133,12 +133,20 @@ export class Model {
     return this.k.read(this.params.all());
   }
 
-  /** The recorded training graph (activations, forward, backward) for batch size B, built once. */
-  graph(B: number): DiTGraph {
-    let g = this.graphs.get(B);
+  /**
+   * The recorded training graph (activations, forward, backward) for batch size B, built once;
+   * `recompute`: with activation checkpointing (see DiTGraph).
+   */
+  graph(B: number, opts: { recompute?: boolean } = {}): DiTGraph {
+    const recompute = opts.recompute ?? false;
+    const key = `${B}${recompute ? " recompute" : ""}`;
+    let g = this.graphs.get(key);
     if (!g) {
-      g = new DiTGraph(this.k, this.cfg, this.params, B, this.graphOptions(false));
-      this.graphs.set(B, g);
+      g = new DiTGraph(this.k, this.cfg, this.params, B, {
+        ...this.graphOptions(false),
+        recompute,
+      });
+      this.graphs.set(key, g);
     }
     return g;
   }

@@ -10,10 +10,19 @@ import source from "../../shaders/loss.wgsl" with { type: "text" };
 
 const code = shader(source);
 
-/** loss [1] = mean((pred − target)²), summed in a fixed order (reduce.ts). */
-export function mseForward(k: Kernels, pred: Tensor, target: Tensor, loss: Tensor): Dispatch[] {
+/**
+ * loss [1] = scale·mean((pred − target)²), summed in a fixed order (reduce.ts); `accumulate`:
+ * loss += (a micro-batch's share of a batch's mean, scale = its fraction of the batch).
+ */
+export function mseForward(
+  k: Kernels,
+  pred: Tensor,
+  target: Tensor,
+  loss: Tensor,
+  opts: { scale?: number; accumulate?: boolean } = {},
+): Dispatch[] {
   const n = sameLength("mse", pred, target);
-  return sumSquaredDifferences(k, pred, target, loss, 1 / n);
+  return sumSquaredDifferences(k, pred, target, loss, (opts.scale ?? 1) / n, opts.accumulate);
 }
 
 /**

@@ -4,6 +4,7 @@
  * live in a uniform buffer the trainer rewrites each step. Mixed precision adds the loss-scaled
  * step (`adamwAmpStep`: unscale, skip on overflow, write the f16 weight copy) and the dynamic
  * loss scale's update (`lossScaleUpdate`), both reading the GPU-resident scaler state `amp`.
+ * A skip mask (`skipMask`) leaves the elements another optimizer updates (Muon's) alone.
  */
 import { type Dispatch, f32, type Kernels, type Tensor } from "../gpu/kernels.ts";
 import { groupsFor, sameLength, shader } from "./common.ts";
@@ -71,6 +72,26 @@ export interface AdamwHyper {
   emaDecay?: number;
 }
 
+/** The settings training options name (the seed's field names), at `step` with rate `lr`. */
+export function adamwSettings(
+  o: { beta1: number; beta2: number; eps: number; weight_decay: number; grad_clip: number },
+  lr: number,
+  step: number,
+  emaDecay?: number,
+): AdamwHyper {
+  const { beta1, beta2, eps } = o;
+  return {
+    lr,
+    beta1,
+    beta2,
+    eps,
+    weightDecay: o.weight_decay,
+    step,
+    maxNorm: o.grad_clip,
+    emaDecay,
+  };
+}
+
 /** Number of f32 fields of the hyper-parameter uniform (WGSL struct `Hyper`). */
 const HYPER_FIELDS = 16;
 
@@ -116,6 +137,35 @@ export function writeAdamwHyper(k: Kernels, buf: GPUBuffer, h: AdamwHyper): void
 }
 
 /**
+ * A bit per element of an n-element flat tensor, set in the element ranges [start, end) given:
+ * the AdamW steps leave those elements (params, moments, EMA, f16 copy) alone.
+ */
+export function skipMask(n: number, ranges: [number, number][] = []): Uint32Array<ArrayBuffer> {
+  const words = new Uint32Array(Math.max(1, Math.ceil(n / 32)));
+  for (const [start, end] of ranges) {
+    if (!(0 <= start && start <= end && end <= n)) {
+      throw new Error(`skipMask: range [${start}, ${end}) outside [0, ${n})`);
+    }
+    for (let i = start; i < end; i++) words[i >>> 5] |= 1 << (i & 31);
+  }
+  return words;
+}
+
+/** The mask tensor of `skipMask(n, ranges)`, uploaded. */
+export function skipMaskTensor(k: Kernels, n: number, ranges: [number, number][] = []): Tensor {
+  const words = skipMask(n, ranges);
+  const t = k.tensor([words.length], "adamw skip mask");
+  k.write(t, words);
+  return t;
+}
+
+function checkMask(name: string, n: number, skip: Tensor): void {
+  if (skip.length !== Math.max(1, Math.ceil(n / 32))) {
+    throw new Error(`${name}: the skip mask has ${skip.length} words for ${n} elements`);
+  }
+}
+
+/**
  * normOut [1] = sqrt(Σ grads²) by a fixed two-stage tree (partial sums scratch allocated here).
  * Padding of a flat buffer must be zero (it is unless written).
  */
@@ -129,7 +179,8 @@ export function gradNormForward(k: Kernels, grads: Tensor, normOut: Tensor): Dis
  * (no clipping when maxNorm ≤ 0; `norm` is gradNormForward's [1] output), then PyTorch AdamW:
  * p ← p·(1 − lr·wd); m ← β1·m + (1−β1)·g; v ← β2·v + (1−β2)·g²;
  * p ← p − (lr/bc1)·m/(sqrt(v)/sqrt(bc2) + eps). With `ema`, also ema ← d·ema + (1−d)·p.
- * `grads` is only read (not scaled in place).
+ * `grads` is only read (not scaled in place). Elements set in `opts.skip` (a `skipMaskTensor`)
+ * are left alone.
  */
 export function adamwStep(
   k: Kernels,
@@ -140,9 +191,12 @@ export function adamwStep(
   norm: Tensor,
   hyper: GPUBuffer,
   ema?: Tensor,
+  opts: { skip?: Tensor } = {},
 ): Dispatch[] {
   const n = sameLength("adamw", params, grads, m, v, ...(ema ? [ema] : []));
-  const bindings = [k.uniform([n, 0, 0]), hyper, grads, norm, params, m, v];
+  const skip = opts.skip ?? skipMaskTensor(k, n);
+  checkMask("adamw", n, skip);
+  const bindings = [k.uniform([n, 0, 0]), hyper, grads, norm, skip, params, m, v];
   return [
     ema
       ? k.dispatch(code, "adamw_ema", [...bindings, ema], groupsFor(n))
@@ -155,7 +209,8 @@ export function adamwStep(
  * hold the gradients of S·loss (S = amp[scale]) and `norm` their norm. Unless that norm is
  * inf/NaN (then nothing is written: the step is skipped), g = grads/S clipped by the unscaled
  * norm, then AdamW as `adamwStep` with the bias corrections of Adam's own step count (the step
- * number minus amp[skipped]), the EMA update, and params16 = f16(params).
+ * number minus amp[skipped]), the EMA update, and params16 = f16(params). Elements set in
+ * `opts.skip` are left alone.
  */
 export function adamwAmpStep(
   k: Kernels,
@@ -168,8 +223,11 @@ export function adamwAmpStep(
   norm: Tensor,
   ampState: Tensor,
   hyper: GPUBuffer,
+  opts: { skip?: Tensor } = {},
 ): Dispatch[] {
   const n = sameLength("adamwAmp", params, grads, m, v, ema, params16);
+  const skip = opts.skip ?? skipMaskTensor(k, n);
+  checkMask("adamwAmp", n, skip);
   if (params16.dtype !== "f16") throw new Error("adamwAmp: params16 must be an f16 tensor");
   if (ampState.length < AMP_FIELDS) throw new Error(`adamwAmp: amp must hold ${AMP_FIELDS} floats`);
   const c = amp(k, "adamwAmp");
@@ -179,6 +237,7 @@ export function adamwAmpStep(
     grads,
     norm,
     ampState,
+    skip,
     params,
     m,
     v,

@@ -19,20 +19,30 @@ export function reductionPlan(n: number): { chunk: number; parts: number } {
   return { chunk, parts: Math.max(1, Math.ceil(n / chunk)) };
 }
 
-/** out [1] = scale·Σ term, or sqrt(Σ term) with `root`; `ins` are the term's operands. */
+/**
+ * out [1] = scale·Σ term, or sqrt(Σ term) with `root` (`accumulate`: out +=); `ins` are the
+ * term's operands.
+ */
 function reduce(
   k: Kernels,
   code: string,
   ins: Tensor[],
   out: Tensor,
-  opts: { root?: boolean; scale?: number },
+  opts: { root?: boolean; scale?: number; accumulate?: boolean },
   name: string,
 ): Dispatch[] {
   if (out.length !== 1) throw new Error(`${name}: out must have one element`);
   const n = sameLength(name, ...ins);
   const { chunk, parts } = reductionPlan(n);
   const partial = k.tensor([parts], `${name} partial sums`);
-  const u = k.uniform([n, chunk, parts, opts.root ? 1 : 0, f32(opts.scale ?? 1)]);
+  const u = k.uniform([
+    n,
+    chunk,
+    parts,
+    opts.root ? 1 : 0,
+    f32(opts.scale ?? 1),
+    opts.accumulate ? 1 : 0,
+  ]);
   return [
     k.dispatch(code, "partial_sum", [u, ...ins, partial], parts),
     k.dispatch(code, "final_sum", [u, partial, out], 1),
@@ -49,13 +59,14 @@ export function sumSquares(
   return reduce(k, squares, [x], out, { root: opts.sqrt }, opts.sqrt ? "norm" : "sumSquares");
 }
 
-/** out [1] = scale·Σ (a − b)² (the MSE loss with scale 1/n). */
+/** out [1] = scale·Σ (a − b)² (the MSE loss with scale 1/n); `accumulate`: out +=. */
 export function sumSquaredDifferences(
   k: Kernels,
   a: Tensor,
   b: Tensor,
   out: Tensor,
   scale = 1,
+  accumulate = false,
 ): Dispatch[] {
-  return reduce(k, squaredDiffs, [a, b], out, { scale }, "sumSquaredDifferences");
+  return reduce(k, squaredDiffs, [a, b], out, { scale, accumulate }, "sumSquaredDifferences");
 }

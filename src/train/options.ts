@@ -1,123 +1,12 @@
 /**
- * Training options as one typed table: each field of the seed's FlowMatchingConfig plus this
- * project's, with its type, the seed's default for a real GPU, the CPU profile's default for a
- * software adapter, its range and its help. Parsing, range checks, `--help`, `--config` files and
- * a run's config.json all come from the table; `validateTrainOptions` checks options built in code.
+ * Training options as one typed table (src/train/option_table.ts): each field of the seed's
+ * FlowMatchingConfig plus this project's, with its type, the seed's default for a real GPU, the
+ * CPU profile's default for a software adapter, its range and its help. Parsing, range checks,
+ * `--help`, `--config` files and a run's config.json all come from the table;
+ * `validateTrainOptions` checks options built in code, `trainOptionsProblem` across fields.
  */
 
-/** One option: its type, defaults, allowed values and help. */
-export interface OptionSpec<T = string | number | boolean> {
-  type: "int" | "number" | "string" | "boolean";
-  help: string;
-  /** Default (on a GPU for the training options); absent: none, or computed (see help). */
-  default?: T;
-  /** Default of the CPU profile (software adapters), where it differs. */
-  cpu?: T;
-  /** Allowed values of a string option. */
-  choices?: readonly string[];
-  /** Inclusive bounds. */
-  min?: number;
-  max?: number;
-  /** Exclusive lower bound (e.g. lr > 0). */
-  above?: number;
-  /** Exclusive upper bound (e.g. beta1 < 1). */
-  below?: number;
-  /** Other names (snake_case, without dashes), e.g. "steps" for train_steps. */
-  aliases?: readonly string[];
-  /** A check beyond type and range: returns why the value is wrong, or undefined. */
-  check?(value: T): string | undefined;
-}
-
-export type OptionTable = Record<string, OptionSpec>;
-
-/** A value outside its option's type or range; `reason` reads after the option's name. */
-export class OptionError extends Error {
-  constructor(readonly option: string, readonly reason: string) {
-    super(`${option} ${reason}`);
-  }
-}
-
-/** The range of a numeric option in words, e.g. "≥ 1", "> 0", "in [0, 1)"; "" if unbounded. */
-export function rangeText(s: OptionSpec): string {
-  const lo = s.above !== undefined
-    ? ["(", s.above] as const
-    : s.min !== undefined
-    ? ["[", s.min] as const
-    : undefined;
-  const hi = s.below !== undefined
-    ? [")", s.below] as const
-    : s.max !== undefined
-    ? ["]", s.max] as const
-    : undefined;
-  if (lo && hi) return `in ${lo[0]}${lo[1]}, ${hi[1]}${hi[0]}`;
-  if (lo) return `${lo[0] === "(" ? ">" : "≥"} ${lo[1]}`;
-  if (hi) return `${hi[0] === ")" ? "<" : "≤"} ${hi[1]}`;
-  return "";
-}
-
-/**
- * A value converted to the option's type and checked against its range and choices. `raw` is a
- * flag's text or a JSON value; numeric text is accepted for numbers. Throws OptionError.
- */
-export function checkOption(name: string, raw: unknown, s: OptionSpec): string | number | boolean {
-  const bad = (reason: string): never => {
-    throw new OptionError(name, reason);
-  };
-  let v: string | number | boolean;
-  if (s.type === "boolean") {
-    if (typeof raw !== "boolean") bad(`is true or false, got ${JSON.stringify(raw)}`);
-    v = raw as boolean;
-  } else if (s.type === "string") {
-    if (typeof raw !== "string") bad(`expects a string, got ${JSON.stringify(raw)}`);
-    v = raw as string;
-    if (s.choices && !s.choices.includes(v)) {
-      bad(`must be one of ${s.choices.join(", ")}, got '${v}'`);
-    }
-  } else {
-    const text = typeof raw === "string" ? raw.trim() : "";
-    const n = typeof raw === "number" ? raw : text === "" ? NaN : Number(text);
-    if (typeof raw !== "number" && typeof raw !== "string") {
-      bad(`expects a number, got ${JSON.stringify(raw)}`);
-    }
-    if (!Number.isFinite(n)) bad(`expects a number, got '${raw}'`);
-    if (s.type === "int" && !Number.isInteger(n)) bad(`expects an integer, got '${raw}'`);
-    const outside = (s.min !== undefined && n < s.min) || (s.max !== undefined && n > s.max) ||
-      (s.above !== undefined && !(n > s.above)) || (s.below !== undefined && !(n < s.below));
-    if (outside) bad(`must be ${rangeText(s)}, got ${n}`);
-    v = n;
-  }
-  const why = s.check?.(v as never);
-  if (why) bad(why);
-  return v;
-}
-
-/** The table's defaults (`cpu: true`: with the CPU profile's values over them). */
-export function defaultsOf(table: OptionTable, cpu = false): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const [name, s] of Object.entries(table)) {
-    const d = cpu && s.cpu !== undefined ? s.cpu : s.default;
-    if (d !== undefined) out[name] = d;
-  }
-  return out;
-}
-
-/**
- * Check every field of `values` against `table`: unknown names and values outside a range throw
- * OptionError. Returns the converted values (table order).
- */
-export function validateOptions(
-  table: OptionTable,
-  values: Record<string, unknown>,
-): Record<string, string | number | boolean> {
-  for (const name of Object.keys(values)) {
-    if (!Object.hasOwn(table, name)) throw new OptionError(name, "is not a known option");
-  }
-  const out: Record<string, string | number | boolean> = {};
-  for (const [name, s] of Object.entries(table)) {
-    if (values[name] !== undefined) out[name] = checkOption(name, values[name], s);
-  }
-  return out;
-}
+import { defaultsOf, type OptionSpec, validateOptions } from "./option_table.ts";
 
 /** Everything the trainer reads (model-size fields unset: the preset's / the dataset's). */
 export interface TrainOptions {
@@ -131,7 +20,15 @@ export interface TrainOptions {
   num_classes?: number;
   t_scale: number;
   batch_size: number;
+  /** Images per forward/backward pass (gradient accumulation; unset: the whole batch). */
+  micro_batch_size?: number;
+  /** Recompute each block's activations in the backward (activation checkpointing). */
+  grad_checkpointing?: boolean;
+  optimizer: "adamw" | "muon";
   lr: number;
+  /** Muon's peak learning rate (its matrices; the schedule scales it as it scales lr). */
+  muon_lr: number;
+  muon_momentum: number;
   train_steps: number;
   warmup: number;
   lr_schedule: "constant" | "cosine";
@@ -201,7 +98,39 @@ export const TRAIN_OPTIONS: {
     above: 0,
   },
   batch_size: { type: "int", help: "images per step", default: 128, cpu: 16, min: 1 },
+  micro_batch_size: {
+    type: "int",
+    help: "images per forward/backward pass: the step accumulates the gradients of " +
+      "batch-size/this passes, then clips and updates once (the same draws as the whole " +
+      "batch); --batch-size must be a multiple (default: the batch size)",
+    min: 1,
+  },
+  grad_checkpointing: {
+    type: "boolean",
+    help: "activation checkpointing: keep only each block's input and recompute the block in " +
+      "the backward (less memory, more time; the same gradients bit for bit)",
+  },
+  optimizer: {
+    type: "string",
+    help: "adamw, or muon: Muon (Nesterov momentum, Newton–Schulz orthogonalised updates) on " +
+      "the blocks' attention qkv/proj and MLP fc1/fc2 weights, AdamW on everything else",
+    choices: ["adamw", "muon"],
+    default: "adamw",
+  },
   lr: { type: "number", help: "peak learning rate (AdamW)", default: 1e-4, cpu: 3e-3, above: 0 },
+  muon_lr: {
+    type: "number",
+    help: "Muon's peak learning rate (warmup and schedule scale it as they scale --lr)",
+    default: 0.02,
+    above: 0,
+  },
+  muon_momentum: {
+    type: "number",
+    help: "Muon's momentum (Nesterov)",
+    default: 0.95,
+    min: 0,
+    below: 1,
+  },
   train_steps: {
     type: "int",
     help: "number of training steps (with --resume: the total to reach)",
@@ -223,7 +152,12 @@ export const TRAIN_OPTIONS: {
     default: 0,
     min: 0,
   },
-  weight_decay: { type: "number", help: "AdamW decoupled weight decay", default: 0, min: 0 },
+  weight_decay: {
+    type: "number",
+    help: "decoupled weight decay (AdamW's, and Muon's with its learning rate)",
+    default: 0,
+    min: 0,
+  },
   beta1: { type: "number", help: "AdamW beta1", default: 0.9, min: 0, below: 1 },
   beta2: { type: "number", help: "AdamW beta2", default: 0.999, min: 0, below: 1 },
   eps: { type: "number", help: "AdamW epsilon", default: 1e-8, above: 0 },
@@ -358,22 +292,22 @@ export function validateTrainOptions(o: TrainOptions): TrainOptions {
   ) as unknown as TrainOptions;
 }
 
-/** The options a learning-rate schedule reads (also the VQ-VAE trainer's). */
-export type LrSchedule = Pick<
-  TrainOptions,
-  "lr" | "warmup" | "lr_schedule" | "min_lr" | "train_steps"
->;
-
-/** Linear warmup, then constant or cosine decay to min_lr. */
-export function learningRate(o: LrSchedule, step: number): number {
-  const warm = o.warmup > 0 ? Math.min(1, step / o.warmup) : 1;
-  if (o.lr_schedule !== "cosine" || step <= o.warmup) return o.lr * warm;
-  const span = Math.max(1, o.train_steps - o.warmup);
-  const prog = Math.min(1, (step - o.warmup) / span);
-  return o.min_lr + 0.5 * (o.lr - o.min_lr) * (1 + Math.cos(Math.PI * prog));
+/**
+ * What is wrong with a combination of options (one line naming the fix), or undefined: the
+ * checks across fields that the table's per-option ranges cannot make.
+ */
+export function trainOptionsProblem(o: TrainOptions): string | undefined {
+  const m = o.micro_batch_size;
+  if (m !== undefined && (m > o.batch_size || o.batch_size % m !== 0)) {
+    return `--micro-batch-size ${m} must divide --batch-size ${o.batch_size} ` +
+      `(e.g. ${
+        microBatchSizes(o.batch_size).filter((d) => d < o.batch_size).slice(0, 3).join(", ")
+      })`;
+  }
+  return undefined;
 }
 
-/** EMA decay with the usual warm-up (as in timm / many DiT trainers): min(d, (1+n)/(10+n)). */
-export function emaDecayAt(o: TrainOptions, step: number): number {
-  return Math.min(o.ema_decay, (1 + step) / (10 + step));
+/** The micro-batch sizes a batch of B splits into, largest first. */
+export function microBatchSizes(B: number): number[] {
+  return Array.from({ length: B }, (_, i) => B - i).filter((d) => B % d === 0);
 }

@@ -1,52 +1,36 @@
 /**
- * The training step: flow-matching inputs → DiT forward → MSE → backward → global-norm clip →
- * AdamW + EMA, all recorded once and submitted once per step. Metrics (loss, grad norm) are
- * copied into a ring on the GPU and read back late, never awaited inside the loop. The next
- * step's batch and noise are drawn on the host while the GPU runs this one.
+ * The training step: flow-matching inputs → DiT forward → MSE → backward (over micro-batches with
+ * `micro_batch_size`, accumulating the gradients; recomputing each block's activations with
+ * `grad_checkpointing`) → global-norm clip → AdamW (and Muon with optimizer "muon") + EMA, all
+ * recorded once and submitted once per step. Metrics (loss, grad norm) are copied into a ring on
+ * the GPU and read back late, never awaited inside the loop. The next step's batch and noise are
+ * drawn on the host while the GPU runs this one.
  *
  * Mixed precision (a model of precision "f16", as PyTorch AMP + GradScaler): f32 master weights,
  * gradients, Adam moments and EMA; the model's f16 weight copy is written by the optimizer step.
  * The loss gradient is scaled by S (dynamic loss scaling, S on the GPU); the step unscales the f32
- * weight gradients before clipping and AdamW. When their norm is inf/NaN (an f16 overflow in the
- * backward) the update is skipped: params, Adam moments and EMA are left as they were, while the
+ * weight gradients before clipping and the update. When their norm is inf/NaN (an f16 overflow in
+ * the backward) the update is skipped: params, moments and EMA are left as they were, while the
  * step counter, the data, the learning-rate and EMA-decay schedules advance (a PyTorch loop calls
  * scheduler.step() every iteration); Adam's bias corrections count only applied updates (PyTorch's
  * per-parameter step). S halves on a skip and doubles after `loss_scale_window` good steps; S,
  * its counter and the number of skips are part of the trainer state (exact resume), and every
- * step's metrics say whether it was skipped and the S it used.
+ * step's metrics say whether it was skipped and the S it used (src/train/optimizer.ts).
  * Web-standard: file I/O (checkpoints, PNGs) is the caller's (tasks/train.ts).
  */
-import type { Dispatch, Kernels, Tensor } from "../gpu/kernels.ts";
+import type { Dispatch, Kernels } from "../gpu/kernels.ts";
 import { FlatBuffer } from "../gpu/arena.ts";
 import type { DiTConfig } from "../model/config.ts";
-import { Model, type Precision, trainableView } from "../model/model.ts";
-import type { DiTGraph } from "../model/dit.ts";
-import { flowTargetForward, mseBackward, mseForward } from "../ops/loss.ts";
-import {
-  adamwAmpStep,
-  adamwHyper,
-  adamwStep,
-  AMP,
-  AMP_FIELDS,
-  ampState,
-  gradNormForward,
-  lossScaleUpdate,
-  writeAdamwHyper,
-} from "../ops/optim.ts";
+import { Model, type Precision } from "../model/model.ts";
+import { AMP } from "../ops/optim.ts";
 import { Batcher, type BatcherState, type Dataset } from "../data/dataset.ts";
 import { FlowPath, type PathState } from "../flow/path.ts";
-import { emaDecayAt, learningRate, type TrainOptions } from "./options.ts";
+import { type TrainOptions, trainOptionsProblem } from "./options.ts";
 import { MetricsRing } from "./metrics_ring.ts";
+import { type LossScaleState, Optimizer } from "./optimizer.ts";
+import { type BatchData, MicroBatches } from "./micro_batch.ts";
 
-/** The dynamic loss scaler's state (mixed precision). */
-export interface LossScaleState {
-  /** The loss scale S of the next step. */
-  scale: number;
-  /** Good steps since S last changed. */
-  good: number;
-  /** Steps skipped so far (Adam's step count is `step − skipped`). */
-  skipped: number;
-}
+export type { LossScaleState } from "./optimizer.ts";
 
 /** What, besides the four flat buffers, a resumed run needs to continue bit-identically. */
 export interface TrainerState {
@@ -70,13 +54,9 @@ export interface StepMetrics {
 }
 
 /** A drawn batch with the draw state before it (what a checkpoint taken now must hold). */
-interface Drawn {
+interface Drawn extends BatchData {
   batcher: BatcherState;
   path: PathState;
-  images: Float32Array;
-  noise: Float32Array;
-  t: Float32Array;
-  labels: Uint32Array;
 }
 
 /**
@@ -94,23 +74,15 @@ export class Trainer {
   /** The EMA of the model's weights (what sample grids and checkpoints' `ema.*` use). */
   readonly ema: Model;
   readonly grads: FlatBuffer;
-  readonly m: FlatBuffer;
-  readonly v: FlatBuffer;
+  readonly optimizer: Optimizer;
   readonly batcher: Batcher;
   readonly path: FlowPath;
+  /** Images per step, and per forward/backward pass (B/M passes a step). */
   readonly B: number;
+  readonly M: number;
   /** Steps completed (submitted). */
   step = 0;
-  private graph: DiTGraph;
-  private x1: Tensor;
-  private x0: Tensor;
-  private target: Tensor;
-  private dOut: Tensor;
-  private loss: Tensor;
-  private gnorm: Tensor;
-  /** Mixed precision: the loss scaler's state (AMP fields of src/ops/optim.ts). */
-  private amp?: Tensor;
-  private hyper: GPUBuffer;
+  private batches: MicroBatches;
   private dispatches: Dispatch[];
   private metrics: MetricsRing<StepMetrics>;
   private sinceWait = 0;
@@ -120,7 +92,7 @@ export class Trainer {
   /**
    * Train `model` (raw weights, e.g. `createModel(cfg, { seed, precision })`) on `dataset` in the
    * model's precision; the EMA starts as a copy of the model's weights. Images are flipped
-   * horizontally only with `opts.hflip`.
+   * horizontally only with `opts.hflip`. Every buffer the run needs is allocated here.
    */
   constructor(
     /** The trained model (raw weights). */
@@ -137,11 +109,12 @@ export class Trainer {
           `(create the model with { precision: "${opts.precision}" })`,
       );
     }
+    const problem = trainOptionsProblem(opts);
+    if (problem) throw new Error(`trainer: ${problem}`);
     this.B = opts.batch_size;
+    this.M = opts.micro_batch_size ?? this.B;
     const layout = model.layout;
     this.grads = new FlatBuffer(k.device, layout, "grads");
-    this.m = new FlatBuffer(k.device, layout, "adam.m");
-    this.v = new FlatBuffer(k.device, layout, "adam.v");
     this.ema = new Model(k, cfg, { kind: "ema", precision, decoder: model.decoder });
     const enc = k.device.createCommandEncoder();
     enc.copyBufferToBuffer(model.params.buffer, 0, this.ema.params.buffer, 0, layout.total * 4);
@@ -156,66 +129,13 @@ export class Trainer {
         : { kind: "uniform" },
     });
 
-    const graph = this.graph = model.graph(this.B);
-    const img = [this.B, cfg.in_channels, cfg.image_size, cfg.image_size];
-    this.x1 = k.tensor(img, "x1");
-    this.x0 = k.tensor(img, "x0");
-    this.target = k.tensor(img, "target");
-    this.dOut = k.tensor(img, "dOut");
-    this.loss = k.tensor([1], "loss");
-    this.gnorm = k.tensor([1], "grad_norm");
-    this.hyper = adamwHyper(k);
-    const tv = (b: FlatBuffer) => trainableView(cfg, layout, b);
-    const forward = [
-      ...flowTargetForward(k, this.x1, this.x0, graph.t, graph.x, this.target),
-      ...graph.forward(),
-      ...mseForward(k, graph.out, this.target, this.loss),
-    ];
-    if (precision === "f16") {
-      const amp = this.amp = k.tensor([AMP_FIELDS], "loss scaler");
-      k.write(amp, ampState({ scale: opts.loss_scale }));
-      // The loss gradient times S: mse_bwd reads its upstream gradient from amp[scale] (= 0).
-      const scale: Tensor = { ...amp, length: 1, shape: [1] };
-      this.dispatches = [
-        ...forward,
-        ...mseBackward(k, graph.out, this.target, this.dOut, 1, scale),
-        ...graph.backward(this.dOut, this.grads),
-        ...gradNormForward(k, tv(this.grads), this.gnorm),
-        ...adamwAmpStep(
-          k,
-          tv(model.params),
-          tv(this.grads),
-          tv(this.m),
-          tv(this.v),
-          tv(this.ema.params),
-          tv(model.params16!),
-          this.gnorm,
-          amp,
-          this.hyper,
-        ),
-        ...lossScaleUpdate(k, this.gnorm, amp, { interval: opts.loss_scale_window }),
-      ];
-    } else {
-      this.dispatches = [
-        ...forward,
-        ...mseBackward(k, graph.out, this.target, this.dOut),
-        ...graph.backward(this.dOut, this.grads),
-        ...gradNormForward(k, tv(this.grads), this.gnorm),
-        ...adamwStep(
-          k,
-          tv(model.params),
-          tv(this.grads),
-          tv(this.m),
-          tv(this.v),
-          this.gnorm,
-          this.hyper,
-          tv(this.ema.params),
-        ),
-      ];
-    }
+    const optimizer = this.optimizer = new Optimizer(k, model, this.ema, this.grads, opts);
+    const graph = model.graph(this.M, { recompute: opts.grad_checkpointing ?? false });
+    this.batches = new MicroBatches(k, graph, this.B, this.grads, optimizer.lossScale);
+    this.dispatches = [...this.batches.dispatches, ...optimizer.dispatches];
     // Ring fields: loss, grad norm; mixed precision: loss, skipped, grad norm, loss scale.
     const log = Math.max(1, opts.log_every);
-    this.metrics = this.amp
+    this.metrics = optimizer.amp
       ? new MetricsRing(k, 4, log, (step, d, lr) => ({
         step,
         loss: d[0],
@@ -225,6 +145,16 @@ export class Trainer {
         skipped: d[1] !== 0,
       }))
       : new MetricsRing(k, 2, log, (step, d, lr) => ({ step, loss: d[0], gradNorm: d[1], lr }));
+  }
+
+  /** Adam's first moments (and Muon's momentum buffers at its matrices). */
+  get m(): FlatBuffer {
+    return this.optimizer.m;
+  }
+
+  /** Adam's second moments. */
+  get v(): FlatBuffer {
+    return this.optimizer.v;
   }
 
   /** Number of recorded dispatches in one step. */
@@ -271,33 +201,18 @@ export class Trainer {
   async trainStep(): Promise<void> {
     const t0 = performance.now();
     const step = this.step + 1;
-    const lr = learningRate(this.opts, step);
+    const { lr } = this.optimizer.learningRates(step);
     const d = this.next ?? this.draw();
     this.next = undefined;
-    this.k.write(this.x1, d.images);
-    this.k.write(this.x0, d.noise);
-    this.k.write(this.graph.t, d.t);
-    this.k.write(this.graph.y, d.labels);
-    writeAdamwHyper(this.k, this.hyper, {
-      lr,
-      beta1: this.opts.beta1,
-      beta2: this.opts.beta2,
-      eps: this.opts.eps,
-      weightDecay: this.opts.weight_decay,
-      step,
-      maxNorm: this.opts.grad_clip,
-      emaDecay: emaDecayAt(this.opts, step),
-    });
+    this.batches.upload(d);
+    this.optimizer.writeHyper(step);
     const enc = this.k.device.createCommandEncoder();
     this.k.encode(enc, this.dispatches);
-    if (this.amp) {
+    const amp = this.optimizer.amp, loss = this.batches.loss;
+    if (amp) {
       // skipped, unscaled norm, scale used
-      this.metrics.record(enc, step, lr, [this.loss, {
-        tensor: this.amp,
-        first: AMP.lastSkipped,
-        count: 3,
-      }]);
-    } else this.metrics.record(enc, step, lr, [this.loss, this.gnorm]);
+      this.metrics.record(enc, step, lr, [loss, { tensor: amp, first: AMP.lastSkipped, count: 3 }]);
+    } else this.metrics.record(enc, step, lr, [loss, this.optimizer.gnorm]);
     const cmd = enc.finish();
     const t1 = performance.now();
     this.k.device.queue.submit([cmd]);
@@ -334,10 +249,8 @@ export class Trainer {
   async state(): Promise<TrainerState> {
     const drawn = this.next ?? { batcher: this.batcher.state(), path: this.path.state() };
     const s: TrainerState = { step: this.step, batcher: drawn.batcher, path: drawn.path };
-    if (this.amp) {
-      const a = await this.k.read(this.amp);
-      s.lossScale = { scale: a[AMP.scale], good: a[AMP.good], skipped: a[AMP.skipped] };
-    }
+    const lossScale = await this.optimizer.lossScaleState();
+    if (lossScale) s.lossScale = lossScale;
     return s;
   }
 
@@ -361,15 +274,11 @@ export class Trainer {
   ): void {
     this.model.setWeights(bufs.params);
     this.ema.setWeights(bufs.ema);
-    this.k.write(this.m.all(), bufs.m);
-    this.k.write(this.v.all(), bufs.v);
+    this.optimizer.restore(bufs.m, bufs.v, state.lossScale);
     this.step = state.step;
     this.metrics.restart(state.step);
     this.batcher.restore(state.batcher);
     this.path.restore(state.path);
     this.next = undefined;
-    if (this.amp) {
-      this.k.write(this.amp, ampState(state.lossScale ?? { scale: this.opts.loss_scale }));
-    }
   }
 }

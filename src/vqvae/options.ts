@@ -3,7 +3,8 @@
  * help, the GPU default and the CPU profile's (software adapters), range, choices and aliases.
  * The task derives its flags, --help, --config checks and both default sets from it.
  */
-import { defaultsOf, type OptionSpec, TRAIN_OPTIONS, type TrainOptions } from "../train/options.ts";
+import { TRAIN_OPTIONS, type TrainOptions } from "../train/options.ts";
+import { defaultsOf, type OptionSpec } from "../train/option_table.ts";
 
 // Rows that mean the same as train's.
 const { batch_size, lr_schedule, min_lr, weight_decay, beta1, beta2, eps, grad_clip, log_every } =

@@ -8,14 +8,20 @@
 import type { Dispatch, Kernels, Tensor } from "../gpu/kernels.ts";
 import { FlatBuffer } from "../gpu/arena.ts";
 import { mseBackward, mseForward } from "../ops/loss.ts";
-import { adamwHyper, adamwStep, gradNormForward, writeAdamwHyper } from "../ops/optim.ts";
+import {
+  adamwHyper,
+  adamwSettings,
+  adamwStep,
+  gradNormForward,
+  writeAdamwHyper,
+} from "../ops/optim.ts";
 import { Batcher, type BatcherState, type Dataset } from "../data/dataset.ts";
 import { type RngState, SeededRng } from "../rng.ts";
 import type { VQVAEConfig } from "./config.ts";
 import { initParams, initState, paramLayout, stateLayout } from "./params.ts";
 import { VQVAEGraph } from "./vqvae.ts";
 import type { VqvaeTrainOptions } from "./options.ts";
-import { learningRate } from "../train/options.ts";
+import { learningRate } from "../train/schedule.ts";
 import { MetricsRing } from "../train/metrics_ring.ts";
 
 /** What, besides the flat buffers, a resumed run needs to continue bit-identically. */
@@ -151,15 +157,7 @@ export class VqvaeTrainer {
     const o = this.opts;
     const lr = learningRate(o, step);
     this.upload();
-    writeAdamwHyper(this.k, this.hyper, {
-      lr,
-      beta1: o.beta1,
-      beta2: o.beta2,
-      eps: o.eps,
-      weightDecay: o.weight_decay,
-      step,
-      maxNorm: o.grad_clip,
-    });
+    writeAdamwHyper(this.k, this.hyper, adamwSettings(o, lr, step));
     const enc = this.k.device.createCommandEncoder();
     this.k.encode(enc, this.dispatches);
     this.metrics.record(enc, step, lr, [
