@@ -3,11 +3,9 @@ import { assertClose, checkOp, kernels, testF16, U16 } from "./harness.ts";
 import { Rng, TEST_SEED } from "./reference/random.ts";
 import { gateResidualBackward, gateResidualForward } from "../src/ops/residual.ts";
 
-function gateCase(B: number, T: number, D: number, G: number, f16 = false, separate = false) {
+function gateCase(B: number, T: number, D: number, G: number, f16 = false) {
   return checkOp({
-    name: `gateResidual B${B} T${T} D${D} chunk ${G}${f16 ? " f16 y, dy" : ""}${
-      separate ? " separate" : ""
-    }`,
+    name: `gateResidual B${B} T${T} D${D} chunk ${G}${f16 ? " f16 y, dy" : ""}`,
     // f16: y is f16 for the reference too (out and dmod keep f32's bound); dy is rounded once
     // from its f32 value (relative error ≤ u = 2^-11 on top of f32's 1e-4).
     f16: f16 ? ["y", "dy"] : [],
@@ -25,19 +23,17 @@ function gateCase(B: number, T: number, D: number, G: number, f16 = false, separ
     gpuBackward: (k, t) => {
       // The kernel writes only the gate columns; the reference's others are zero.
       k.fill(t.dmod, 0);
-      return gateResidualBackward(k, t.y, t.mod, G, t.dout, t.dy, t.dmod, { separate });
+      return gateResidualBackward(k, t.y, t.mod, G, t.dout, t.dy, t.dmod);
     },
   });
 }
 
 Deno.test("gateResidual D=150", () => gateCase(2, 37, 150, 2));
 Deno.test("gateResidual D=12", () => gateCase(3, 5, 12, 5));
-Deno.test("gateResidual D=150 separate dy, dmod", () => gateCase(2, 37, 150, 2, false, true));
 
 // Mixed precision: the saved branch output y and the branch gradient dy in f16.
 await testF16("gateResidual D=150 f16", () => gateCase(2, 37, 150, 2, true));
 await testF16("gateResidual D=12 f16", () => gateCase(3, 5, 12, 5, true));
-await testF16("gateResidual D=150 f16 separate", () => gateCase(2, 37, 150, 2, true, true));
 
 Deno.test("gateResidual backward leaves other dmod chunks untouched", async () => {
   const k = await kernels();

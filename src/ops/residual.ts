@@ -65,7 +65,7 @@ export function gateResidualForward(
 /**
  * Backward of `gateResidualForward`: dy = gate·dout, and the gate chunk columns of dmod
  * (Σ_t dout·y) are written; other columns of dmod are untouched. dx is dout itself (no kernel).
- * One dispatch reading dout once; `separate`: the two-dispatch form (one per output).
+ * One dispatch reading dout once.
  */
 export function gateResidualBackward(
   k: Kernels,
@@ -75,18 +75,11 @@ export function gateResidualBackward(
   dout: Tensor,
   dy: Tensor,
   dmod: Tensor,
-  opts: { separate?: boolean } = {},
 ): Dispatch[] {
   sameLength("gateResidualBackward", y, dout, dy);
   sameLength("gateResidualBackward", mod, dmod);
   f32Only("gateResidualBackward", { mod, dout, dmod });
-  const { n, wgDmod, u } = params("gateResidualBackward", k, y, mod, gateChunk);
+  const { wgDmod, u } = params("gateResidualBackward", k, y, mod, gateChunk);
   const c = code(k, "gateResidualBackward", y, dy);
-  if (opts.separate) {
-    return [
-      k.dispatch(c, "gate_bwd_dy", [u, dout, mod, dy], groupsFor(n)),
-      k.dispatch(c, "gate_bwd_dmod", [u, dout, y, dmod], wgDmod),
-    ];
-  }
   return [k.dispatch(c, "gate_bwd", [u, dout, y, mod, dy, dmod], wgDmod)];
 }
