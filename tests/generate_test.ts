@@ -5,9 +5,9 @@
  * unconditional checkpoints, seed reproducibility across batch sizes (bad arguments:
  * robustness_test.ts).
  */
+import { randomWeights } from "./random_weights.ts";
 import { join } from "node:path";
 import { type DiTConfig, resolveConfig } from "../src/model/config.ts";
-import { paramLayout, paramSpecs, posEmbed } from "../src/model/params.ts";
 import { generateImages, type GenerateOptions } from "../src/model/sampler.ts";
 import { Model } from "../src/model/model.ts";
 import { encodeCheckpoint } from "../src/io/model_io.ts";
@@ -21,21 +21,6 @@ import { assert, expectOk, runTask } from "./task_run.ts";
 const PAD = 2, ZOOM = 2;
 
 const generate = (args: string[]) => runTask("generate", args);
-
-/** Random non-zero weights (pos_embed exact) in the flat layout. */
-function randomFlat(cfg: DiTConfig, rng: Rng, scale = 1): Float32Array {
-  const layout = paramLayout(cfg);
-  const flat = new Float32Array(layout.total);
-  for (const s of paramSpecs(cfg)) {
-    const slot = layout.get(s.name);
-    const fan = s.shape.length > 1 ? s.shape.slice(1).reduce((a, b) => a * b, 1) : 4;
-    const v = s.name === "pos_embed" ? posEmbed(cfg) : Float32Array.from(
-      rng.normals(slot.length, scale * (s.name.endsWith("bias") ? 0.1 : 1 / Math.sqrt(fan))),
-    );
-    flat.set(v, slot.offset);
-  }
-  return flat;
-}
 
 const COND = resolveConfig({ preset: "tiny", image_size: 8, in_channels: 1, num_classes: 3 });
 const UNCOND = resolveConfig({ preset: "tiny", image_size: 8, in_channels: 1, num_classes: 0 });
@@ -52,14 +37,14 @@ function fixtures(): Promise<Fixture> {
   fixture ??= (async () => {
     const rng = new Rng(TEST_SEED ^ 0x6e4e);
     const dir = await Deno.makeTempDir({ prefix: "flowgpu_generate_" });
-    const params = randomFlat(COND, rng, 0.5), ema = randomFlat(COND, rng, 0.5);
+    const params = randomWeights(COND, rng, 0.5).flat, ema = randomWeights(COND, rng, 0.5).flat;
     const bytes = encodeCheckpoint({ cfg: COND, params, ema });
     const path = join(dir, "cond.safetensors");
     await Deno.writeFile(path, bytes);
     const runDir = join(dir, "run");
     await Deno.mkdir(join(runDir, "checkpoints"), { recursive: true });
     await Deno.writeFile(join(runDir, "checkpoints", "final.safetensors"), bytes);
-    const uparams = randomFlat(UNCOND, rng, 0.5);
+    const uparams = randomWeights(UNCOND, rng, 0.5).flat;
     const upath = join(dir, "uncond.safetensors");
     await Deno.writeFile(upath, encodeCheckpoint({ cfg: UNCOND, params: uparams }));
     return {

@@ -8,8 +8,9 @@
  * (tests/reference/muon.ts) on its matrices, and the EMA schedule. Non-zero random initial
  * weights, so every parameter gets a gradient.
  */
+import { randomWeights } from "./random_weights.ts";
 import type { DiTConfig } from "../src/model/config.ts";
-import { paramLayout, paramSpecs, posEmbed } from "../src/model/params.ts";
+import { paramLayout, paramSpecs } from "../src/model/params.ts";
 import { Trainer } from "../src/train/trainer.ts";
 import { Model, type Precision } from "../src/model/model.ts";
 import { CPU_DEFAULTS, type TrainOptions } from "../src/train/options.ts";
@@ -22,22 +23,6 @@ import * as muonRef from "./reference/muon.ts";
 import { Rng, TEST_SEED } from "./reference/random.ts";
 
 type F64 = Float64Array;
-
-/** Random non-zero weights (pos_embed exact) as the reference's map (f32-representable). */
-function randomWeights(cfg: DiTConfig, rng: Rng): Map<string, F64> {
-  const map = new Map<string, F64>();
-  for (const s of paramSpecs(cfg)) {
-    const n = s.shape.reduce((a, b) => a * b, 1);
-    const fan = s.shape.length > 1 ? s.shape.slice(1).reduce((a, b) => a * b, 1) : 4;
-    map.set(
-      s.name,
-      s.name === "pos_embed"
-        ? Float64Array.from(posEmbed(cfg))
-        : rng.normals(n, s.name.endsWith("bias") ? 0.1 : 1 / Math.sqrt(fan)),
-    );
-  }
-  return map;
-}
 
 /** A map of named tensors → the flat layout (padding zero). */
 function toFlat(cfg: DiTConfig, map: Map<string, F64>): Float32Array {
@@ -158,8 +143,8 @@ export async function checkSteps(c: Case): Promise<void> {
   );
   const ds = new ArrayDataset(pixels, labels, cfg.in_channels, cfg.image_size, cfg.num_classes);
 
-  const p0 = randomWeights(cfg, rng);
-  const ema0 = randomWeights(cfg, rng);
+  const p0 = randomWeights(cfg, rng).map;
+  const ema0 = randomWeights(cfg, rng).map;
   const m0 = new Map<string, F64>(), v0 = new Map<string, F64>();
   for (const [name, w] of p0) {
     const trainable = name !== "pos_embed";

@@ -9,13 +9,13 @@
  * the same weights and loads in `deno task generate`. UPDATE_SCREENSHOTS=1 writes the README's
  * screenshot (docs/web-page.png).
  */
+import { randomWeights } from "./random_weights.ts";
 import { join } from "node:path";
 import { type BrowserContext, chromium, type Page } from "playwright-core";
 // deno-lint-ignore no-import-prefix -- same specifier as src/io/datasets.ts
 import { Image } from "npm:imagescript@1.3.1";
 import { buildWeb, JS_DIR, serveDir } from "../web/build.ts";
 import { type DiTConfig, resolveConfig } from "../src/model/config.ts";
-import { paramLayout, paramSpecs, posEmbed } from "../src/model/params.ts";
 import { decodeCheckpoint, encodeCheckpoint } from "../src/io/model_io.ts";
 import { Rng, TEST_SEED } from "./reference/random.ts";
 import { assert, expectOk, runTask } from "./task_run.ts";
@@ -41,21 +41,6 @@ const SCREENSHOT = new URL("../docs/web-page.png", import.meta.url).pathname;
 const haveChromium = await Deno.stat(CHROMIUM).then(() => true, () => false);
 if (!haveChromium && !Deno.env.get("CI")) {
   console.warn(`web_test: ${CHROMIUM} is missing (apt-get install chromium): skipped`);
-}
-
-/** Random non-zero weights (pos_embed exact: the loader checks it) in the flat layout. */
-function randomFlat(cfg: DiTConfig, rng: Rng, scale: number): Float32Array {
-  const layout = paramLayout(cfg);
-  const flat = new Float32Array(layout.total);
-  for (const s of paramSpecs(cfg)) {
-    const slot = layout.get(s.name);
-    const fan = s.shape.length > 1 ? s.shape.slice(1).reduce((a, b) => a * b, 1) : 4;
-    const v = s.name === "pos_embed" ? posEmbed(cfg) : Float32Array.from(
-      rng.normals(slot.length, scale * (s.name.endsWith("bias") ? 0.1 : 1 / Math.sqrt(fan))),
-    );
-    flat.set(v, slot.offset);
-  }
-  return flat;
 }
 
 /** The page's state object (web/src/app.ts). */
@@ -144,7 +129,11 @@ async function checkGenerate(c: Ctx): Promise<void> {
   const ckpt = join(c.dir, "tiny.safetensors");
   await Deno.writeFile(
     ckpt,
-    encodeCheckpoint({ cfg, params: randomFlat(cfg, rng, 0.5), ema: randomFlat(cfg, rng, 0.5) }),
+    encodeCheckpoint({
+      cfg,
+      params: randomWeights(cfg, rng, 0.5).flat,
+      ema: randomWeights(cfg, rng, 0.5).flat,
+    }),
   );
   const per = 2, steps = 4, cfgScale = 2.5, solver = "heun", seed = 7;
   const png = join(c.dir, "deno.png");
@@ -319,7 +308,11 @@ Deno.test({
     const rng = new Rng(TEST_SEED ^ 0x5419);
     await Deno.writeFile(
       join(weights, "fashion-mnist-small.safetensors"),
-      encodeCheckpoint({ cfg: shipped, params: randomFlat(shipped, rng, 0.5), kind: "ema" }),
+      encodeCheckpoint({
+        cfg: shipped,
+        params: randomWeights(shipped, rng, 0.5).flat,
+        kind: "ema",
+      }),
     );
     const built = await buildWeb(dist, { weights });
     assert(built.weights.join() === "fashion-mnist-small", `shipped weights: ${built.weights}`);
