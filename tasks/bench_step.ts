@@ -15,7 +15,7 @@ import {
   Trainer,
   type TrainOptions,
 } from "../mod.ts";
-import { kernelBreakdown, median, Timer, timeSteps } from "./bench_timing.ts";
+import { kernelBreakdown, median, type Timer, timeSteps } from "./bench_timing.ts";
 
 /** What the step runs with besides the model (bench's flags). */
 export interface StepFlags {

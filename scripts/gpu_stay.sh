@@ -1,0 +1,166 @@
+#!/bin/bash
+# The GPU-machine runs of issues 11-14 as named parts, run as a background queue so that the GPU
+# stays busy between calls (one GPU job at a time: two at once slowed each about 2.5×).
+#
+#   bash scripts/gpu_stay.sh list                   the parts, with their estimated minutes
+#   bash scripts/gpu_stay.sh queue PART...          run the parts in order (each under a timeout)
+#   bash scripts/gpu_stay.sh watch SECONDS OUT      progress until the queue ends or SECONDS pass,
+#                                                   then pack the results into OUT (res.tgz, weights)
+# Within one lease (the repo with weights/ is ~22 MiB; each call may carry 64 MiB):
+#   call 1, carry [".gpu-data", "node_modules"]: bash .gpu-data/unpack.sh   (→ /tmp/fmnist)
+#            (carried paths stay on the machine: node_modules need not travel again)
+#   call 2, carry [".gpu"] (and data/emoji for the emoji parts):
+#     rm -rf /tmp/work && cp -a . /tmp/work && cd /tmp/work && source .gpu/prelude.sh &&
+#     (setsid nohup bash scripts/gpu_stay.sh queue PART... >/tmp/res/queue.log 2>&1 </dev/null &);
+#     bash scripts/gpu_stay.sh watch 560 $OUT
+#   later calls: cd /tmp/work && bash scripts/gpu_stay.sh watch 560 $OUT
+# A part's processes all end with it (timeout kills its process group): a test or task left running
+# would share the GPU with the benchmarks after it and spoil their figures (it happened once).
+# The machine has no network and the npm dev dependency playwright-core stays behind, so the copy's
+# deno.json uses node_modules as carried ("manual"; "auto" would try to install playwright-core),
+# and the suite runs without type checking (CI checks types) and without the browser test (no
+# Chromium there).
+#
+# Done on 2026-11-30 (H200; figures in BENCHMARKS.md and weights/README.md): torch-s2-train,
+# small-train, small-export, small-eval, s2-adamw, s2-eval-ours, s2-eval-torch (issue 12).
+set -u
+RES=${RES:-/tmp/res}
+DATA=${GPU_DATA:-/tmp/fmnist}
+FM="--dataset fashion-mnist --data $DATA"
+mkdir -p "$RES"
+
+# name: minutes (estimate, H200), timeout in seconds, what it is for.
+PARTS="
+torch-s2-train  2   300 issue 12: PyTorch S/2, 1,500 steps, bf16 (the comparison's other model)
+small-train     5   420 issue 12: the shipped small weights (10,000 steps)
+small-export    0.1 120 issue 12: export them in F16
+small-eval      1.5 300 issue 12: score the F16 file with eval's defaults
+s2-adamw        3   360 issues 12+13: S/2 f16 AdamW, 1,500 steps (equal to the f16 proof run)
+s2-eval-ours    2.5 360 issue 12: score it (N 10,000, 25 steps)
+s2-eval-torch   2.5 360 issue 12: score PyTorch's
+test            3   420 issue 11: the suite on the GPU
+bench-s         3   420 issue 11: our S/2 step, breakdown, memory, sampling (f32, f16)
+torch-s         4   480 issue 11: PyTorch S/2 fp32, bf16, compiled fp32 and bf16
+bench-s256      1   240 issue 11: our S/2 sampling at batch 256 (f32, f16)
+torch-s256      1.5 300 issue 11: PyTorch's
+matmul          2   300 issue 11: every GEMM shape, f32 and f16, beside PyTorch fp32 and bf16
+bench-b         3   420 issue 11: B/2 32×32×3 step and sampling (f32, f16)
+torch-b         2   360 issue 11: PyTorch B/2 fp32, bf16
+ckpt-s          2   300 issue 13: S/2 step with activation checkpointing (f32, f16)
+ckpt-b          3   420 issue 13: B/2 32×32×3 with activation checkpointing
+s2-muon         4   420 issue 13: S/2 f16 Muon, 1,500 steps (against docs/results/muon-vs-adamw-adamw)
+refused         1   240 issue 13: B/2 at 64×64 batch 256: refused, one line
+fit-micro       9   600 issue 13: the same with --micro-batch-size 64 (resumable, 540 s a call)
+fit-ckpt        9   600 issue 13: the same with --grad-checkpointing (resumable)
+vq-bench        2   300 issue 14: VQ-VAE step, ours and PyTorch's (32×32×3, batch 128)
+vq-fmnist       4   420 issue 14: VQ-VAE on Fashion-MNIST (PSNR on t10k), 240 s
+vq-emoji        4   420 issue 14: VQ-VAE on emoji 32×32 (needs data/emoji carried), 240 s
+fm-latent-fmnist 3  300 issue 14: S/2-latent DiT on vq-fmnist's latents, 180 s
+fm-pixel-fmnist 3   300 issue 14: S/2 pixel DiT on Fashion-MNIST, 180 s
+fm-latent-emoji 3   300 issue 14: S latent DiT on vq-emoji's latents, 180 s
+fm-pixel-emoji  3   300 issue 14: S/2 pixel DiT on emoji, 180 s
+b2-emoji        5   420 issue 14: the seed's B/2 32×32×3 pixel config on emoji, 300 s
+"
+
+run_part() {
+  local T="--time-limit"
+  case "$1" in
+  torch-s2-train)
+    python3 scripts/pytorch_train.py --preset S --steps 1500 --lr 3e-4 --warmup 200 \
+      --ema-decay 0.999 --bf16 --seed 0 --data "$DATA" --out /tmp/pytorch-S-bf16 --log-every 100 ;;
+  small-train)
+    deno task train --preset small $FM --batch-size 128 --steps 10000 --lr 3e-4 --warmup 500 \
+      --ema-decay 0.999 --log-every 250 --sample-every 2500 --ckpt-every 5000 $T 300 \
+      --name fmnist-small ;;
+  small-export)
+    deno task export-weights --checkpoint runs/fmnist-small \
+      --out "$RES/fashion-mnist-small.safetensors" ;;
+  small-eval)
+    deno task eval --checkpoint "$RES/fashion-mnist-small.safetensors" --data "$DATA" \
+      --json "$RES/eval_small.json" ;;
+  s2-adamw | s2-muon)
+    deno task train --preset S $FM --batch-size 128 --steps 1500 --lr 3e-4 --warmup 200 \
+      --ema-decay 0.999 --log-every 100 --sample-every 1500 --ckpt-every 0 --precision f16 \
+      --seed 0 --optimizer "${1#s2-}" --name "muon-vs-adamw-${1#s2-}" ;;
+  s2-eval-ours | s2-eval-torch)
+    local ck=runs/muon-vs-adamw-adamw
+    [ "$1" = s2-eval-torch ] && ck=/tmp/pytorch-S-bf16
+    deno task eval --checkpoint $ck --data "$DATA" --num-samples 10000 --num-steps 25 \
+      --json "$RES/eval_${1#s2-eval-}.json" ;;
+  test)
+    deno test -A --no-check --parallel $(ls tests/*_test.ts | grep -v web_test) ;;
+  bench-s) deno task bench --precision f32,f16 --skip linear ;;
+  torch-s)
+    python3 scripts/pytorch_bench.py --preset S --batch-size 128 --no-matmul \
+      --modes fp32,bf16,compiled-fp32,compiled-bf16 --json-out "$RES/torch_s.json" ;;
+  bench-s256) deno task bench --precision f32,f16 --batch-size 256 --skip step,linear,breakdown ;;
+  torch-s256)
+    python3 scripts/pytorch_bench.py --preset S --batch-size 256 --no-matmul --modes fp32,bf16 \
+      --iters 5 --json-out "$RES/torch_s256.json" ;;
+  matmul) deno run -A tasks/matmul_bench.ts --torch --md="$RES/matmul.md" ;;
+  bench-b)
+    deno task bench --preset B --image-size 32 --channels 3 --batch-size 128 --precision f32,f16 \
+      --skip linear,breakdown --repeats 2 ;;
+  torch-b)
+    python3 scripts/pytorch_bench.py --preset B --image-size 32 --channels 3 --batch-size 128 \
+      --modes fp32,bf16 --no-matmul --sample-runs 1 --iters 10 --json-out "$RES/torch_b.json" ;;
+  ckpt-s | ckpt-b | refused | fit-micro | fit-ckpt)
+    FMNIST=$DATA sh scripts/scale_gpu_runs.sh "$1" ;;
+  vq-bench)
+    deno task train-vqvae --bench --image-size 32 --in-channels 3 --batch-size 128
+    python3 scripts/pytorch_vqvae.py --bench --image-size 32 --in-channels 3 --batch-size 128 ;;
+  vq-fmnist) deno task train-vqvae $FM $T 240 --name vq-fmnist ;;
+  vq-emoji) deno task train-vqvae --dataset emoji --image-size 32 $T 240 --name vq-emoji ;;
+  fm-latent-fmnist)
+    deno task train --vqvae runs/vq-fmnist $FM --preset S $T 180 --name fm-latent-fmnist ;;
+  fm-pixel-fmnist) deno task train $FM --preset S $T 180 --name fm-pixel-fmnist ;;
+  fm-latent-emoji)
+    deno task train --vqvae runs/vq-emoji --dataset emoji --preset S $T 180 \
+      --name fm-latent-emoji ;;
+  fm-pixel-emoji) deno task train --dataset emoji --preset S $T 180 --name fm-pixel-emoji ;;
+  b2-emoji) deno task train --dataset emoji --preset B $T 300 --name b2-emoji ;;
+  *) echo "unknown part $1 (bash scripts/gpu_stay.sh list)"; return 2 ;;
+  esac
+}
+
+case "${1:-}" in
+list) echo "$PARTS" ;;
+queue)
+  shift
+  sed -i 's/"nodeModulesDir": "auto"/"nodeModulesDir": "manual"/' deno.json
+  # The PyTorch training that a first call may have started in the background runs first.
+  while pgrep -f "[s]cripts/pytorch_train.py" >/dev/null; do sleep 2; done
+  for p in "$@"; do
+    limit=$(echo "$PARTS" | awk -v p="$p" '$1 == p { print $3 }')
+    t0=$(date +%s)
+    echo "== $p: $(echo "$PARTS" | awk -v p="$p" '$1 == p')" >"$RES/$p.log"
+    # A shell of its own (exported function) so that timeout's signal reaches every child.
+    export -f run_part
+    export RES DATA FM PARTS
+    timeout -k 10 "${limit:-600}" bash -c "run_part $p" >>"$RES/$p.log" 2>&1
+    rc=$?
+    echo "$p rc=$rc start=$t0 wall=$(($(date +%s) - t0))s" >>"$RES/status"
+  done
+  echo "queue done $(date +%s)" >>"$RES/status"
+  ;;
+watch)
+  end=$(($(date +%s) + $2))
+  while [ "$(date +%s)" -lt $end ] && ! grep -q "queue done" "$RES/status" 2>/dev/null; do
+    sleep 20
+    echo "--- $(date +%T) $(tail -1 "$RES/status" 2>/dev/null)"
+    tail -c 300 "$(ls -t "$RES"/*.log | head -1)" | tr '\r' '\n' | tail -2
+  done
+  cat "$RES/status"
+  cp "$RES"/*.safetensors "$3/" 2>/dev/null
+  # Runs without their checkpoints (flow checkpoints are too big to come back), but with a
+  # VQ-VAE's vqvae.safetensors, which --vqvae needs on the next lease.
+  for v in runs/vq-*/vqvae.safetensors; do
+    [ -f "$v" ] && cp "$v" "$3/$(basename "$(dirname "$v")").safetensors"
+  done
+  runs=$(ls -d runs/*/ 2>/dev/null | grep -v '^runs/latest/$' | sed "s|^|${PWD#/}/|")
+  tar czf "$3/res.tgz" --exclude='*.safetensors' --exclude=checkpoints --exclude=latents \
+    -C / "${RES#/}" $runs $(cd / && ls -d tmp/pytorch-S-bf16 2>/dev/null)
+  ls -la "$3"
+  ;;
+*) sed -n 2,9p "$0"; exit 2 ;;
+esac
