@@ -6,11 +6,14 @@
 #   bash scripts/gpu_stay.sh queue PART...          run the parts in order (each under a timeout)
 #   bash scripts/gpu_stay.sh watch SECONDS OUT      progress until the queue ends or SECONDS pass,
 #                                                   then pack the results into OUT (res.tgz, weights)
-# Within one lease (the repo with weights/ is ~22 MiB; each call may carry 64 MiB):
-#   call 1, carry [".gpu-data", "node_modules"]: bash .gpu-data/unpack.sh   (→ /tmp/fmnist)
-#            (carried paths stay on the machine: node_modules need not travel again)
-#   call 2, carry [".gpu"] (and data/emoji for the emoji parts):
-#     rm -rf /tmp/work && cp -a . /tmp/work && cd /tmp/work && source .gpu/prelude.sh &&
+# Within one lease (the repo with weights/ is 23 MB, .gpu 37, .gpu-data 26, node_modules 7 without
+# playwright-core, which stays here: move node_modules/.deno/playwright-core@* and the
+# node_modules/playwright-core link aside first; data/emoji 6; each call may carry 67 MB):
+#   call 1, carry [".gpu-data", "node_modules", "data/emoji"]: bash .gpu-data/unpack.sh
+#            (→ /tmp/fmnist; carried paths stay on the machine, so they need not travel again)
+#   call 2, carry [".gpu"]:
+#     mkdir -p /tmp/res && rm -rf /tmp/work && cp -a . /tmp/work && cd /tmp/work &&
+#     source .gpu/prelude.sh &&
 #     (setsid nohup bash scripts/gpu_stay.sh queue PART... >/tmp/res/queue.log 2>&1 </dev/null &);
 #     bash scripts/gpu_stay.sh watch 560 $OUT
 #   later calls: cd /tmp/work && bash scripts/gpu_stay.sh watch 560 $OUT

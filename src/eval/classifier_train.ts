@@ -5,6 +5,7 @@
  */
 import type { Dispatch, Kernels } from "../gpu/kernels.ts";
 import { FlatBuffer } from "../gpu/arena.ts";
+import { QueuePacer } from "../gpu/pacing.ts";
 import { adamwHyper, adamwStep, gradNormForward, writeAdamwHyper } from "../ops/optim.ts";
 import { shuffle } from "../data/dataset.ts";
 import { SeededRng } from "../rng.ts";
@@ -54,10 +55,11 @@ export class ClassifierTrainer {
   private step_: Dispatch[];
   private rng: SeededRng;
   step = 0;
-  private inflight: Promise<void>[] = [];
+  private pacer: QueuePacer;
 
   constructor(readonly k: Kernels, readonly o: ClassifierTrainOptions, init?: Float32Array) {
     const layout = classifierLayout(o.widths);
+    this.pacer = new QueuePacer(k.device);
     this.params = new FlatBuffer(k.device, layout, "clf.params");
     this.grads = new FlatBuffer(k.device, layout, "clf.grads");
     this.m = new FlatBuffer(k.device, layout, "clf.m");
@@ -119,8 +121,7 @@ export class ClassifierTrainer {
         step: this.step,
       });
       this.k.submit(this.step_);
-      this.inflight.push(this.k.device.queue.onSubmittedWorkDone());
-      while (this.inflight.length > 2) await this.inflight.shift();
+      await this.pacer.submitted();
       await onStep?.(this.step);
     }
     return (await this.k.read(this.graph.loss))[0];

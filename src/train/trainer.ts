@@ -20,6 +20,7 @@
  */
 import type { Dispatch, Kernels } from "../gpu/kernels.ts";
 import { FlatBuffer } from "../gpu/arena.ts";
+import { QueuePacer } from "../gpu/pacing.ts";
 import type { DiTConfig } from "../model/config.ts";
 import { Model, type Precision } from "../model/model.ts";
 import { AMP } from "../ops/optim.ts";
@@ -59,14 +60,6 @@ interface Drawn extends BatchData {
   path: PathState;
 }
 
-/**
- * Steps submitted between two waits for the GPU. Deno's onSubmittedWorkDone (and mapAsync)
- * block the calling thread until the queue is empty, and the promise settles ~11 ms later: a wait
- * every step left the GPU idle for the next step's host work plus that latency (the wall clock
- * ran ~7% over the GPU time). One wait per this many steps bounds the queue at that cost / 16.
- */
-export const STEPS_PER_WAIT = 16;
-
 export class Trainer {
   readonly k: Kernels;
   readonly cfg: DiTConfig;
@@ -85,7 +78,7 @@ export class Trainer {
   private batches: MicroBatches;
   private dispatches: Dispatch[];
   private metrics: MetricsRing<StepMetrics>;
-  private sinceWait = 0;
+  private readonly pacer: QueuePacer;
   private next?: Drawn;
   private host = { ms: 0, submitMs: 0, steps: 0 };
 
@@ -101,6 +94,7 @@ export class Trainer {
     readonly dataset: Dataset,
   ) {
     const k = this.k = model.k, cfg = this.cfg = model.cfg;
+    this.pacer = new QueuePacer(k.device);
     if (model.kind !== "raw") throw new Error("trainer: train a model of raw weights, not EMA");
     const precision = this.precision = model.precision;
     if (opts.precision !== undefined && opts.precision !== precision) {
@@ -194,7 +188,7 @@ export class Trainer {
 
   /**
    * Run one training step: upload its data (drawn while the previous step ran), submit, draw the
-   * next step's data, and return without waiting for the GPU (every STEPS_PER_WAIT steps it
+   * next step's data, and return without waiting for the GPU (every STEPS_PER_WAIT steps, src/gpu/pacing.ts, it
    * waits for the queue to empty, which bounds the steps in flight). Uploads are queue-ordered
    * after the steps already submitted, so one set of input tensors serves every step.
    */
@@ -223,10 +217,7 @@ export class Trainer {
     this.host.ms += t1 - t0 + performance.now() - t2;
     this.host.submitMs += t2 - t1;
     this.host.steps++;
-    if (++this.sinceWait >= STEPS_PER_WAIT) {
-      this.sinceWait = 0;
-      await this.k.device.queue.onSubmittedWorkDone();
-    }
+    await this.pacer.submitted();
     if (step % this.metrics.size === 0) this.metrics.request(step);
   }
 

@@ -7,6 +7,7 @@
  */
 import type { Dispatch, Kernels, Tensor } from "../gpu/kernels.ts";
 import { FlatBuffer } from "../gpu/arena.ts";
+import { QueuePacer } from "../gpu/pacing.ts";
 import { mseBackward, mseForward } from "../ops/loss.ts";
 import {
   adamwHyper,
@@ -74,7 +75,7 @@ export class VqvaeTrainer {
   private hyper: GPUBuffer;
   private dispatches: Dispatch[];
   private metrics: MetricsRing<VqvaeStepMetrics>;
-  private inflight: Promise<void>[] = [];
+  private pacer: QueuePacer;
 
   constructor(
     readonly k: Kernels,
@@ -83,6 +84,7 @@ export class VqvaeTrainer {
     readonly dataset: Dataset,
   ) {
     this.B = opts.batch_size;
+    this.pacer = new QueuePacer(k.device);
     const pl = paramLayout(cfg);
     this.params = new FlatBuffer(k.device, pl, "vqvae params");
     this.grads = new FlatBuffer(k.device, pl, "vqvae grads");
@@ -151,7 +153,7 @@ export class VqvaeTrainer {
     this.k.write(this.rand, r);
   }
 
-  /** One training step: submitted, not awaited (at most two earlier steps left in flight). */
+  /** One training step: submitted, not awaited (up to STEPS_PER_WAIT steps run ahead). */
   async trainStep(): Promise<void> {
     const step = this.step + 1;
     const o = this.opts;
@@ -168,8 +170,7 @@ export class VqvaeTrainer {
     ]);
     this.k.device.queue.submit([enc.finish()]);
     this.step = step;
-    this.inflight.push(this.k.device.queue.onSubmittedWorkDone());
-    while (this.inflight.length > 2) await this.inflight.shift();
+    await this.pacer.submitted();
     if (step % this.metrics.size === 0) this.metrics.request(step);
   }
 
