@@ -55,6 +55,8 @@ s2-muon         4   420 issue 13: S/2 f16 Muon, 1,500 steps (against docs/result
 refused         1   240 issue 13: B/2 at 64×64 batch 256: refused, one line
 fit-micro       9   600 issue 13: the same with --micro-batch-size 64 (resumable, 540 s a call)
 fit-ckpt        9   600 issue 13: the same with --grad-checkpointing (resumable)
+refused-small   1   240 issue 13: small/2 at 64×64 batch 1280 (a 5 GiB binding): refused, one line
+fit-small       9   600 issue 13: the same in 2 micro-batches of 640 (resumable, 540 s a call)
 vq-bench        2   300 issue 14: VQ-VAE step, ours and PyTorch's (32×32×3, batch 128)
 vq-fmnist       4   420 issue 14: VQ-VAE on Fashion-MNIST (PSNR on t10k), 240 s
 vq-emoji        4   420 issue 14: VQ-VAE on emoji 32×32 (needs data/emoji carried), 240 s
@@ -107,7 +109,7 @@ run_part() {
   torch-b)
     python3 scripts/pytorch_bench.py --preset B --image-size 32 --channels 3 --batch-size 128 \
       --modes fp32,bf16 --no-matmul --sample-runs 1 --iters 10 --json-out "$RES/torch_b.json" ;;
-  ckpt-s | ckpt-b | refused | fit-micro | fit-ckpt)
+  ckpt-s | ckpt-b | refused | fit-micro | fit-ckpt | refused-small | fit-small)
     FMNIST=$DATA sh scripts/scale_gpu_runs.sh "$1" ;;
   vq-bench)
     deno task train-vqvae --bench --image-size 32 --in-channels 3 --batch-size 128

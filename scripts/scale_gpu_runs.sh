@@ -3,13 +3,20 @@
 # ~10 minutes on an H200 (estimates from an f16 S/2 step of ~106 ms, f32 ~127-153 ms, B/2 32×32
 # f16 ~450 ms, f32 ~620 ms).
 #   sh scripts/scale_gpu_runs.sh PART      PART: memory | ckpt-s | ckpt-b | refused | fit-micro |
-#                                          fit-ckpt | muon-adamw | muon-muon | muon-report
+#                                          fit-ckpt | refused-small | fit-small | muon-adamw |
+#                                          muon-muon | muon-report
 # FMNIST=DIR uses the full Fashion-MNIST in DIR (else Debian's, else the embedded subset).
 set -eu
 DATA="--dataset fashion-mnist ${FMNIST:+--data $FMNIST}"
 STEP="--skip sample,linear,breakdown --repeats 3 --precision f32,f16"
 B64="--preset B $DATA --image-size 64 --batch-size 256 --precision f32 --lr 1e-4 --warmup 50"
 B64="$B64 --log-every 10 --sample-every 200 --ckpt-every 50"
+# A cheaper refused configuration: small/2 at 64×64, batch 1280, f32 needs 150.8 GiB (dry run) and
+# one 5 GiB activation, past any WebGPU storage binding (wgpu caps them below 4 GiB), so the device
+# refuses it whatever its allocator does; 2 micro-batches of 640 need 75.5 GiB and 2.5 GiB bindings.
+# About 2.2× fewer FLOPs per byte of activations than B/2 (estimated ~2.5-3 s a step).
+S64="--preset small $DATA --image-size 64 --batch-size 1280 --precision f32 --lr 3e-4 --warmup 50"
+S64="$S64 --log-every 10 --sample-every 200 --ckpt-every 50"
 MUON="--preset S $DATA --batch-size 128 --steps 1500 --lr 3e-4 --warmup 200 --ema-decay 0.999"
 MUON="$MUON --log-every 100 --sample-every 1500 --ckpt-every 0 --precision f16 --seed 0"
 
@@ -42,6 +49,13 @@ refused)
 fit-micro)
   if [ -d runs/b64-micro/checkpoints ]; then R="--resume runs/b64-micro"; else R="--name b64-micro"; fi
   deno task train $B64 --steps 200 --micro-batch-size 64 --time-limit 540 $R
+  ;;
+refused-small)
+  deno task train $S64 --steps 200 --time-limit 120 --name s64-plain || echo "exit code $?"
+  ;;
+fit-small)
+  if [ -d runs/s64-micro/checkpoints ]; then R="--resume runs/s64-micro"; else R="--name s64-micro"; fi
+  deno task train $S64 --steps 200 --micro-batch-size 640 --time-limit 540 $R
   ;;
 fit-ckpt)
   if [ -d runs/b64-ckpt/checkpoints ]; then R="--resume runs/b64-ckpt"; else R="--name b64-ckpt"; fi
