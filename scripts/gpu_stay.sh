@@ -83,10 +83,7 @@ run_part() {
   small-eval)
     deno task eval --checkpoint "$RES/fashion-mnist-small.safetensors" --data "$DATA" \
       --json "$RES/eval_small.json" ;;
-  s2-adamw | s2-muon)
-    deno task train --preset S $FM --batch-size 128 --steps 1500 --lr 3e-4 --warmup 200 \
-      --ema-decay 0.999 --log-every 100 --sample-every 1500 --ckpt-every 0 --precision f16 \
-      --seed 0 --optimizer "${1#s2-}" --name "muon-vs-adamw-${1#s2-}" ;;
+  s2-adamw | s2-muon) FMNIST=$DATA sh scripts/scale_gpu_runs.sh "muon-${1#s2-}" ;;
   s2-eval-ours | s2-eval-torch)
     local ck=runs/muon-vs-adamw-adamw
     [ "$1" = s2-eval-torch ] && ck=/tmp/pytorch-S-bf16
@@ -135,13 +132,14 @@ queue)
   sed -i 's/"nodeModulesDir": "auto"/"nodeModulesDir": "manual"/' deno.json
   # The PyTorch training that a first call may have started in the background runs first.
   while pgrep -f "[s]cripts/pytorch_train.py" >/dev/null; do sleep 2; done
+  # Each part runs in a shell of its own (an exported function) under timeout, whose signal
+  # reaches every process of the part.
+  export -f run_part
+  export RES DATA FM
   for p in "$@"; do
     limit=$(echo "$PARTS" | awk -v p="$p" '$1 == p { print $3 }')
     t0=$(date +%s)
     echo "== $p: $(echo "$PARTS" | awk -v p="$p" '$1 == p')" >"$RES/$p.log"
-    # A shell of its own (exported function) so that timeout's signal reaches every child.
-    export -f run_part
-    export RES DATA FM PARTS
     timeout -k 10 "${limit:-600}" bash -c "run_part $p" >>"$RES/$p.log" 2>&1
     rc=$?
     echo "$p rc=$rc start=$t0 wall=$(($(date +%s) - t0))s" >>"$RES/status"

@@ -113,7 +113,8 @@ async function trainPastLimits() {
   // B/2's flat buffers (494 MiB of gradients, bound whole) exceed a software adapter's 128 MiB
   // storage bindings; only a smaller preset fits.
   const b = await train([
-    ...["--preset", "B", "--dataset", "default", ...ONE_STEP, "--out", out, "--name", "b"],
+    ...["--preset", "B", "--dataset", "default", ...ONE_STEP],
+    ...["--out", out, "--name", "b"],
   ]);
   expectOneLineError(
     b,
@@ -124,7 +125,8 @@ async function trainPastLimits() {
   // small/2 at 64×64, batch 64: one activation of 256 MiB; half the micro-batch fits.
   const s = await train([
     ...["--preset", "small", "--dataset", "default", "--image-size", "64", "--batch-size", "64"],
-    ...[...ONE_STEP, "--out", out, "--name", "s"],
+    ...ONE_STEP,
+    ...["--out", out, "--name", "s"],
   ]);
   expectOneLineError(
     s,

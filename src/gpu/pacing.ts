@@ -7,13 +7,13 @@
  */
 export const STEPS_PER_WAIT = 16;
 
-/** Counts submitted steps; `submitted()` waits for the GPU every `every` of them. */
+/** Counts submitted steps; `submitted()` waits for the GPU every STEPS_PER_WAIT of them. */
 export class QueuePacer {
   private since = 0;
-  constructor(private readonly device: GPUDevice, readonly every = STEPS_PER_WAIT) {}
+  constructor(private readonly device: GPUDevice) {}
 
   async submitted(): Promise<void> {
-    if (++this.since < this.every) return;
+    if (++this.since < STEPS_PER_WAIT) return;
     this.since = 0;
     await this.device.queue.onSubmittedWorkDone();
   }
