@@ -144,7 +144,7 @@ Deno.test("FD: Gaussians against closed forms", () => {
 
 Deno.test("FD of sampled Gaussians approaches the closed form", () => {
   const rng = new Rng(TEST_SEED ^ 0x5a4);
-  const d = 4, N = 40000;
+  const d = 4, N = 400_000;
   // x = μ + L z with L diagonal scales: covariance diag(σ²).
   const s1 = [1, 0.5, 2, 1.5], s2 = [0.7, 0.5, 1, 2.5], mu2 = [0.5, 0, -0.3, 0.2];
   const draw = (s: number[], mu: number[]) => {
@@ -155,7 +155,8 @@ Deno.test("FD of sampled Gaussians approaches the closed form", () => {
   let want = 0;
   for (let i = 0; i < d; i++) want += mu2[i] ** 2 + (s1[i] - s2[i]) ** 2;
   const got = frechetDistance(g1, g2);
-  // Sampling error of the stats at N = 40,000: a few 0.01.
+  // Sampling error of FD at N = 400,000: sd 0.008 over 60 seeds (at 40,000 it was 0.028, and 24
+  // of 4,000 seeds reached this bound: a flaky test).
   assert(Math.abs(got - want) < 0.08, `sampled FD ${got}, closed form ${want}`);
   assert(Math.abs(g1.cov[2 * d + 2] - 4) < 0.15, `variance ${g1.cov[2 * d + 2]}, want 4`);
 });
