@@ -4,6 +4,8 @@
 #
 #   bash scripts/gpu_stay.sh list                   the parts, with their estimated minutes
 #   bash scripts/gpu_stay.sh queue PART...          run the parts in order (each under a timeout)
+#   bash scripts/gpu_stay.sh queue-on N PART...     the same on GPU N alone, where the machine has
+#                                                   several (two queues on two GPUs run side by side)
 #   bash scripts/gpu_stay.sh watch SECONDS OUT      progress until the queue ends or SECONDS pass,
 #                                                   then pack the results into OUT (res.tgz, weights)
 # Within one lease (the repo with weights/ is 23 MB, .gpu 37, .gpu-data 26, node_modules 7 without
@@ -17,6 +19,9 @@
 #     (setsid nohup bash scripts/gpu_stay.sh queue PART... >/tmp/res/queue.log 2>&1 </dev/null &);
 #     bash scripts/gpu_stay.sh watch 560 $OUT
 #   later calls: cd /tmp/work && bash scripts/gpu_stay.sh watch 560 $OUT
+# On a machine of two GPUs, start one queue-on 0 and one queue-on 1 instead of the queue: each
+# runs in a mount namespace whose /dev holds only its GPU's device node, so CUDA and the NVIDIA
+# Vulkan driver (what Deno's WebGPU uses, which has no adapter choice) both see that GPU alone.
 # A part's processes all end with it (timeout kills its process group): a test or task left running
 # would share the GPU with the benchmarks after it and spoil their figures (it happened once).
 # The machine has no network and the npm dev dependency playwright-core stays behind, so the copy's
@@ -56,7 +61,7 @@ refused         1   240 issue 13: B/2 at 64×64 batch 256: refused, one line
 fit-micro       9   600 issue 13: the same with --micro-batch-size 64 (resumable, 540 s a call)
 fit-ckpt        9   600 issue 13: the same with --grad-checkpointing (resumable)
 refused-small   1   240 issue 13: small/2 at 64×64 batch 1280 (a 5 GiB binding): refused, one line
-fit-small       9   600 issue 13: the same in 2 micro-batches of 640 (resumable, 540 s a call)
+fit-small       12  780 issue 13: the same in 2 micro-batches of 640 (resumable, 720 s a call)
 vq-bench        2   300 issue 14: VQ-VAE step, ours and PyTorch's (32×32×3, batch 128)
 vq-fmnist       4   420 issue 14: VQ-VAE on Fashion-MNIST (PSNR on t10k), 240 s
 vq-emoji        4   420 issue 14: VQ-VAE on emoji 32×32 (needs data/emoji carried), 240 s
@@ -127,8 +132,20 @@ run_part() {
 
 case "${1:-}" in
 list) echo "$PARTS" ;;
+queue-on)
+  # A private /dev without the other GPUs' nodes (/dev/nvidia0, /dev/nvidia1, ...): the driver
+  # skips a GPU whose node it cannot open, as in a container given one GPU.
+  n=$2
+  shift 2
+  exec unshare -m bash -c '
+    set -e; d=/tmp/dev-gpu'"$n"'; mkdir -p $d; mount -t tmpfs tmpfs $d; cp -a /dev/. $d/ || true
+    for f in $d/nvidia[0-9]*; do [ "$f" = $d/nvidia'"$n"' ] || rm -f "$f"; done
+    mount --bind $d /dev; echo "GPU '"$n"': $(ls /dev/nvidia[0-9]*)"; nvidia-smi -L || true
+    exec bash "$0" queue "$@"' "$0" "$@"
+  ;;
 queue)
   shift
+  echo "queue start $$ $*" >>"$RES/status"
   sed -i 's/"nodeModulesDir": "auto"/"nodeModulesDir": "manual"/' deno.json
   # The PyTorch training that a first call may have started in the background runs first.
   while pgrep -f "[s]cripts/pytorch_train.py" >/dev/null; do sleep 2; done
@@ -148,10 +165,17 @@ queue)
   ;;
 watch)
   end=$(($(date +%s) + $2))
-  while [ "$(date +%s)" -lt $end ] && ! grep -q "queue done" "$RES/status" 2>/dev/null; do
+  sleep 10 # the queues write their start lines
+  # Until every queue started has ended (each writes a start and a done line).
+  while [ "$(date +%s)" -lt $end ] &&
+    [ "$(grep -c "queue start" "$RES/status")" -gt "$(grep -c "queue done" "$RES/status")" ]; do
     sleep 20
     echo "--- $(date +%T) $(tail -1 "$RES/status" 2>/dev/null)"
-    tail -c 300 "$(ls -t "$RES"/*.log | head -1)" | tr '\r' '\n' | tail -2
+    nvidia-smi --query-gpu=index,memory.used,utilization.gpu --format=csv,noheader | tr '\n' ' '
+    echo
+    for l in $(ls -t "$RES"/*.log | head -2); do
+      echo "[$(basename "$l")] $(tail -c 200 "$l" | tr '\r' '\n' | tail -1)"
+    done
   done
   cat "$RES/status"
   cp "$RES"/*.safetensors "$3/" 2>/dev/null

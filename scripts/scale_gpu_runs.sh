@@ -55,7 +55,7 @@ refused-small)
   ;;
 fit-small)
   if [ -d runs/s64-micro/checkpoints ]; then R="--resume runs/s64-micro"; else R="--name s64-micro"; fi
-  deno task train $S64 --steps 200 --micro-batch-size 640 --time-limit 540 $R
+  deno task train $S64 --steps 200 --micro-batch-size 640 --time-limit 720 $R
   ;;
 fit-ckpt)
   if [ -d runs/b64-ckpt/checkpoints ]; then R="--resume runs/b64-ckpt"; else R="--name b64-ckpt"; fi
