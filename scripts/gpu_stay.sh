@@ -19,9 +19,11 @@
 #     (setsid nohup bash scripts/gpu_stay.sh queue PART... >/tmp/res/queue.log 2>&1 </dev/null &);
 #     bash scripts/gpu_stay.sh watch 560 $OUT
 #   later calls: cd /tmp/work && bash scripts/gpu_stay.sh watch 560 $OUT
-# On a machine of two GPUs, start one queue-on 0 and one queue-on 1 instead of the queue: each
-# runs in a mount namespace whose /dev holds only its GPU's device node, so CUDA and the NVIDIA
-# Vulkan driver (what Deno's WebGPU uses, which has no adapter choice) both see that GPU alone.
+# On a machine of two GPUs: build the GPU-selection layer here (sh scripts/gpu_select/build.sh) and
+# carry .gpu-select with .gpu in call 2; there run `bash scripts/gpu_stay.sh check` (each GPU's
+# probe must show on that GPU alone), then start one queue-on 0 and one queue-on 1 instead of the
+# queue. (Hiding the other GPU's /dev node in a mount namespace does not work: the driver's
+# nvidia-modprobe makes it again, and both queues shared GPU 0.)
 # A part's processes all end with it (timeout kills its process group): a test or task left running
 # would share the GPU with the benchmarks after it and spoil their figures (it happened once).
 # The machine has no network and the npm dev dependency playwright-core stays behind, so the copy's
@@ -30,7 +32,12 @@
 # Chromium there).
 #
 # Done on 2026-11-30 (H200; figures in BENCHMARKS.md and weights/README.md): torch-s2-train,
-# small-train, small-export, small-eval, s2-adamw, s2-eval-ours, s2-eval-torch (issue 12).
+# small-train, small-export, small-eval, s2-adamw, s2-eval-ours, s2-eval-torch (issue 12); later
+# that day (figures in BENCHMARKS.md and README.md): bench-s, torch-s, bench-s256, torch-s256,
+# matmul, bench-b, torch-b (issue 11), s2-muon, ckpt-s (issue 13). Still to run, on two GPUs
+# (about 26 minutes each; what does not fit goes to a later lease):
+#   queue-on 0: test bench-s torch-s ckpt-b vq-emoji fm-pixel-emoji fm-latent-emoji
+#   queue-on 1: refused-small fit-small vq-fmnist fm-latent-fmnist fm-pixel-fmnist vq-bench b2-emoji
 set -u
 RES=${RES:-/tmp/res}
 DATA=${GPU_DATA:-/tmp/fmnist}
@@ -46,6 +53,7 @@ small-eval      1.5 300 issue 12: score the F16 file with eval's defaults
 s2-adamw        3   360 issues 12+13: S/2 f16 AdamW, 1,500 steps (equal to the f16 proof run)
 s2-eval-ours    2.5 360 issue 12: score it (N 10,000, 25 steps)
 s2-eval-torch   2.5 360 issue 12: score PyTorch's
+probe           0.3 60  which GPU a WebGPU device lands on
 test            3   420 issue 11: the suite on the GPU
 bench-s         3   420 issue 11: our S/2 step, breakdown, memory, sampling (f32, f16)
 torch-s         4   480 issue 11: PyTorch S/2 fp32, bf16, compiled fp32 and bf16
@@ -94,8 +102,13 @@ run_part() {
     [ "$1" = s2-eval-torch ] && ck=/tmp/pytorch-S-bf16
     deno task eval --checkpoint $ck --data "$DATA" --num-samples 10000 --num-steps 25 \
       --json "$RES/eval_${1#s2-eval-}.json" ;;
+  probe) # holds 1 GiB on a WebGPU device for 12 s (nvidia-smi shows which GPU it is on)
+    deno eval 'const a = await navigator.gpu.requestAdapter(), d = await a.requestDevice();
+      const bufs = [0, 1, 2, 3].map(() => d.createBuffer({ size: 2 ** 28, usage: GPUBufferUsage.STORAGE }));
+      console.log("adapter", a.info.description, bufs.length, "x 256 MiB");
+      await new Promise((r) => setTimeout(r, 12000));' ;;
   test)
-    deno test -A --no-check --parallel $(ls tests/*_test.ts | grep -v web_test) ;;
+    DENO_JOBS=16 deno test -A --no-check --parallel $(ls tests/*_test.ts | grep -v web_test) ;;
   bench-s) deno task bench --precision f32,f16 --skip linear ;;
   torch-s)
     python3 scripts/pytorch_bench.py --preset S --batch-size 128 --no-matmul \
@@ -130,18 +143,31 @@ run_part() {
   esac
 }
 
+gpu_env() {
+  [ -f .gpu-select/libVkLayer_flowgpu_gpu_select.so ] ||
+    { echo "no .gpu-select: sh scripts/gpu_select/build.sh here, then carry .gpu-select"; exit 2; }
+  export VK_LAYER_PATH=$PWD/.gpu-select VK_INSTANCE_LAYERS=VK_LAYER_FLOWGPU_gpu_select \
+    FLOWGPU_GPU=$1 DENO_WEBGPU_BACKEND=vulkan CUDA_VISIBLE_DEVICES=$1 CUDA_DEVICE_ORDER=PCI_BUS_ID
+}
+
 case "${1:-}" in
 list) echo "$PARTS" ;;
 queue-on)
-  # A private /dev without the other GPUs' nodes (/dev/nvidia0, /dev/nvidia1, ...): the driver
-  # skips a GPU whose node it cannot open, as in a container given one GPU.
-  n=$2
+  # GPU N alone: Deno's WebGPU through the Vulkan layer of scripts/gpu_select (built into
+  # .gpu-select and carried), on Vulkan only (no fallback to GL, which would land on GPU 0);
+  # PyTorch through CUDA_VISIBLE_DEVICES. Both count GPUs in PCI bus order, as nvidia-smi does.
+  gpu_env "$2"
   shift 2
-  exec unshare -m bash -c '
-    set -e; d=/tmp/dev-gpu'"$n"'; mkdir -p $d; mount -t tmpfs tmpfs $d; cp -a /dev/. $d/ || true
-    for f in $d/nvidia[0-9]*; do [ "$f" = $d/nvidia'"$n"' ] || rm -f "$f"; done
-    mount --bind $d /dev; echo "GPU '"$n"': $(ls /dev/nvidia[0-9]*)"; nvidia-smi -L || true
-    exec bash "$0" queue "$@"' "$0" "$@"
+  exec bash "$0" queue "$@"
+  ;;
+check)
+  # Each GPU's probe must raise that GPU's memory in use and no other's.
+  for n in 0 1; do
+    (gpu_env $n && run_part probe) &
+    sleep 8
+    echo "FLOWGPU_GPU=$n: $(nvidia-smi --query-gpu=index,memory.used --format=csv,noheader | tr '\n' ' ')"
+    wait
+  done
   ;;
 queue)
   shift
