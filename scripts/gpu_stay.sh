@@ -6,8 +6,11 @@
 #   bash scripts/gpu_stay.sh queue PART...          run the parts in order (each under a timeout)
 #   bash scripts/gpu_stay.sh queue-on N PART...     the same on GPU N alone, where the machine has
 #                                                   several (two queues on two GPUs run side by side)
-#   bash scripts/gpu_stay.sh watch SECONDS OUT      progress until the queue ends or SECONDS pass,
+#   bash scripts/gpu_stay.sh check                  on two GPUs: does each queue-on land on its own?
+#   bash scripts/gpu_stay.sh watch SECONDS OUT      progress until the queues end or SECONDS pass,
 #                                                   then pack the results into OUT (res.tgz, weights)
+# The machine goes back 30 s after a call ends: have the next call ready (a fresh machine has none
+# of the carried folders, /tmp/work or the results, and the lease's time still counts).
 # Within one lease (the repo with weights/ is 23 MB, .gpu 37, .gpu-data 26, node_modules 7 without
 # playwright-core, which stays here: move node_modules/.deno/playwright-core@* and the
 # node_modules/playwright-core link aside first; data/emoji 6; each call may carry 67 MB):
@@ -171,6 +174,7 @@ queue-on)
   ;;
 check)
   # Each GPU's probe must raise that GPU's memory in use and no other's.
+  sed -i 's/"nodeModulesDir": "auto"/"nodeModulesDir": "manual"/' deno.json
   for n in 0 1; do
     (gpu_env $n && run_part probe) &
     sleep 8
