@@ -76,44 +76,39 @@ static VkPhysicalDevice pick(VkInstance instance, VkResult *res) {
   return chosen;
 }
 
-static VKAPI_ATTR VkResult VKAPI_CALL EnumeratePhysicalDevices(VkInstance instance, uint32_t *count,
-                                                               VkPhysicalDevice *devices) {
+/* Vulkan's count-then-fill protocol for a list of at most the one selected device. */
+static VkResult one_of(VkInstance instance, uint32_t *count, int fill, VkPhysicalDevice *out) {
   VkResult res;
   VkPhysicalDevice d = pick(instance, &res);
   if (res != VK_SUCCESS) return res;
-  if (!devices) {
+  if (!fill || !d) {
     *count = d ? 1 : 0;
     return VK_SUCCESS;
   }
-  if (!d) {
-    *count = 0;
-    return VK_SUCCESS;
-  }
   if (*count < 1) return VK_INCOMPLETE;
-  devices[0] = d;
   *count = 1;
+  *out = d;
   return VK_SUCCESS;
+}
+
+static VKAPI_ATTR VkResult VKAPI_CALL EnumeratePhysicalDevices(VkInstance instance, uint32_t *count,
+                                                               VkPhysicalDevice *devices) {
+  VkPhysicalDevice d = VK_NULL_HANDLE;
+  VkResult res = one_of(instance, count, devices != NULL, &d);
+  if (devices && res == VK_SUCCESS && *count == 1) devices[0] = d;
+  return res;
 }
 
 static VKAPI_ATTR VkResult VKAPI_CALL EnumeratePhysicalDeviceGroups(
     VkInstance instance, uint32_t *count, VkPhysicalDeviceGroupProperties *groups) {
-  VkResult res;
-  VkPhysicalDevice d = pick(instance, &res);
-  if (res != VK_SUCCESS) return res;
-  if (!groups) {
-    *count = d ? 1 : 0;
-    return VK_SUCCESS;
+  VkPhysicalDevice d = VK_NULL_HANDLE;
+  VkResult res = one_of(instance, count, groups != NULL, &d);
+  if (groups && res == VK_SUCCESS && *count == 1) {
+    groups[0].physicalDeviceCount = 1;
+    groups[0].physicalDevices[0] = d;
+    groups[0].subsetAllocation = VK_FALSE;
   }
-  if (!d) {
-    *count = 0;
-    return VK_SUCCESS;
-  }
-  if (*count < 1) return VK_INCOMPLETE;
-  groups[0].physicalDeviceCount = 1;
-  groups[0].physicalDevices[0] = d;
-  groups[0].subsetAllocation = VK_FALSE;
-  *count = 1;
-  return VK_SUCCESS;
+  return res;
 }
 
 static VKAPI_ATTR VkResult VKAPI_CALL CreateInstance(const VkInstanceCreateInfo *info,
