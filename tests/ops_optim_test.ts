@@ -39,6 +39,27 @@ function upload(k: Kernels, l: Layout, data: Float64Array, label: string): FlatB
   return f;
 }
 
+/** AdamW's float64 state (random parameters and EMA, zero moments), the same on the GPU, and the
+ * step's gradient, norm and hyper-parameter buffers. */
+function adamwSetup(k: Kernels, l: Layout, rng: Rng) {
+  const st: ref.AdamwState = {
+    p: flatRandom(l, rng),
+    m: new Float64Array(l.total),
+    v: new Float64Array(l.total),
+    ema: flatRandom(l, rng),
+  };
+  return {
+    st,
+    P: upload(k, l, st.p, "params"),
+    M: upload(k, l, st.m, "m"),
+    V: upload(k, l, st.v, "v"),
+    E: upload(k, l, st.ema, "ema"),
+    G: new FlatBuffer(k.device, l, "grads"),
+    norm: k.tensor([1], "norm"),
+    hyper: adamwHyper(k),
+  };
+}
+
 async function readF64(k: Kernels, t: Tensor): Promise<Float64Array> {
   return Float64Array.from(await k.read(t));
 }
@@ -62,17 +83,7 @@ for (const { name, maxNorm, fused, skip } of cases) {
     const k = await kernels();
     const rng = new Rng(TEST_SEED ^ (maxNorm * 7 + (fused ? 1 : 0)));
     const l = layout();
-    const st: ref.AdamwState = {
-      p: flatRandom(l, rng),
-      m: new Float64Array(l.total),
-      v: new Float64Array(l.total),
-      ema: flatRandom(l, rng),
-    };
-    const P = upload(k, l, st.p, "params"), M = upload(k, l, st.m, "m");
-    const V = upload(k, l, st.v, "v"), E = upload(k, l, st.ema, "ema");
-    const G = new FlatBuffer(k.device, l, "grads");
-    const norm = k.tensor([1], "norm");
-    const hyper = adamwHyper(k);
+    const { st, P, M, V, E, G, norm, hyper } = adamwSetup(k, l, rng);
     const masked = skip ? l.get(skip) : undefined;
     const mask = skipMaskTensor(
       k,
@@ -204,19 +215,10 @@ await testF16("adamw with dynamic loss scaling: skip, halve, grow, f16 copy", as
   const k = await kernels();
   const rng = new Rng(TEST_SEED ^ 0xa3f);
   const l = layout();
-  const st: ref.AdamwState = {
-    p: flatRandom(l, rng),
-    m: new Float64Array(l.total),
-    v: new Float64Array(l.total),
-    ema: flatRandom(l, rng),
-  };
-  const P = upload(k, l, st.p, "params"), M = upload(k, l, st.m, "m");
-  const V = upload(k, l, st.v, "v"), E = upload(k, l, st.ema, "ema");
+  const { st, P, M, V, E, G, norm, hyper } = adamwSetup(k, l, rng);
   const P16 = new FlatBuffer(k.device, l, "params16", "f16");
-  const G = new FlatBuffer(k.device, l, "grads");
-  const norm = k.tensor([1], "norm"), amp = k.tensor([8], "amp");
+  const amp = k.tensor([8], "amp");
   k.write(amp, ampState({ scale: 1024 }));
-  const hyper = adamwHyper(k);
   const step = [
     ...gradNormForward(k, G.all(), norm),
     ...adamwAmpStep(k, P.all(), G.all(), M.all(), V.all(), E.all(), P16.all(), norm, amp, hyper),

@@ -51,31 +51,30 @@ function checkNearest(got: Uint32Array, z: Float64Array, E: Float64Array, D: num
   return ties;
 }
 
+/** vqNearest of z [N, D] against the codebook E [K, D] (outputs first poisoned): codes and rows. */
+async function runNearest(
+  k: Kernels,
+  z: Float64Array,
+  E: Float64Array,
+  [N, D, K]: number[],
+  gemm?: LinearOptions,
+) {
+  const idx = k.tensor([N]), zq = k.tensor([N, D]);
+  k.fill(zq, NaN);
+  k.write(idx, new Uint32Array(N).fill(0xffffffff));
+  const [ze, codes] = [tensor(k, z, [N, D]), tensor(k, E, [K, D])];
+  await k.run(vqNearest(k, ze, codes, k.tensor([K]), k.tensor([N, K]), idx, zq, { gemm }));
+  return { got: await k.readU32(idx), zq: await k.read(zq) };
+}
+
 async function nearestCase(N: number, D: number, K: number, gemm?: LinearOptions) {
   const k = await kernels();
   const rng = new Rng(TEST_SEED ^ (N * 131 + D * 7 + K));
   const z = rng.normals(N * D), E = rng.normals(K * D);
-  const idx = k.tensor([N]), zq = k.tensor([N, D]);
-  k.fill(zq, NaN);
-  k.write(idx, new Uint32Array(N).fill(0xffffffff));
-  await k.run(
-    vqNearest(
-      k,
-      tensor(k, z, [N, D]),
-      tensor(k, E, [K, D]),
-      k.tensor([K]),
-      k.tensor([N, K]),
-      idx,
-      zq,
-      {
-        gemm,
-      },
-    ),
-  );
-  const got = await k.readU32(idx);
+  const { got, zq } = await runNearest(k, z, E, [N, D, K], gemm);
   const ties = checkNearest(got, z, E, D, K);
   // zq is exactly the chosen code's row.
-  assertClose("vq zq", await k.read(zq), ref.gather(E, got, D), 0);
+  assertClose("vq zq", zq, ref.gather(E, got, D), 0);
   console.log(`  nearest N${N} D${D} K${K}: ${N - ties}/${N} rows exact, ${ties} near-ties`);
 }
 
@@ -94,19 +93,7 @@ Deno.test("vq nearest: exact ties go to the lowest code index", async () => {
   const E = new Float64Array(K * D).map((_, i) => 100 + i);
   for (const c of [3, 40, 69]) E.set([0.5, -0.25], c * D);
   const z = new Float64Array(N * D).map((_, i) => (i % 2 ? -0.25 : 0.5));
-  const idx = k.tensor([N]), zq = k.tensor([N, D]);
-  await k.run(
-    vqNearest(
-      k,
-      tensor(k, z, [N, D]),
-      tensor(k, E, [K, D]),
-      k.tensor([K]),
-      k.tensor([N, K]),
-      idx,
-      zq,
-    ),
-  );
-  const got = await k.readU32(idx);
+  const { got } = await runNearest(k, z, E, [N, D, K]);
   assert(got.every((v) => v === 3), `tied rows chose ${got}`);
 });
 
