@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { resolveConfig } from "../src/model/config.ts";
 import { initParams, paramLayout } from "../src/model/params.ts";
 import { encodeCheckpoint } from "../src/io/model_io.ts";
-import { resolveVqvaeConfig } from "../src/vqvae/config.ts";
+import { VQ_GREY_28 } from "./configs.ts";
 import { initParams as initVqvaeParams, initState as initVqvaeState } from "../src/vqvae/params.ts";
 import { encodeIdx, gzip, loadFashionMnistSubset } from "../src/data/fashion_mnist.ts";
 import { balancedSubset } from "../src/eval/evaluate.ts";
@@ -54,15 +54,7 @@ function fixtures(): Promise<Fixture> {
       );
     }
     const rng = new Rng(TEST_SEED ^ 0xe7a1);
-    const vq = resolveVqvaeConfig({
-      image_size: 28,
-      in_channels: 1,
-      channels: 4,
-      groups: 2,
-      res_blocks: 1,
-      codebook_size: 16,
-      code_dim: 2,
-    });
+    const vq = VQ_GREY_28;
     const latent = {
       vqvae: { cfg: vq, params: initVqvaeParams(vq, 2), state: initVqvaeState(vq, 2) },
       scale: 1.5,

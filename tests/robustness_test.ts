@@ -19,6 +19,7 @@ import {
   resolveVqvaeConfig,
 } from "../mod.ts";
 import { openNewRun } from "../tasks/run_dir.ts";
+import { TINY_8 as CFG, VQ_GREY_28 as VQ } from "./configs.ts";
 import {
   assert,
   expectOk,
@@ -29,17 +30,6 @@ import {
   runTask,
   taskCommand,
 } from "./task_run.ts";
-
-const CFG = resolveConfig({ preset: "tiny", image_size: 8, in_channels: 1, num_classes: 3 });
-const VQ = resolveVqvaeConfig({
-  image_size: 28,
-  in_channels: 1,
-  channels: 4,
-  groups: 2,
-  res_blocks: 1,
-  codebook_size: 16,
-  code_dim: 2,
-});
 
 interface Fixture {
   root: string;
