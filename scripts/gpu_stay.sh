@@ -114,10 +114,11 @@ run_part() {
     # One deno test a file, 8 at a time, each under its own timeout: a file that hangs (one did on
     # 2026-11-30, beside a GPU-masking experiment) costs its own tests only and is named.
     mkdir -p "$RES/test"
+    export NO_COLOR=1 # plain summary lines to read back
     ls tests/*_test.ts | grep -v web_test | xargs -P 8 -I{} sh -c \
       'f=$(basename {} .ts); timeout -k 5 200 deno test -A --no-check {} >"$RES/test/$f.log" 2>&1
-       echo "$f rc=$? $(sed "s/\x1b\[[0-9;]*m//g" "$RES/test/$f.log" | grep -E "^(ok|FAILED) \|" | tail -1)"'
-    sed 's/\x1b\[[0-9;]*m//g' "$RES"/test/*.log | grep -E '^(ok|FAILED) \|' |
+       echo "$f rc=$? $(grep -E "^(ok|FAILED) \|" "$RES/test/$f.log" | tail -1)"'
+    grep -hE '^(ok|FAILED) \|' "$RES"/test/*.log |
       awk '{ for (i = 2; i <= NF; i++) { if ($i == "passed") p += $(i - 1); if ($i == "failed") f += $(i - 1)
              if ($i ~ /^ignored/) g += $(i - 1) } } END { print "total:", p, "passed,", f, "failed,", g, "ignored" }'
     ;;
@@ -155,6 +156,9 @@ run_part() {
   esac
 }
 
+# No network there: use node_modules as carried ("auto" would try to install playwright-core).
+offline_deno_json() { sed -i 's/"nodeModulesDir": "auto"/"nodeModulesDir": "manual"/' deno.json; }
+
 gpu_env() {
   [ -f .gpu-select/libVkLayer_flowgpu_gpu_select.so ] ||
     { echo "no .gpu-select: sh scripts/gpu_select/build.sh here, then carry .gpu-select"; exit 2; }
@@ -174,7 +178,7 @@ queue-on)
   ;;
 check)
   # Each GPU's probe must raise that GPU's memory in use and no other's.
-  sed -i 's/"nodeModulesDir": "auto"/"nodeModulesDir": "manual"/' deno.json
+  offline_deno_json
   for n in 0 1; do
     (gpu_env $n && run_part probe) &
     sleep 8
@@ -185,7 +189,7 @@ check)
 queue)
   shift
   echo "queue start $$ $*" >>"$RES/status"
-  sed -i 's/"nodeModulesDir": "auto"/"nodeModulesDir": "manual"/' deno.json
+  offline_deno_json
   # The PyTorch training that a first call may have started in the background runs first.
   while pgrep -f "[s]cripts/pytorch_train.py" >/dev/null; do sleep 2; done
   # Each part runs in a shell of its own (an exported function) under timeout, whose signal
