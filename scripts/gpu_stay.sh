@@ -39,8 +39,8 @@
 # that day (figures in BENCHMARKS.md and README.md): bench-s, torch-s, bench-s256, torch-s256,
 # matmul, bench-b, torch-b (issue 11), s2-muon, ckpt-s (issue 13). Still to run, on two GPUs
 # (about 26 minutes each; what does not fit goes to a later lease):
-#   queue-on 0: test bench-s torch-s ckpt-b vq-emoji fm-pixel-emoji fm-latent-emoji
-#   queue-on 1: refused-small fit-small vq-fmnist fm-latent-fmnist fm-pixel-fmnist vq-bench b2-emoji
+#   queue-on 0: test bench-s torch-s vq-emoji fm-pixel-emoji fm-latent-emoji b2-emoji
+#   queue-on 1: refused-small fit-small vq-fmnist fm-latent-fmnist fm-pixel-fmnist vq-bench ckpt-b
 set -u
 RES=${RES:-/tmp/res}
 DATA=${GPU_DATA:-/tmp/fmnist}
@@ -76,11 +76,11 @@ fit-small       12  780 issue 13: the same in 2 micro-batches of 640 (resumable,
 vq-bench        2   300 issue 14: VQ-VAE step, ours and PyTorch's (32×32×3, batch 128)
 vq-fmnist       4   420 issue 14: VQ-VAE on Fashion-MNIST (PSNR on t10k), 240 s
 vq-emoji        4   420 issue 14: VQ-VAE on emoji 32×32 (needs data/emoji carried), 240 s
-fm-latent-fmnist 3  300 issue 14: S/2-latent DiT on vq-fmnist's latents, 180 s
-fm-pixel-fmnist 3   300 issue 14: S/2 pixel DiT on Fashion-MNIST, 180 s
-fm-latent-emoji 3   300 issue 14: S latent DiT on vq-emoji's latents, 180 s
-fm-pixel-emoji  3   300 issue 14: S/2 pixel DiT on emoji, 180 s
-b2-emoji        5   420 issue 14: the seed's B/2 32×32×3 pixel config on emoji, 300 s
+fm-latent-fmnist 3  300 issue 14: S/2-latent DiT on vq-fmnist's latents, 150 s
+fm-pixel-fmnist 3   300 issue 14: S/2 pixel DiT on Fashion-MNIST, 150 s
+fm-latent-emoji 3   300 issue 14: S latent DiT on vq-emoji's latents, 150 s
+fm-pixel-emoji  3   300 issue 14: S/2 pixel DiT on emoji, 150 s
+b2-emoji        5   420 issue 14: the seed's B/2 32×32×3 pixel config on emoji, 240 s
 "
 
 run_part() {
@@ -145,13 +145,13 @@ run_part() {
   vq-fmnist) deno task train-vqvae $FM $T 240 --name vq-fmnist ;;
   vq-emoji) deno task train-vqvae --dataset emoji --image-size 32 $T 240 --name vq-emoji ;;
   fm-latent-fmnist)
-    deno task train --vqvae runs/vq-fmnist $FM --preset S $T 180 --name fm-latent-fmnist ;;
-  fm-pixel-fmnist) deno task train $FM --preset S $T 180 --name fm-pixel-fmnist ;;
+    deno task train --vqvae runs/vq-fmnist $FM --preset S $T 150 --name fm-latent-fmnist ;;
+  fm-pixel-fmnist) deno task train $FM --preset S $T 150 --name fm-pixel-fmnist ;;
   fm-latent-emoji)
-    deno task train --vqvae runs/vq-emoji --dataset emoji --preset S $T 180 \
+    deno task train --vqvae runs/vq-emoji --dataset emoji --preset S $T 150 \
       --name fm-latent-emoji ;;
-  fm-pixel-emoji) deno task train --dataset emoji --preset S $T 180 --name fm-pixel-emoji ;;
-  b2-emoji) deno task train --dataset emoji --preset B $T 300 --name b2-emoji ;;
+  fm-pixel-emoji) deno task train --dataset emoji --preset S $T 150 --name fm-pixel-emoji ;;
+  b2-emoji) deno task train --dataset emoji --preset B $T 240 --name b2-emoji ;;
   *) echo "unknown part $1 (bash scripts/gpu_stay.sh list)"; return 2 ;;
   esac
 }
