@@ -37,10 +37,13 @@
 # Done on 2026-11-30 (H200; figures in BENCHMARKS.md and weights/README.md): torch-s2-train,
 # small-train, small-export, small-eval, s2-adamw, s2-eval-ours, s2-eval-torch (issue 12); later
 # that day (figures in BENCHMARKS.md and README.md): bench-s, torch-s, bench-s256, torch-s256,
-# matmul, bench-b, torch-b (issue 11), s2-muon, ckpt-s (issue 13). Still to run, on two GPUs
-# (about 26 minutes each; what does not fit goes to a later lease):
-#   queue-on 0: test bench-s torch-s vq-emoji fm-pixel-emoji fm-latent-emoji b2-emoji
-#   queue-on 1: refused-small fit-small vq-fmnist fm-latent-fmnist fm-pixel-fmnist vq-bench ckpt-b
+# matmul, bench-b, torch-b (issue 11), s2-muon, ckpt-s (issue 13); in the fourth session's stay
+# (two GPUs): test, bench-s, torch-s (issue 11), refused-small, fit-small, ckpt-b (issue 13),
+# vq-fmnist, vq-emoji, fm-*-fmnist, fm-*-emoji, vq-bench, b2-emoji (issue 14). Still to run
+# (issue 14: the emoji VQ-VAE's held-out PSNR was 22.45 dB, target 24; it memorised its 1,715
+# images), about 8 minutes on two GPUs:
+#   queue-on 0: vq-emoji-aug fm-latent-emoji-aug
+#   queue-on 1: vq-emoji-aug-k1024
 set -u
 RES=${RES:-/tmp/res}
 DATA=${GPU_DATA:-/tmp/fmnist}
@@ -71,14 +74,17 @@ s2-muon         4   420 issue 13: S/2 f16 Muon, 1,500 steps (against docs/result
 refused         1   240 issue 13: B/2 at 64×64 batch 256: refused, one line
 fit-micro       9   600 issue 13: the same with --micro-batch-size 64 (resumable, 540 s a call)
 fit-ckpt        9   600 issue 13: the same with --grad-checkpointing (resumable)
-refused-small   1   240 issue 13: small/2 at 64×64 batch 1280 (a 5 GiB binding): refused, one line
-fit-small       12  780 issue 13: the same in 2 micro-batches of 640 (resumable, 720 s a call)
+refused-small   0.2 120 issue 13: small/2 at 64×64 batch 640 (a 2.5 GiB binding): refused, one line
+fit-small       5   360 issue 13: the same in 2 micro-batches of 320 (resumable, 255 s a call)
 vq-bench        2   300 issue 14: VQ-VAE step, ours and PyTorch's (32×32×3, batch 128)
 vq-fmnist       4   420 issue 14: VQ-VAE on Fashion-MNIST (PSNR on t10k), 240 s
-vq-emoji        4   420 issue 14: VQ-VAE on emoji 32×32 (needs data/emoji carried), 240 s
+vq-emoji        2   420 issue 14: VQ-VAE on emoji 32×32 (needs data/emoji carried), 240 s
+vq-emoji-aug    2   420 issue 14: the same with flips and shifts of up to 2 pixels
+vq-emoji-aug-k1024 2 420 issue 14: the same with 1,024 codes
 fm-latent-fmnist 3  300 issue 14: S/2-latent DiT on vq-fmnist's latents, 150 s
 fm-pixel-fmnist 3   300 issue 14: S/2 pixel DiT on Fashion-MNIST, 150 s
 fm-latent-emoji 3   300 issue 14: S latent DiT on vq-emoji's latents, 150 s
+fm-latent-emoji-aug 3 300 issue 14: the same on vq-emoji-aug's latents
 fm-pixel-emoji  3   300 issue 14: S/2 pixel DiT on emoji, 150 s
 b2-emoji        5   420 issue 14: the seed's B/2 32×32×3 pixel config on emoji, 240 s
 "
@@ -144,12 +150,21 @@ run_part() {
     python3 scripts/pytorch_vqvae.py --bench --image-size 32 --in-channels 3 --batch-size 128 ;;
   vq-fmnist) deno task train-vqvae $FM $T 240 --name vq-fmnist ;;
   vq-emoji) deno task train-vqvae --dataset emoji --image-size 32 $T 240 --name vq-emoji ;;
+  vq-emoji-aug)
+    deno task train-vqvae --dataset emoji --image-size 32 --hflip --shift 2 $T 240 \
+      --name vq-emoji-aug ;;
+  vq-emoji-aug-k1024)
+    deno task train-vqvae --dataset emoji --image-size 32 --hflip --shift 2 --codebook-size 1024 \
+      $T 240 --name vq-emoji-aug-k1024 ;;
   fm-latent-fmnist)
     deno task train --vqvae runs/vq-fmnist $FM --preset S $T 150 --name fm-latent-fmnist ;;
   fm-pixel-fmnist) deno task train $FM --preset S $T 150 --name fm-pixel-fmnist ;;
   fm-latent-emoji)
     deno task train --vqvae runs/vq-emoji --dataset emoji --preset S $T 150 \
       --name fm-latent-emoji ;;
+  fm-latent-emoji-aug)
+    deno task train --vqvae runs/vq-emoji-aug --dataset emoji --preset S $T 150 \
+      --name fm-latent-emoji-aug ;;
   fm-pixel-emoji) deno task train --dataset emoji --preset S $T 150 --name fm-pixel-emoji ;;
   b2-emoji) deno task train --dataset emoji --preset B $T 240 --name b2-emoji ;;
   *) echo "unknown part $1 (bash scripts/gpu_stay.sh list)"; return 2 ;;
@@ -177,14 +192,20 @@ queue-on)
   exec bash "$0" queue "$@"
   ;;
 check)
-  # Each GPU's probe must raise that GPU's memory in use and no other's.
+  # Each GPU's probe must raise that GPU's memory in use (its 1 GiB) and no other's; exit 0 if so,
+  # so that `check && two queues || one queue` needs no reading by hand (a hand-written awk misread
+  # the figures once and a two-GPU stay ran one queue).
   offline_deno_json
+  ok=1
   for n in 0 1; do
     (gpu_env $n && run_part probe) &
     sleep 8
-    echo "FLOWGPU_GPU=$n: $(nvidia-smi --query-gpu=index,memory.used --format=csv,noheader | tr '\n' ' ')"
+    mem=$(nvidia-smi --query-gpu=index,memory.used --format=csv,noheader,nounits)
+    echo "FLOWGPU_GPU=$n: $(echo "$mem" | tr '\n' ' ')(MiB)"
+    echo "$mem" | awk -F', *' -v n=$n '($1 == n) != ($2 > 500) { bad = 1 } END { exit bad }' || ok=0
     wait
   done
+  if [ $ok = 1 ]; then echo "check: each probe on its own GPU"; else echo "check: FAILED"; exit 1; fi
   ;;
 queue)
   shift

@@ -11,11 +11,12 @@ DATA="--dataset fashion-mnist ${FMNIST:+--data $FMNIST}"
 STEP="--skip sample,linear,breakdown --repeats 3 --precision f32,f16"
 B64="--preset B $DATA --image-size 64 --batch-size 256 --precision f32 --lr 1e-4 --warmup 50"
 B64="$B64 --log-every 10 --sample-every 200 --ckpt-every 50"
-# A cheaper refused configuration: small/2 at 64×64, batch 1280, f32 needs 150.8 GiB (dry run) and
-# one 5 GiB activation, past any WebGPU storage binding (wgpu caps them below 4 GiB), so the device
-# refuses it whatever its allocator does; 2 micro-batches of 640 need 75.5 GiB and 2.5 GiB bindings.
-# About 2.2× fewer FLOPs per byte of activations than B/2 (estimated ~2.5-3 s a step).
-S64="--preset small $DATA --image-size 64 --batch-size 1280 --precision f32 --lr 3e-4 --warmup 50"
+# A cheaper refused configuration: small/2 at 64×64, batch 640, f32 needs 75.5 GiB (dry run) and
+# one 2.5 GiB activation binding, past the 2 GiB that Deno's WebGPU allows a storage binding on the
+# H200, so the device refuses it whatever its allocator does; 2 micro-batches of 320 need 37.9 GiB
+# and 1.25 GiB bindings. Ran on 2026-11-30: refused in seconds, then 190 steps in 255 s (1.44 s a
+# step; README "Scaling up"). (Batch 1280 in micro-batches of 640, planned first, is refused too.)
+S64="--preset small $DATA --image-size 64 --batch-size 640 --precision f32 --lr 3e-4 --warmup 50"
 S64="$S64 --log-every 10 --sample-every 200 --ckpt-every 50"
 MUON="--preset S $DATA --batch-size 128 --steps 1500 --lr 3e-4 --warmup 200 --ema-decay 0.999"
 MUON="$MUON --log-every 100 --sample-every 1500 --ckpt-every 0 --precision f16 --seed 0"
@@ -51,11 +52,12 @@ fit-micro)
   deno task train $B64 --steps 200 --micro-batch-size 64 --time-limit 540 $R
   ;;
 refused-small)
-  deno task train $S64 --steps 200 --time-limit 120 --name s64-plain || echo "exit code $?"
+  deno task train $S64 --steps 200 --time-limit 30 --name s64b640-plain || echo "exit code $?"
   ;;
 fit-small)
-  if [ -d runs/s64-micro/checkpoints ]; then R="--resume runs/s64-micro"; else R="--name s64-micro"; fi
-  deno task train $S64 --steps 200 --micro-batch-size 640 --time-limit 720 $R
+  if [ -d runs/s64b640-micro/checkpoints ]; then R="--resume runs/s64b640-micro"
+  else R="--name s64b640-micro"; fi
+  deno task train $S64 --steps 200 --micro-batch-size 320 --time-limit 255 $R
   ;;
 fit-ckpt)
   if [ -d runs/b64-ckpt/checkpoints ]; then R="--resume runs/b64-ckpt"; else R="--name b64-ckpt"; fi

@@ -92,6 +92,12 @@ async function train(plan: Plan<VqvaeCheckpoint>, k: Kernels, opts: VqvaeTrainOp
         `dataset's are ${images.channels}×${images.imageSize}²`,
     );
   }
+  if ((opts.shift ?? 0) >= images.imageSize) {
+    throw new UsageError(
+      `--shift ${opts.shift}: translations must be smaller than the ${images.imageSize}-pixel ` +
+        `images; use at most ${images.imageSize - 1} (a few pixels is usual)`,
+    );
+  }
   if (signals.signal) return signals.exitCode; // stopped before anything was written
   const run = await openRun(plan);
   try {

@@ -1,6 +1,6 @@
 /** Datasets (IDX, CIFAR-10 binary, image folders, the embedded subset) and the Batcher. */
 import { Image } from "imagescript";
-import { type Batch, Batcher, type Dataset } from "../src/data/dataset.ts";
+import { type Batch, Batcher, type Dataset, shiftInto } from "../src/data/dataset.ts";
 import { encodeIdx, fashionMnistFromBytes, gzip, parseIdx } from "../src/data/fashion_mnist.ts";
 import { cifar10FromBytes } from "../src/data/cifar10.ts";
 import { loadDataset } from "../src/io/datasets.ts";
@@ -251,16 +251,19 @@ Deno.test("Batcher: each index once per epoch, seeded order, exact resume mid-ep
   assert(o1.indices.some((v, i) => v !== drawn[i]), "other seed, other order");
 
   // Save mid-epoch (position 3·7 = 21 of 50), resume in a fresh batcher (state through JSON).
-  for (const flip of [false, true]) {
-    const a = new Batcher(ds, { seed: TEST_SEED ^ 9, flip });
+  for (const [flip, shift] of [[false, 0], [true, 0], [false, 1], [true, 1]] as const) {
+    const a = new Batcher(ds, { seed: TEST_SEED ^ 9, flip, shift });
     for (let i = 0; i < 3; i++) a.next(bs);
     const saved = JSON.parse(JSON.stringify(a.state()));
     assert(saved.position === 21 && saved.epoch === 0, "mid-epoch state");
     const rest = Array.from({ length: 12 }, () => a.next(bs));
-    const r = new Batcher(ds, { seed: 1, flip });
+    const r = new Batcher(ds, { seed: 1, flip, shift });
     r.restore(saved);
     const resumed = Array.from({ length: 12 }, () => r.next(bs));
-    assert(rest.every((x, i) => batchesEqual(x, resumed[i])), `resume reproduces (flip ${flip})`);
+    assert(
+      rest.every((x, i) => batchesEqual(x, resumed[i])),
+      `resume reproduces (flip ${flip}, shift ${shift})`,
+    );
   }
 });
 
@@ -278,6 +281,69 @@ Deno.test("Batcher: seeded horizontal flip mirrors about half the images", () =>
   assert(flipped > 150 && flipped < 250, `flipped ${flipped} of 400`);
   const plain = new Batcher(ds, { seed: TEST_SEED }).next(400).images;
   for (let i = 0; i < 400; i++) assert(plain[i * 16] === -1, "no flip unless asked");
+});
+
+Deno.test("Batcher: seeded shifts (edge pixels repeated), each of (2s+1)² offsets, with flips", async () => {
+  // Random pixels, so exactly one (flip, dx, dy) reproduces each output image.
+  const S = 6, C = 2, n = 500, s = 2;
+  const ds: Dataset = {
+    length: n,
+    imageSize: S,
+    channels: C,
+    numClasses: 1,
+    get(i) {
+      const rng = new Rng(TEST_SEED + i);
+      return { image: Float32Array.from({ length: C * S * S }, () => rng.uniform()), label: 0 };
+    },
+  };
+  // The reference: out(c, y, x) = in(c, clamp(y − dy), clamp(x − dx)), after a mirror x → S−1−x.
+  const clamp = (v: number) => Math.min(S - 1, Math.max(0, v));
+  const transformed = (im: Float32Array, f: boolean, dx: number, dy: number) => {
+    const out = new Float32Array(C * S * S);
+    for (let c = 0; c < C; c++) {
+      for (let y = 0; y < S; y++) {
+        for (let x = 0; x < S; x++) {
+          const sx = clamp(x - dx), sy = clamp(y - dy);
+          out[(c * S + y) * S + x] = im[(c * S + sy) * S + (f ? S - 1 - sx : sx)];
+        }
+      }
+    }
+    return out;
+  };
+  for (const flip of [false, true]) {
+    const { images, indices } = new Batcher(ds, { seed: TEST_SEED, flip, shift: s }).next(n);
+    const count = new Map<string, number>();
+    let flipped = 0;
+    for (let b = 0; b < n; b++) {
+      const got = images.subarray(b * C * S * S, (b + 1) * C * S * S);
+      const src = ds.get(indices[b]).image;
+      const hits: string[] = [];
+      for (const f of flip ? [false, true] : [false]) {
+        for (let dy = -s; dy <= s; dy++) {
+          for (let dx = -s; dx <= s; dx++) {
+            const want = transformed(src, f, dx, dy);
+            if (want.every((v, j) => v === got[j])) hits.push(`${f} ${dx} ${dy}`);
+          }
+        }
+      }
+      assert(hits.length === 1, `image ${b}: ${hits.length} transforms match (flip ${flip})`);
+      const [f, dx, dy] = hits[0].split(" ");
+      if (f === "true") flipped++;
+      count.set(`${dx} ${dy}`, (count.get(`${dx} ${dy}`) ?? 0) + 1);
+    }
+    // 25 offsets, 20 expected each: all present, none far off a uniform draw.
+    assert(count.size === 25, `${count.size} of 25 offsets drawn (flip ${flip})`);
+    for (const [k, c] of count) assert(c >= 5 && c <= 40, `offset ${k} drawn ${c} times of ${n}`);
+    if (flip) assert(flipped > 200 && flipped < 300, `flipped ${flipped} of ${n}`);
+  }
+  // The documented direction: positive dx moves content right, positive dy down.
+  const grid = Float32Array.from({ length: 9 }, (_, i) => i), moved = new Float32Array(10);
+  shiftInto(grid, 1, 3, 1, -1, moved, 1);
+  assert(moved.join() === "0,3,3,4,6,6,7,6,6,7", `shift (1, -1) of 0..8: ${moved.join()}`);
+  await assertRejects(
+    () => new Batcher(ds, { shift: 6 }),
+    /shift 6 must be an integer in \[0, 5\]/,
+  );
 });
 
 Deno.test("embedded Fashion-MNIST subset: 6000 images, 600 per class", async () => {

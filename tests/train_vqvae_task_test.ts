@@ -8,7 +8,7 @@ import { join } from "node:path";
 // deno-lint-ignore no-import-prefix -- same specifier as src/io/png.ts
 import { Image } from "npm:imagescript@1.3.1";
 import { decodeVqvaeCheckpoint } from "../src/vqvae/checkpoint.ts";
-import { assert, expectOk, runTask } from "./task_run.ts";
+import { assert, expectOk, expectOneLineError, listTree, runTask } from "./task_run.ts";
 
 const train = (args: string[]) => runTask("train_vqvae", args);
 
@@ -80,8 +80,12 @@ let reference: Promise<{ out: string; dir: string; rows: Row[] }> | undefined;
 function referenceRun() {
   reference ??= (async () => {
     const out = await tempDir("flowgpu_vqvae_task_");
+    // Augmented, so that the resume test below covers the flips' and shifts' random stream.
     const r = await train([
       ...COMMON,
+      "--hflip",
+      "--shift",
+      "2",
       "--log-every",
       "4",
       "--ckpt-every",
@@ -194,6 +198,25 @@ Deno.test("train-vqvae: --time-limit finishes early as at the last step", async 
     "final checkpoint, eval",
   );
   assert(decodeVqvaeCheckpoint(await Deno.readFile(m[3])).cfg.code_dim === 2, "weights file");
+});
+
+Deno.test("train-vqvae: --hflip and --shift augment the training batches and are saved", async () => {
+  const { dir, rows: augmented } = await referenceRun();
+  const saved = JSON.parse(await Deno.readTextFile(join(dir, "config.json")));
+  assert(saved.train.hflip === true && saved.train.shift === 2, JSON.stringify(saved.train));
+  // The same run without them: the same weights and data order, other pixels, other losses.
+  const out = await tempDir("flowgpu_vqvae_plain_");
+  expectOk(await train([...COMMON, "--steps", "2", "--out", out, "--name", "p"]), "plain run");
+  const plain = await rows(join(out, "p"));
+  assert(
+    plain[0].recon_loss !== augmented[0].recon_loss,
+    `step 1 recon loss ${plain[0].recon_loss} with and without augmentation`,
+  );
+  // A shift as large as the images: one line before anything is written.
+  const bad = await tempDir("flowgpu_vqvae_badshift_");
+  const r = await train([...COMMON, "--shift", "28", "--out", bad]);
+  expectOneLineError(r, "--shift 28", /--shift 28: .*at most 27/, 2);
+  assert((await listTree(bad)).length === 0, `written: ${await listTree(bad)}`);
 });
 
 Deno.test("train-vqvae: resuming from a mid-run checkpoint is bit-identical", async () => {

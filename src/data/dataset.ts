@@ -92,6 +92,11 @@ export interface BatcherOptions {
   seed?: number;
   /** Flip each image horizontally with probability 1/2 (seeded; for CIFAR-like data). */
   flip?: boolean;
+  /**
+   * Translate each image by (dx, dy), each uniform in [-shift, shift] (seeded), repeating the edge
+   * pixels into the uncovered border: an augmentation for small datasets (0: none).
+   */
+  shift?: number;
 }
 
 /** A batch: images [B,C,H,W], labels [B], and the dataset indices they came from. */
@@ -104,8 +109,8 @@ export interface Batch {
 /**
  * Shuffled batches over epochs. Epoch e visits the permutation drawn from (seed, e), so every
  * index appears exactly once per epoch; a batch that reaches the end of an epoch continues into
- * the next. Flips are a pure function of (seed, epoch, position), so `state()` / `restore()`
- * reproduce the remaining batches exactly, mid-epoch too.
+ * the next. Flips and shifts are pure functions of (seed, epoch, position), so `state()` /
+ * `restore()` reproduce the remaining batches exactly, mid-epoch too.
  */
 export class Batcher {
   private seed: number;
@@ -114,11 +119,19 @@ export class Batcher {
   private perm: Int32Array | undefined;
   private permEpoch = -1;
   readonly flip: boolean;
+  readonly shift: number;
+  private scratch: Float32Array | undefined;
 
   constructor(readonly dataset: Dataset, opts: BatcherOptions = {}) {
     if (dataset.length === 0) throw new Error("batcher: the dataset is empty");
     this.seed = (opts.seed ?? 0) >>> 0;
     this.flip = opts.flip ?? false;
+    this.shift = opts.shift ?? 0;
+    if (!Number.isInteger(this.shift) || this.shift < 0 || this.shift >= dataset.imageSize) {
+      throw new Error(
+        `batcher: shift ${this.shift} must be an integer in [0, ${dataset.imageSize - 1}]`,
+      );
+    }
   }
 
   state(): BatcherState {
@@ -163,16 +176,51 @@ export class Batcher {
       if (image.length !== size) {
         throw new Error(`batcher: example ${idx} has ${image.length} values, expected ${size}`);
       }
-      if (
-        this.flip && (mix32(mix32(this.seed ^ 0x7f4a7c15) ^ mix32(this.epoch) ^ this.position) & 1)
-      ) {
-        flipInto(image, ds.channels, ds.imageSize, images, b * size);
-      } else images.set(image, b * size);
+      const flip = this.flip &&
+        (mix32(mix32(this.seed ^ 0x7f4a7c15) ^ mix32(this.epoch) ^ this.position) & 1) === 1;
+      if (this.shift > 0) {
+        // Its own hash of the same (seed, epoch, position): independent of the flip bit.
+        const h = mix32(
+          mix32(mix32(this.seed ^ 0x2c1b3c6d) ^ mix32(this.epoch + 0x9e37)) ^ this.position,
+        );
+        const n = 2 * this.shift + 1;
+        const dx = (h % n) - this.shift, dy = (Math.floor(h / n) % n) - this.shift;
+        let src = image;
+        if (flip) {
+          this.scratch ??= new Float32Array(size);
+          flipInto(image, ds.channels, ds.imageSize, this.scratch, 0);
+          src = this.scratch;
+        }
+        shiftInto(src, ds.channels, ds.imageSize, dx, dy, images, b * size);
+      } else if (flip) flipInto(image, ds.channels, ds.imageSize, images, b * size);
+      else images.set(image, b * size);
       labels[b] = label;
       indices[b] = idx;
       this.position++;
     }
     return { images, labels, indices };
+  }
+}
+
+/**
+ * Write a [C,S,S] image translated by (dx, dy) (content moves right and down for positive values)
+ * into `out` at `offset`; the border it uncovers repeats the nearest edge pixel.
+ */
+export function shiftInto(
+  image: Float32Array,
+  channels: number,
+  s: number,
+  dx: number,
+  dy: number,
+  out: Float32Array,
+  offset: number,
+): void {
+  for (let c = 0; c < channels; c++) {
+    for (let y = 0; y < s; y++) {
+      const row = (c * s + Math.min(s - 1, Math.max(0, y - dy))) * s;
+      const o = offset + (c * s + y) * s;
+      for (let x = 0; x < s; x++) out[o + x] = image[row + Math.min(s - 1, Math.max(0, x - dx))];
+    }
   }
 }
 

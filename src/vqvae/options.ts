@@ -44,6 +44,9 @@ export interface VqvaeTrainOptions extends
   dead_after: number;
   // data: emoji/folder image size, and --bench's shape
   image_size?: number;
+  // augmentation of the training images (held-out ones are never augmented)
+  hflip: boolean;
+  shift: number;
   in_channels?: number;
   // held-out evaluation
   eval_every: number;
@@ -101,6 +104,18 @@ export const VQVAE_OPTIONS: {
     choices: ["fashion-mnist", "default", "emoji", "cifar10", "folder"],
   },
   data: { type: "string", help: "dataset folder (emoji: the cache folder, default data/emoji/)" },
+  hflip: {
+    type: "boolean",
+    help: "random horizontal flips of the training images (seeded; resume stays exact)",
+    default: false,
+  },
+  shift: {
+    type: "int",
+    help: "random translations of the training images by up to this many pixels in x and y, " +
+      "edge pixels repeated (seeded; 0: none): against memorising a small dataset",
+    default: 0,
+    min: 0,
+  },
   image_size: {
     type: "int",
     help: "image size for emoji and folder datasets, and --bench (default 32); a multiple of 4",

@@ -93,7 +93,11 @@ export class VqvaeTrainer {
     this.state = new FlatBuffer(k.device, stateLayout(cfg), "quantizer state");
     k.write(this.params.all(), initParams(cfg, opts.seed));
     k.write(this.state.all(), initState(cfg, opts.seed));
-    this.batcher = new Batcher(dataset, { seed: opts.seed });
+    this.batcher = new Batcher(dataset, {
+      seed: opts.seed,
+      flip: opts.hflip ?? false,
+      shift: opts.shift ?? 0,
+    });
     this.rng = new SeededRng(opts.seed ^ 0x7e57a27);
 
     const g = this.graph = new VQVAEGraph(k, cfg, this.params, this.state, this.B);
