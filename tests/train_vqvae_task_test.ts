@@ -8,6 +8,10 @@ import { join } from "node:path";
 // deno-lint-ignore no-import-prefix -- same specifier as src/io/png.ts
 import { Image } from "npm:imagescript@1.3.1";
 import { decodeVqvaeCheckpoint } from "../src/vqvae/checkpoint.ts";
+import { evaluateVqvae, loadVqvae } from "../mod.ts";
+import { VQVAE_GPU_DEFAULTS } from "../src/vqvae/options.ts";
+import { loadSplits } from "../tasks/train_vqvae_setup.ts";
+import { vqvaePsnr } from "../scripts/vqvae_psnr.ts";
 import { assert, expectOk, expectOneLineError, listTree, runTask } from "./task_run.ts";
 
 const train = (args: string[]) => runTask("train_vqvae", args);
@@ -217,6 +221,18 @@ Deno.test("train-vqvae: --hflip and --shift augment the training batches and are
   const r = await train([...COMMON, "--shift", "28", "--out", bad]);
   expectOneLineError(r, "--shift 28", /--shift 28: .*at most 27/, 2);
   assert((await listTree(bad)).length === 0, `written: ${await listTree(bad)}`);
+});
+
+Deno.test("scripts/vqvae_psnr.ts: through the codebook = the trainer's held-out figure", async () => {
+  const { dir } = await referenceRun();
+  const vq = await loadVqvae(join(dir, "vqvae.safetensors"));
+  const { heldOut } = await loadSplits({ ...VQVAE_GPU_DEFAULTS, dataset: "default" });
+  // encode → snap → decode, against the trainer's evaluation (one forward pass), on 40 images.
+  const sub = { ...heldOut, length: 40, get: (i: number) => heldOut.get(i) };
+  const r = await vqvaePsnr(vq, sub, 40, 8);
+  const e = await evaluateVqvae(vq, sub, { batch: 8 });
+  assert(r.images === 40 && Math.abs(r.quantized - e.psnr) < 1e-3, `${r.quantized} vs ${e.psnr}`);
+  assert(Number.isFinite(r.raw) && r.raw !== r.quantized, `decoded as is: ${r.raw}`);
 });
 
 Deno.test("train-vqvae: resuming from a mid-run checkpoint is bit-identical", async () => {
