@@ -9,6 +9,7 @@ import {
   adamwStep,
   AMP,
   ampState,
+  clippedAdamw,
   gradNormForward,
   lossScaleUpdate,
   skipMask,
@@ -76,9 +77,12 @@ const cases = [
   { name: "clipping disabled, fused EMA", maxNorm: 0, fused: true },
   { name: "clipping active, fused EMA, slot w1 masked", maxNorm: 1, fused: true, skip: "w1" },
   { name: "no EMA, slot w2 masked", maxNorm: 1e4, fused: false, skip: "w2" },
+  // clippedAdamw, the pair as the VQ-VAE and classifier trainers run it (norm first: a stale one
+  // would not clip step 1).
+  { name: "clippedAdamw: clipping active, no EMA", maxNorm: 1, fused: false, clipped: true },
 ];
 
-for (const { name, maxNorm, fused, skip } of cases) {
+for (const { name, maxNorm, fused, skip, clipped } of cases) {
   Deno.test(`adamw 3 steps: ${name}`, async () => {
     const k = await kernels();
     const rng = new Rng(TEST_SEED ^ (maxNorm * 7 + (fused ? 1 : 0)));
@@ -90,7 +94,7 @@ for (const { name, maxNorm, fused, skip } of cases) {
       l.total,
       masked ? [[masked.offset, masked.offset + masked.length]] : [],
     );
-    const step = [
+    const step = clipped ? clippedAdamw(k, P.all(), G.all(), M.all(), V.all(), norm, hyper) : [
       ...gradNormForward(k, G.all(), norm),
       ...adamwStep(
         k,

@@ -6,7 +6,7 @@
 import type { Dispatch, Kernels } from "../gpu/kernels.ts";
 import { FlatBuffer } from "../gpu/arena.ts";
 import { QueuePacer } from "../gpu/pacing.ts";
-import { adamwHyper, adamwStep, gradNormForward, writeAdamwHyper } from "../ops/optim.ts";
+import { adamwHyper, clippedAdamw, writeAdamwHyper } from "../ops/optim.ts";
 import { shuffle } from "../data/dataset.ts";
 import { SeededRng } from "../rng.ts";
 import { ClassifierGraph, classifierLayout, initClassifier } from "./classifier.ts";
@@ -71,8 +71,7 @@ export class ClassifierTrainer {
     this.step_ = [
       ...this.graph.forward(),
       ...this.graph.lossAndBackward(this.grads),
-      ...gradNormForward(k, this.grads.all(), this.norm),
-      ...adamwStep(
+      ...clippedAdamw(
         k,
         this.params.all(),
         this.grads.all(),

@@ -175,6 +175,22 @@ export function gradNormForward(k: Kernels, grads: Tensor, normOut: Tensor): Dis
 }
 
 /**
+ * What a plain trainer runs after its backward: the global gradient norm into `norm` ([1]), then
+ * one AdamW step clipped by it (adamwStep, no EMA). Two dispatches.
+ */
+export function clippedAdamw(
+  k: Kernels,
+  params: Tensor,
+  grads: Tensor,
+  m: Tensor,
+  v: Tensor,
+  norm: Tensor,
+  hyper: GPUBuffer,
+): Dispatch[] {
+  return [...gradNormForward(k, grads, norm), ...adamwStep(k, params, grads, m, v, norm, hyper)];
+}
+
+/**
  * One AdamW step over whole flat buffers, in one dispatch: g = grads·min(1, maxNorm/(norm+1e-6))
  * (no clipping when maxNorm ≤ 0; `norm` is gradNormForward's [1] output), then PyTorch AdamW:
  * p ← p·(1 − lr·wd); m ← β1·m + (1−β1)·g; v ← β2·v + (1−β2)·g²;

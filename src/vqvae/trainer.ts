@@ -9,13 +9,7 @@ import type { Dispatch, Kernels, Tensor } from "../gpu/kernels.ts";
 import { FlatBuffer } from "../gpu/arena.ts";
 import { QueuePacer } from "../gpu/pacing.ts";
 import { mseBackward, mseForward } from "../ops/loss.ts";
-import {
-  adamwHyper,
-  adamwSettings,
-  adamwStep,
-  gradNormForward,
-  writeAdamwHyper,
-} from "../ops/optim.ts";
+import { adamwHyper, adamwSettings, clippedAdamw, writeAdamwHyper } from "../ops/optim.ts";
 import { Batcher, type BatcherState, type Dataset } from "../data/dataset.ts";
 import { type RngState, SeededRng } from "../rng.ts";
 import type { VQVAEConfig } from "./config.ts";
@@ -124,8 +118,7 @@ export class VqvaeTrainer {
       ...mseForward(k, g.encoder.ze, g.quantizer.zq, this.commitLoss),
       ...mseBackward(k, g.recon, g.x, this.dRecon),
       ...g.backward(this.dRecon, this.grads),
-      ...gradNormForward(k, this.grads.all(), this.gnorm),
-      ...adamwStep(
+      ...clippedAdamw(
         k,
         this.params.all(),
         this.grads.all(),
