@@ -41,10 +41,10 @@
 # (two GPUs): test, bench-s, torch-s (issue 11), refused-small, fit-small, ckpt-b (issue 13),
 # vq-fmnist, vq-emoji, fm-*-fmnist, fm-*-emoji, vq-bench, b2-emoji (issue 14). Still to run
 # (issue 14: the emoji VQ-VAE's held-out PSNR was 22.45 dB, target 24; it memorised its 1,715
-# images: 29.2 dB on them, scripts/vqvae_psnr.ts), about 6 minutes on two GPUs:
-#   queue-on 0: vq-emoji-aug fm-latent-emoji-aug
-#   queue-on 1: vq-emoji-aug4
-# then, if vq-emoji-aug4 is the better: EMOJI_VQ=runs/vq-emoji-aug4 bash scripts/gpu_stay.sh queue-on 0
+# images: 29.2 dB on them, scripts/vqvae_psnr.ts), about 8 minutes on two GPUs:
+#   queue-on 0: vq-emoji-aug vq-emoji-aug-c64 fm-latent-emoji-aug
+#   queue-on 1: vq-emoji-aug4 vq-emoji-aug-30k
+# then, if another is the best: EMOJI_VQ=runs/vq-emoji-aug4 (say) bash scripts/gpu_stay.sh queue-on 0
 # fm-latent-emoji-aug (after moving the first run's runs/fm-latent-emoji-aug aside).
 set -u
 RES=${RES:-/tmp/res}
@@ -83,6 +83,8 @@ vq-fmnist       4   420 issue 14: VQ-VAE on Fashion-MNIST (PSNR on t10k), 240 s
 vq-emoji        2   420 issue 14: VQ-VAE on emoji 32×32 (needs data/emoji carried), 240 s
 vq-emoji-aug    2   420 issue 14: the same with flips and shifts of up to 2 pixels
 vq-emoji-aug4   2   420 issue 14: the same with shifts of up to 4 pixels
+vq-emoji-aug-c64 2  420 issue 14: flips, shifts of 2, half the width (64 channels)
+vq-emoji-aug-30k 6  600 issue 14: flips, shifts of 2, 30,000 steps
 fm-latent-fmnist 3  300 issue 14: S/2-latent DiT on vq-fmnist's latents, 150 s
 fm-pixel-fmnist 3   300 issue 14: S/2 pixel DiT on Fashion-MNIST, 150 s
 fm-latent-emoji 3   300 issue 14: S latent DiT on vq-emoji's latents, 150 s
@@ -158,6 +160,12 @@ run_part() {
   vq-emoji-aug4)
     deno task train-vqvae --dataset emoji --image-size 32 --hflip --shift 4 $T 240 \
       --name vq-emoji-aug4 ;;
+  vq-emoji-aug-c64)
+    deno task train-vqvae --dataset emoji --image-size 32 --hflip --shift 2 --channels 64 $T 240 \
+      --name vq-emoji-aug-c64 ;;
+  vq-emoji-aug-30k)
+    deno task train-vqvae --dataset emoji --image-size 32 --hflip --shift 2 --steps 30000 \
+      --eval-every 2000 $T 540 --name vq-emoji-aug-30k ;;
   fm-latent-fmnist)
     deno task train --vqvae runs/vq-fmnist $FM --preset S $T 150 --name fm-latent-fmnist ;;
   fm-pixel-fmnist) deno task train $FM --preset S $T 150 --name fm-pixel-fmnist ;;
