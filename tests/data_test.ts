@@ -1,6 +1,6 @@
 /** Datasets (IDX, CIFAR-10 binary, image folders, the embedded subset) and the Batcher. */
 import { Image } from "imagescript";
-import { type Batch, Batcher, type Dataset, shiftInto } from "../src/data/dataset.ts";
+import { augmentInto, type Batch, Batcher, type Dataset } from "../src/data/dataset.ts";
 import { encodeIdx, fashionMnistFromBytes, gzip, parseIdx } from "../src/data/fashion_mnist.ts";
 import { cifar10FromBytes } from "../src/data/cifar10.ts";
 import { loadDataset } from "../src/io/datasets.ts";
@@ -338,7 +338,7 @@ Deno.test("Batcher: seeded shifts (edge pixels repeated), each of (2s+1)² offse
   }
   // The documented direction: positive dx moves content right, positive dy down.
   const grid = Float32Array.from({ length: 9 }, (_, i) => i), moved = new Float32Array(10);
-  shiftInto(grid, 1, 3, 1, -1, moved, 1);
+  augmentInto(grid, 1, 3, 1, -1, moved, 1);
   assert(moved.join() === "0,3,3,4,6,6,7,6,6,7", `shift (1, -1) of 0..8: ${moved.join()}`);
   await assertRejects(
     () => new Batcher(ds, { shift: 6 }),

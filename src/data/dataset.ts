@@ -120,7 +120,6 @@ export class Batcher {
   private permEpoch = -1;
   readonly flip: boolean;
   readonly shift: number;
-  private scratch: Float32Array | undefined;
 
   constructor(readonly dataset: Dataset, opts: BatcherOptions = {}) {
     if (dataset.length === 0) throw new Error("batcher: the dataset is empty");
@@ -178,22 +177,19 @@ export class Batcher {
       }
       const flip = this.flip &&
         (mix32(mix32(this.seed ^ 0x7f4a7c15) ^ mix32(this.epoch) ^ this.position) & 1) === 1;
+      let dx = 0, dy = 0;
       if (this.shift > 0) {
         // Its own hash of the same (seed, epoch, position): independent of the flip bit.
         const h = mix32(
           mix32(mix32(this.seed ^ 0x2c1b3c6d) ^ mix32(this.epoch + 0x9e37)) ^ this.position,
         );
         const n = 2 * this.shift + 1;
-        const dx = (h % n) - this.shift, dy = (Math.floor(h / n) % n) - this.shift;
-        let src = image;
-        if (flip) {
-          this.scratch ??= new Float32Array(size);
-          flipInto(image, ds.channels, ds.imageSize, this.scratch, 0);
-          src = this.scratch;
-        }
-        shiftInto(src, ds.channels, ds.imageSize, dx, dy, images, b * size);
-      } else if (flip) flipInto(image, ds.channels, ds.imageSize, images, b * size);
-      else images.set(image, b * size);
+        dx = (h % n) - this.shift;
+        dy = (Math.floor(h / n) % n) - this.shift;
+      }
+      if (flip || dx !== 0 || dy !== 0) {
+        augmentInto(image, ds.channels, ds.imageSize, dx, dy, images, b * size, flip);
+      } else images.set(image, b * size);
       labels[b] = label;
       indices[b] = idx;
       this.position++;
@@ -203,10 +199,11 @@ export class Batcher {
 }
 
 /**
- * Write a [C,S,S] image translated by (dx, dy) (content moves right and down for positive values)
- * into `out` at `offset`; the border it uncovers repeats the nearest edge pixel.
+ * Write a [C,S,S] image, mirrored horizontally first if `flip`, then translated by (dx, dy)
+ * (content moves right and down for positive values), into `out` at `offset`; the border the
+ * translation uncovers repeats the nearest edge pixel.
  */
-export function shiftInto(
+export function augmentInto(
   image: Float32Array,
   channels: number,
   s: number,
@@ -214,28 +211,16 @@ export function shiftInto(
   dy: number,
   out: Float32Array,
   offset: number,
+  flip = false,
 ): void {
   for (let c = 0; c < channels; c++) {
     for (let y = 0; y < s; y++) {
       const row = (c * s + Math.min(s - 1, Math.max(0, y - dy))) * s;
       const o = offset + (c * s + y) * s;
-      for (let x = 0; x < s; x++) out[o + x] = image[row + Math.min(s - 1, Math.max(0, x - dx))];
-    }
-  }
-}
-
-/** Write the horizontal mirror of a [C,S,S] image into `out` at `offset`. */
-export function flipInto(
-  image: Float32Array,
-  channels: number,
-  s: number,
-  out: Float32Array,
-  offset: number,
-): void {
-  for (let c = 0; c < channels; c++) {
-    for (let y = 0; y < s; y++) {
-      const row = (c * s + y) * s;
-      for (let x = 0; x < s; x++) out[offset + row + x] = image[row + s - 1 - x];
+      for (let x = 0; x < s; x++) {
+        const sx = Math.min(s - 1, Math.max(0, x - dx));
+        out[o + x] = image[row + (flip ? s - 1 - sx : sx)];
+      }
     }
   }
 }
