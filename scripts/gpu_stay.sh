@@ -153,28 +153,22 @@ run_part() {
     deno task train-vqvae --bench --image-size 32 --in-channels 3 --batch-size 128
     python3 scripts/pytorch_vqvae.py --bench --image-size 32 --in-channels 3 --batch-size 128 ;;
   vq-fmnist) deno task train-vqvae $FM $T 240 --name vq-fmnist ;;
-  vq-emoji) deno task train-vqvae --dataset emoji --image-size 32 $T 240 --name vq-emoji ;;
-  vq-emoji-aug)
-    deno task train-vqvae --dataset emoji --image-size 32 --hflip --shift 2 $T 240 \
-      --name vq-emoji-aug ;;
-  vq-emoji-aug4)
-    deno task train-vqvae --dataset emoji --image-size 32 --hflip --shift 4 $T 240 \
-      --name vq-emoji-aug4 ;;
-  vq-emoji-aug-c64)
-    deno task train-vqvae --dataset emoji --image-size 32 --hflip --shift 2 --channels 64 $T 240 \
-      --name vq-emoji-aug-c64 ;;
-  vq-emoji-aug-30k)
-    deno task train-vqvae --dataset emoji --image-size 32 --hflip --shift 2 --steps 30000 \
-      --eval-every 2000 $T 540 --name vq-emoji-aug-30k ;;
+  vq-emoji | vq-emoji-aug*)
+    # One command; each variant's flags (the run is named after the part).
+    local extra="" limit=240
+    case "$1" in
+    vq-emoji-aug) extra="--hflip --shift 2" ;;
+    vq-emoji-aug4) extra="--hflip --shift 4" ;;
+    vq-emoji-aug-c64) extra="--hflip --shift 2 --channels 64" ;;
+    vq-emoji-aug-30k) extra="--hflip --shift 2 --steps 30000 --eval-every 2000" limit=540 ;;
+    esac
+    deno task train-vqvae --dataset emoji --image-size 32 $extra $T $limit --name "$1" ;;
   fm-latent-fmnist)
     deno task train --vqvae runs/vq-fmnist $FM --preset S $T 150 --name fm-latent-fmnist ;;
   fm-pixel-fmnist) deno task train $FM --preset S $T 150 --name fm-pixel-fmnist ;;
-  fm-latent-emoji)
-    deno task train --vqvae runs/vq-emoji --dataset emoji --preset S $T 150 \
-      --name fm-latent-emoji ;;
-  fm-latent-emoji-aug)
-    deno task train --vqvae "${EMOJI_VQ:-runs/vq-emoji-aug}" --dataset emoji --preset S $T 150 \
-      --name fm-latent-emoji-aug ;;
+  fm-latent-emoji | fm-latent-emoji-aug) # on runs/vq-emoji, runs/vq-emoji-aug (or EMOJI_VQ)
+    deno task train --vqvae "${EMOJI_VQ:-runs/vq-${1#fm-latent-}}" --dataset emoji --preset S \
+      $T 150 --name "$1" ;;
   fm-pixel-emoji) deno task train --dataset emoji --preset S $T 150 --name fm-pixel-emoji ;;
   b2-emoji) deno task train --dataset emoji --preset B $T 240 --name b2-emoji ;;
   *) echo "unknown part $1 (bash scripts/gpu_stay.sh list)"; return 2 ;;
