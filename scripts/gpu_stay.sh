@@ -42,10 +42,10 @@
 # vq-fmnist, vq-emoji, fm-*-fmnist, fm-*-emoji, vq-bench, b2-emoji (issue 14). Still to run
 # (issue 14: the emoji VQ-VAE's held-out PSNR was 22.45 dB, target 24; it memorised its 1,715
 # images: 29.2 dB on them, scripts/vqvae_psnr.ts), about 8 minutes on two GPUs:
-#   queue-on 0: vq-emoji-aug vq-emoji-aug-c64 fm-latent-emoji-aug
+#   queue-on 0: vq-emoji-aug vq-emoji-aug-c64 vq-emoji-aug-d8 fm-latent-emoji-best
 #   queue-on 1: vq-emoji-aug4 vq-emoji-aug-30k
-# then, if another is the best: EMOJI_VQ=runs/vq-emoji-aug4 (say) bash scripts/gpu_stay.sh queue-on 0
-# fm-latent-emoji-aug (after moving the first run's runs/fm-latent-emoji-aug aside).
+# then, if vq-emoji-aug-30k ends best: queue-on 0 fm-latent-emoji-best again (after moving the
+# first run's runs/fm-latent-emoji-best aside).
 set -u
 RES=${RES:-/tmp/res}
 DATA=${GPU_DATA:-/tmp/fmnist}
@@ -84,11 +84,13 @@ vq-emoji        2   420 issue 14: VQ-VAE on emoji 32×32 (needs data/emoji carri
 vq-emoji-aug    2   420 issue 14: the same with flips and shifts of up to 2 pixels
 vq-emoji-aug4   2   420 issue 14: the same with shifts of up to 4 pixels
 vq-emoji-aug-c64 2  420 issue 14: flips, shifts of 2, half the width (64 channels)
-vq-emoji-aug-30k 6  600 issue 14: flips, shifts of 2, 30,000 steps
+vq-emoji-aug-30k 6  600 issue 14: flips, shifts of 2, 30,000 steps, cosine learning rate
+vq-emoji-aug-d8 2   420 issue 14: flips, shifts of 2, code dimension 8 (a wider bottleneck)
 fm-latent-fmnist 3  300 issue 14: S/2-latent DiT on vq-fmnist's latents, 150 s
 fm-pixel-fmnist 3   300 issue 14: S/2 pixel DiT on Fashion-MNIST, 150 s
 fm-latent-emoji 3   300 issue 14: S latent DiT on vq-emoji's latents, 150 s
 fm-latent-emoji-aug 3 300 issue 14: the same on vq-emoji-aug's latents (EMOJI_VQ=run: another's)
+fm-latent-emoji-best 3 300 issue 14: the same on the finished emoji VQ-VAE of best held-out PSNR
 fm-pixel-emoji  3   300 issue 14: S/2 pixel DiT on emoji, 150 s
 b2-emoji        5   420 issue 14: the seed's B/2 32×32×3 pixel config on emoji, 240 s
 "
@@ -160,7 +162,9 @@ run_part() {
     vq-emoji-aug) extra="--hflip --shift 2" ;;
     vq-emoji-aug4) extra="--hflip --shift 4" ;;
     vq-emoji-aug-c64) extra="--hflip --shift 2 --channels 64" ;;
-    vq-emoji-aug-30k) extra="--hflip --shift 2 --steps 30000 --eval-every 2000" limit=540 ;;
+    vq-emoji-aug-30k)
+      extra="--hflip --shift 2 --steps 30000 --eval-every 2000 --lr-schedule cosine" limit=540 ;;
+    vq-emoji-aug-d8) extra="--hflip --shift 2 --code-dim 8" ;;
     esac
     deno task train-vqvae --dataset emoji --image-size 32 $extra $T $limit --name "$1" ;;
   fm-latent-fmnist)
@@ -169,6 +173,16 @@ run_part() {
   fm-latent-emoji | fm-latent-emoji-aug) # on runs/vq-emoji, runs/vq-emoji-aug (or EMOJI_VQ)
     deno task train --vqvae "${EMOJI_VQ:-runs/vq-${1#fm-latent-}}" --dataset emoji --preset S \
       $T 150 --name "$1" ;;
+  fm-latent-emoji-best)
+    # The finished emoji VQ-VAE (final weights written) whose last held-out PSNR is highest.
+    local best
+    best=$(for d in runs/vq-emoji*; do
+      [ -f "$d/vqvae.safetensors" ] && [ -f "$d/eval.jsonl" ] &&
+        echo "$(tail -1 "$d/eval.jsonl" | grep -o '"psnr_heldout":[0-9.]*' | cut -d: -f2) $d"
+    done | sort -n | tail -1 | cut -d' ' -f2)
+    [ -n "$best" ] || { echo "no finished emoji VQ-VAE under runs/"; return 2; }
+    echo "best emoji VQ-VAE: $best"
+    deno task train --vqvae "$best" --dataset emoji --preset S $T 150 --name "$1" ;;
   fm-pixel-emoji) deno task train --dataset emoji --preset S $T 150 --name fm-pixel-emoji ;;
   b2-emoji) deno task train --dataset emoji --preset B $T 240 --name b2-emoji ;;
   *) echo "unknown part $1 (bash scripts/gpu_stay.sh list)"; return 2 ;;
