@@ -8,7 +8,7 @@
 #                                                   several (two queues on two GPUs run side by side)
 #   bash scripts/gpu_stay.sh check                  on two GPUs: does each queue-on land on its own?
 #   bash scripts/gpu_stay.sh watch SECONDS OUT      progress until the queues end or SECONDS pass,
-#                                                   then pack the results into OUT (res.tgz, weights)
+#                                                   then pack the results into OUT (res.tgz, runs.tgz, weights)
 # The machine goes back 30 s after a call ends: have the next call ready (a fresh machine has none
 # of the carried folders, /tmp/work or the results, and the lease's time still counts).
 # Within one lease (the repo with weights/ is 23 MB, .gpu 37, .gpu-data 26, node_modules 7 without
@@ -39,13 +39,12 @@
 # that day (figures in BENCHMARKS.md and README.md): bench-s, torch-s, bench-s256, torch-s256,
 # matmul, bench-b, torch-b (issue 11), s2-muon, ckpt-s (issue 13); in the fourth session's stay
 # (two GPUs): test, bench-s, torch-s (issue 11), refused-small, fit-small, ckpt-b (issue 13),
-# vq-fmnist, vq-emoji, fm-*-fmnist, fm-*-emoji, vq-bench, b2-emoji (issue 14). Still to run
-# (issue 14: the emoji VQ-VAE's held-out PSNR was 22.45 dB, target 24; it memorised its 1,715
-# images: 29.2 dB on them, scripts/vqvae_psnr.ts), about 8 minutes on two GPUs:
-#   queue-on 0: vq-emoji-aug vq-emoji-aug-c64 vq-emoji-aug-d8 fm-latent-emoji-best
-#   queue-on 1: vq-emoji-aug4 vq-emoji-aug-30k
-# then, if vq-emoji-aug-30k ends best: queue-on 0 fm-latent-emoji-best again (after moving the
-# first run's runs/fm-latent-emoji-best aside).
+# vq-fmnist, vq-emoji, fm-*-fmnist, fm-*-emoji, vq-bench, b2-emoji (issue 14); in the fifth
+# session's stay (two GPUs, figures in README.md): queue-on 0 vq-emoji-aug vq-emoji-aug-c64
+# vq-emoji-aug-d8 fm-latent-emoji-best beside queue-on 1 vq-emoji-aug4 vq-emoji-aug-30k, then
+# fm-latent-emoji-best again once vq-emoji-aug-30k had ended best (the first run moved aside).
+# watch packs VQ-VAE runs with the logs (res.tgz) apart from the other runs (runs.tgz): one archive of
+# that stay's runs was 17 MB, over the 16 MiB that comes back.
 set -u
 RES=${RES:-/tmp/res}
 DATA=${GPU_DATA:-/tmp/fmnist}
@@ -266,9 +265,13 @@ watch)
   for v in runs/vq-*/vqvae.safetensors; do
     [ -f "$v" ] && cp "$v" "$3/$(basename "$(dirname "$v")").safetensors"
   done
-  runs=$(ls -d runs/*/ 2>/dev/null | grep -v '^runs/latest/$' | sed "s|^|${PWD#/}/|")
-  tar czf "$3/res.tgz" --exclude='*.safetensors' --exclude=checkpoints --exclude=latents \
-    -C / "${RES#/}" $runs $(cd / && ls -d tmp/pytorch-S-bf16 2>/dev/null)
+  # Two archives, VQ-VAE runs with the logs and flow runs apart: only files ≤ 16 MiB come back, and
+  # one archive of five VQ-VAE runs and two flow runs was 17 MB.
+  runs_matching() { ls -d runs/*/ 2>/dev/null | grep -v '^runs/latest/$' | grep "$@" | sed "s|^|${PWD#/}/|"; }
+  pack() { local out=$1; shift; tar czf "$out" --exclude='*.safetensors' --exclude=checkpoints --exclude=latents -C / "$@"; }
+  pack "$3/res.tgz" "${RES#/}" $(runs_matching '^runs/vq-') $(cd / && ls -d tmp/pytorch-S-bf16 2>/dev/null)
+  other=$(runs_matching -v '^runs/vq-')
+  [ -z "$other" ] || pack "$3/runs.tgz" $other
   ls -la "$3"
   ;;
 *) sed -n 2,9p "$0"; exit 2 ;;
