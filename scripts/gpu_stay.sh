@@ -267,9 +267,16 @@ watch)
   done
   # Two archives, VQ-VAE runs with the logs and flow runs apart: only files ≤ 16 MiB come back, and
   # one archive of five VQ-VAE runs and two flow runs was 17 MB.
-  runs_matching() { ls -d runs/*/ 2>/dev/null | grep -v '^runs/latest/$' | grep "$@" | sed "s|^|${PWD#/}/|"; }
-  pack() { local out=$1; shift; tar czf "$out" --exclude='*.safetensors' --exclude=checkpoints --exclude=latents -C / "$@"; }
-  pack "$3/res.tgz" "${RES#/}" $(runs_matching '^runs/vq-') $(cd / && ls -d tmp/pytorch-S-bf16 2>/dev/null)
+  runs_matching() { # run directories (grep's arguments select), as paths from /
+    ls -d runs/*/ 2>/dev/null | grep -v '^runs/latest/$' | grep "$@" | sed "s|^|${PWD#/}/|"
+  }
+  pack() { # ARCHIVE PATH... (paths from /)
+    local out=$1
+    shift
+    tar czf "$out" --exclude='*.safetensors' --exclude=checkpoints --exclude=latents -C / "$@"
+  }
+  pack "$3/res.tgz" "${RES#/}" $(runs_matching '^runs/vq-') \
+    $(cd / && ls -d tmp/pytorch-S-bf16 2>/dev/null)
   other=$(runs_matching -v '^runs/vq-')
   [ -z "$other" ] || pack "$3/runs.tgz" $other
   ls -la "$3"

@@ -189,8 +189,9 @@ export class Trainer {
   /**
    * Run one training step: upload its data (drawn while the previous step ran), submit, draw the
    * next step's data, and return without waiting for the GPU (every STEPS_PER_WAIT steps of
-   * src/gpu/pacing.ts it waits for the queue to empty, which bounds the steps in flight). Uploads are queue-ordered
-   * after the steps already submitted, so one set of input tensors serves every step.
+   * src/gpu/pacing.ts it waits for the queue to empty, which bounds the steps in flight). Uploads
+   * are queue-ordered after the steps already submitted, so one set of input tensors serves every
+   * step.
    */
   async trainStep(): Promise<void> {
     const t0 = performance.now();
